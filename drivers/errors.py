@@ -1,0 +1,58 @@
+"""Errors raised by the hardware drivers. One base, a stable `code` on each
+class (the local API's `code` where there is one), causes kept with
+`raise ... from exc` so pyserial, pyusb and socket errors never leak as such.
+
+    DriverError                      driver_error
+    └── PrinterError                 printer_error
+        ├── PrinterConfigError       printer_config_invalid  bad URI or option: fix the config
+        ├── PrintDataError           print_data_invalid      content that cannot be encoded (QR too long)
+        ├── PrinterUnavailable       printer_unavailable     nothing was sent: safe to retry
+        └── PrintInterrupted         print_interrupted       data may be partly sent: outcome unknown
+
+Card-reader errors hang off `DriverError` too (`drivers.cards.errors`: CardError and its tree).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DriverError",
+    "PrintDataError",
+    "PrintInterrupted",
+    "PrinterConfigError",
+    "PrinterError",
+    "PrinterUnavailable",
+]
+
+
+class DriverError(Exception):
+    code = "driver_error"
+
+
+class PrinterError(DriverError):
+    code = "printer_error"
+
+
+class PrinterConfigError(PrinterError):
+    """The printer URI or one of its options is wrong; retrying cannot help."""
+
+    code = "printer_config_invalid"
+
+
+class PrintDataError(PrinterError):
+    """Receipt content the encoder refuses (a QR payload too long, a bad size)."""
+
+    code = "print_data_invalid"
+
+
+class PrinterUnavailable(PrinterError):
+    """The printer cannot take data right now (off, unplugged, paper out).
+    Nothing of the job was sent, so the job may simply be retried."""
+
+    code = "printer_unavailable"
+
+
+class PrintInterrupted(PrinterError):
+    """The transfer broke after it started: part of the job may have printed.
+    The job's outcome is unknown and it must not be reprinted automatically."""
+
+    code = "print_interrupted"

@@ -1,0 +1,57 @@
+"""spool: the durable, ordered, hash-chained outbox of one terminal (SQLite, WAL).
+
+No hardware, no HTTP, no asyncio: the daemon calls ``Spool`` from threads.
+See docs/spool.md for the schema, guarantees and errors.
+"""
+
+from spool.chain import GENESIS_HASH, canonical_json, digest, record_hash
+from spool.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidTransition,
+    NotFound,
+    SpoolClosed,
+    SpoolCorrupt,
+    SpoolError,
+    SpoolFull,
+    SpoolIOError,
+)
+from spool.outbox import Spool
+from spool.records import (
+    AppendRequest,
+    AppendResult,
+    CheckReport,
+    Outcome,
+    Record,
+    SpoolStats,
+    Totals,
+    Transition,
+)
+from spool.store import connect, migrate
+
+__all__ = [
+    "GENESIS_HASH",
+    "AppendRequest",
+    "AppendResult",
+    "CheckReport",
+    "IdempotencyConflict",
+    "InvalidRequest",
+    "InvalidTransition",
+    "NotFound",
+    "Outcome",
+    "Record",
+    "Spool",
+    "SpoolClosed",
+    "SpoolCorrupt",
+    "SpoolError",
+    "SpoolFull",
+    "SpoolIOError",
+    "SpoolStats",
+    "Totals",
+    "Transition",
+    "canonical_json",
+    "connect",
+    "digest",
+    "migrate",
+    "record_hash",
+]

@@ -1,0 +1,95 @@
+"""Errors raised by the spool.
+
+Every error carries a stable ``code`` (the one the local API reports), so the
+daemon maps them to HTTP answers without looking at messages::
+
+    SpoolError                  spool_unavailable   base class
+    ├── SpoolFull               spool_full          SQLITE_FULL / ENOSPC: nothing was written
+    ├── SpoolIOError            spool_unavailable   I/O error on write or sync: fate unknown
+    ├── SpoolCorrupt            spool_unavailable   file refused at open, or appends stopped
+    ├── SpoolClosed             spool_unavailable   the Spool was closed
+    ├── IdempotencyConflict     idempotency_conflict  same key, other request body
+    ├── NotFound                not_found           no such record
+    ├── InvalidTransition       invalid_transition  e.g. resolving a record that is not rejected
+    └── InvalidRequest          validation_failed   a malformed AppendRequest / argument
+
+Messages name the file, seq or page involved; they never contain payloads
+(personal data stays out of logs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spool.records import Record
+
+__all__ = [
+    "IdempotencyConflict",
+    "InvalidRequest",
+    "InvalidTransition",
+    "NotFound",
+    "SpoolClosed",
+    "SpoolCorrupt",
+    "SpoolError",
+    "SpoolFull",
+    "SpoolIOError",
+]
+
+
+class SpoolError(Exception):
+    """Base of every spool error."""
+
+    code: str = "spool_unavailable"
+
+
+class SpoolFull(SpoolError):
+    """The disk (or the file size limit) is full; the append was not committed."""
+
+    code = "spool_full"
+
+
+class SpoolIOError(SpoolError):
+    """An I/O error during write or sync; the append may or may not be on disk."""
+
+    code = "spool_unavailable"
+
+
+class SpoolCorrupt(SpoolError):
+    """The file failed a structural or hash-chain check; appends are refused."""
+
+    code = "spool_unavailable"
+
+
+class SpoolClosed(SpoolError):
+    """The spool was closed."""
+
+    code = "spool_unavailable"
+
+
+class IdempotencyConflict(SpoolError):
+    """The idempotency key is already used by a request with another body."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, message: str, existing: Record) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+class NotFound(SpoolError):
+    """No record with that id or seq."""
+
+    code = "not_found"
+
+
+class InvalidTransition(SpoolError):
+    """The requested status change is not allowed from the record's status."""
+
+    code = "invalid_transition"
+
+
+class InvalidRequest(SpoolError):
+    """An argument is malformed (bad time, non-JSON payload, unknown format...)."""
+
+    code = "validation_failed"

@@ -1,0 +1,230 @@
+"""Whole-file operations: verification at open, full check, export, prune.
+
+These read through their own connections (or the writer's transaction for
+prune) so a long check or export never holds the lock the API's reads use.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spool.chain import GENESIS_HASH, verify_links
+from spool.errors import InvalidRequest, SpoolCorrupt, SpoolError
+from spool.ids import now_rfc3339
+from spool.records import RECORD_COLUMNS, CheckReport, Record
+from spool.store import connect, translate
+
+__all__ = ["EXPORT_FORMATS", "check_file", "export_file", "prune_in", "verify_tail"]
+
+EXPORT_FORMATS = ("jsonl", "csv", "sqlite")
+TAIL_RECORDS = 64
+_CHUNK = 2000
+_CSV_FIELDS = (
+    "seq",
+    "record_id",
+    "terminal_id",
+    "kind",
+    "business_time",
+    "spooled_at",
+    "offline",
+    "offline_reason",
+    "total_fen",
+    "status",
+    "idempotency_key",
+    "updated_at",
+    "prev_hash",
+    "hash",
+    "payload",
+    "outcome",
+    "resolution",
+)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT seq, hash FROM checkpoint WHERE id = 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
+def _records_from(conn: sqlite3.Connection, after_seq: int) -> Iterator[Record]:
+    while True:
+        rows = conn.execute(
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, _CHUNK)
+        ).fetchall()
+        for row in rows:
+            yield Record.from_row(row)
+        if len(rows) < _CHUNK:
+            return
+        after_seq = rows[-1][1]
+
+
+def verify_tail(conn: sqlite3.Connection, path: Path, terminal_id: str) -> tuple[int, str]:
+    """Cheap open-time check: no gaps and the newest records hash and link; return the tail.
+
+    Raises SpoolCorrupt naming the file and the seq.
+    """
+    base_seq, base_hash = _checkpoint(conn)
+    first, last, count = conn.execute("SELECT MIN(seq), MAX(seq), COUNT(*) FROM records").fetchone()
+    if count == 0:
+        return base_seq, base_hash
+    if first != base_seq + 1 or last - first + 1 != count:
+        raise SpoolCorrupt(
+            f"{path}: seq is not gapless (first {first}, last {last}, {count} records, checkpoint {base_seq})"
+        )
+    start = max(first, last - TAIL_RECORDS + 1)
+    prev_hash = base_hash
+    if start > first:
+        row = conn.execute("SELECT hash FROM records WHERE seq = ?", (start - 1,)).fetchone()
+        prev_hash = str(row[0])
+    rows = conn.execute(
+        f"SELECT {RECORD_COLUMNS} FROM records WHERE seq >= ? ORDER BY seq", (start,)
+    ).fetchall()
+    records = [Record.from_row(row) for row in rows]
+    problems = verify_links((r.wire() for r in records), start - 1, prev_hash, terminal_id)
+    if problems:
+        raise SpoolCorrupt(f"{path}: hash chain broken near the tail: {problems[0]}")
+    return records[-1].seq, records[-1].hash
+
+
+def check_file(path: Path, terminal_id: str) -> CheckReport:
+    """Walk the whole chain and run PRAGMA integrity_check; every problem names a seq or page."""
+    problems: list[str] = []
+    records = 0
+    try:
+        conn = connect(path, readonly=True)
+    except SpoolError as exc:
+        return CheckReport(ok=False, records=0, problems=[str(exc)])
+    try:
+        for line in conn.execute("PRAGMA integrity_check"):
+            if line[0] != "ok":
+                problems.append(f"sqlite: {line[0]}")
+        base_seq, base_hash = _checkpoint(conn)
+        conn.execute("BEGIN")  # one snapshot for the whole walk
+        counted: list[int] = [0]
+
+        def wires() -> Iterator[dict[str, Any]]:
+            for record in _records_from(conn, base_seq):
+                counted[0] += 1
+                yield record.wire()
+
+        try:
+            problems.extend(verify_links(wires(), base_seq, base_hash, terminal_id))
+        finally:
+            records = counted[0]
+        conn.execute("COMMIT")
+    except (sqlite3.Error, SpoolCorrupt) as exc:
+        problems.append(f"{path}: unreadable after {records} good records ({type(exc).__name__}: {exc})")
+    finally:
+        conn.close()
+    return CheckReport(ok=not problems, records=records, problems=problems)
+
+
+def _snapshot(path: Path, dest: Path) -> None:
+    """A consistent copy of the spool via the SQLite online backup API."""
+    src = connect(path, readonly=True)
+    try:
+        out = sqlite3.connect(str(dest))
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "export") from exc
+    finally:
+        src.close()
+
+
+def export_file(path: Path, dest: Path, fmt: str) -> int:
+    """Write every record to ``dest`` as jsonl, csv or a sqlite copy; return the record count."""
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidRequest(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    dest = Path(dest)
+    workdir = Path(tempfile.mkdtemp(prefix=".spool-export-", dir=dest.parent))
+    try:
+        snap = workdir / "snapshot.db"
+        _snapshot(path, snap)
+        conn = sqlite3.connect(str(snap))
+        try:
+            count = int(conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+            if fmt == "sqlite":
+                conn.close()
+                os.replace(snap, dest)
+                return count
+            tmp = workdir / "out"
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                if fmt == "jsonl":
+                    for record in _records_from(conn, -1):
+                        full = record.wire() | {
+                            "status": record.status,
+                            "outcome": record.outcome,
+                            "resolution": record.resolution,
+                            "idempotency_key": record.idempotency_key,
+                            "updated_at": record.updated_at,
+                        }
+                        fh.write(json.dumps(full, ensure_ascii=False, sort_keys=True) + "\n")
+                else:
+                    writer = csv.DictWriter(fh, fieldnames=_CSV_FIELDS)
+                    writer.writeheader()
+                    for record in _records_from(conn, -1):
+                        row: dict[str, Any] = {name: getattr(record, name) for name in _CSV_FIELDS}
+                        for name in ("payload", "outcome", "resolution"):
+                            value = row[name]
+                            row[name] = "" if value is None else json.dumps(value, ensure_ascii=False)
+                        writer.writerow(row)
+            os.replace(tmp, dest)
+            return count
+        finally:
+            conn.close()
+    except OSError as exc:
+        raise translate(exc, dest, "export") from exc
+    finally:
+        for leftover in workdir.iterdir():
+            leftover.unlink()
+        workdir.rmdir()
+
+
+def prune_in(conn: sqlite3.Connection, retention_days: int, now: datetime | None) -> int:
+    """Delete the oldest run of final records older than the retention; keep a checkpoint.
+
+    Only a prefix of the chain is pruned (up to the first record that is not
+    settled/resolved long enough), so what stays is still one verifiable chain
+    starting after the checkpoint's (seq, hash).
+    """
+    if not isinstance(retention_days, int) or retention_days < 0:
+        raise InvalidRequest(f"retention_days must be a non-negative integer, got {retention_days!r}")
+    moment = now if now is not None else datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise InvalidRequest("now must be timezone-aware")
+    cutoff = moment.timestamp() - retention_days * 86400
+    row = conn.execute(
+        "SELECT MIN(seq) FROM records WHERE status NOT IN ('settled', 'resolved') OR updated_epoch >= ?",
+        (cutoff,),
+    ).fetchone()
+    if row[0] is not None:
+        limit = int(row[0])
+    else:
+        top = conn.execute("SELECT MAX(seq) FROM records").fetchone()[0]
+        if top is None:
+            return 0
+        limit = int(top) + 1
+    last = conn.execute(
+        "SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1", (limit,)
+    ).fetchone()
+    if last is None:
+        return 0
+    conn.execute("DELETE FROM history WHERE seq < ?", (limit,))
+    deleted = conn.execute("DELETE FROM records WHERE seq < ?", (limit,)).rowcount
+    conn.execute(
+        "INSERT INTO checkpoint (id, seq, hash, pruned, at) VALUES (1, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+        " pruned = checkpoint.pruned + excluded.pruned, at = excluded.at",
+        (last[0], last[1], deleted, now_rfc3339()),
+    )
+    return int(deleted)

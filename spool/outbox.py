@@ -1,0 +1,412 @@
+"""``Spool``: the durable, ordered, hash-chained outbox of one terminal.
+
+Writes go through the single writer thread (``spool.writer``); reads use one
+shared connection behind a lock; a background ``PRAGMA quick_check`` runs after
+open without delaying readiness. Once corruption is seen (at open, in the
+background check, by ``check()`` or as SQLITE_CORRUPT on any statement) the
+spool stops writing and reports ``integrity == "corrupt"``: it never repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from spool import maintenance, transitions
+from spool.chain import canonical_json
+from spool.errors import (
+    InvalidRequest,
+    NotFound,
+    SpoolClosed,
+    SpoolCorrupt,
+    SpoolError,
+)
+from spool.records import (
+    RECORD_COLUMNS,
+    RESOLUTIONS,
+    STATUSES,
+    AppendRequest,
+    AppendResult,
+    CheckReport,
+    Outcome,
+    Record,
+    SpoolStats,
+    Totals,
+    Transition,
+)
+from spool.schema import NAMESPACE, STEPS
+from spool.store import connect, migrate, translate
+from spool.witness import Witness, read_witness
+from spool.writer import Writer, load_tail
+
+__all__ = ["Spool"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_EXPECTED_TABLES = {"records", "history", "meta", "checkpoint", "schema_migrations"}
+
+
+class Spool:
+    """One terminal's outbox in one SQLite file. Thread-safe."""
+
+    path: Path
+    terminal_id: str
+    integrity: str
+    integrity_error: str | None
+
+    def __init__(self, path: Path, terminal_id: str) -> None:
+        # Use Spool.open(): construction alone does not touch the file.
+        self.path = path
+        self.terminal_id = terminal_id
+        self.integrity = "checking"
+        self.integrity_error = None
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._writer: Writer | None = None
+        self._checker: threading.Thread | None = None
+        self._check_conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    # -- open / close ------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        terminal_id: str,
+        *,
+        on_commit: Callable[[float], None] | None = None,
+        background_check: bool = True,
+    ) -> Spool:
+        if not isinstance(terminal_id, str) or not terminal_id:
+            raise InvalidRequest("terminal_id must be a non-empty string")
+        spool = cls(Path(path), terminal_id)
+        spool._open(on_commit)
+        if not background_check:
+            spool.integrity = "ok"
+            return spool
+        try:
+            spool._start_background_check()
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    def _open(self, on_commit: Callable[[float], None] | None) -> None:
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise translate(exc, path, "open") from exc
+        witness = read_witness(path)
+        conn = connect(path)
+        try:
+            migrate(conn, NAMESPACE, STEPS)
+            self._verify_schema(conn)
+            self._claim_terminal(conn)
+            tail_seq, _ = maintenance.verify_tail(conn, path, self.terminal_id)
+            if witness is not None and witness[0] > tail_seq:
+                raise SpoolCorrupt(
+                    f"{path}: appends up to seq {witness[0]} were acknowledged but the file ends at seq "
+                    f"{tail_seq} (truncated or replaced WAL/file?); delete {path.name}-seq only if this "
+                    "older state was restored on purpose"
+                )
+        except sqlite3.Error as exc:
+            conn.close()
+            error = translate(exc, path, "open")
+            if type(error) is SpoolError and isinstance(exc, sqlite3.DatabaseError):
+                error = SpoolCorrupt(f"{path}: schema unreadable ({exc})")
+            raise error from exc
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        self._writer = Writer(path, self.terminal_id, Witness(path), on_commit, self._mark_corrupt)
+        try:
+            self._reader = connect(path)
+        except SpoolError:
+            self._writer.close()
+            raise
+
+    def _verify_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = _EXPECTED_TABLES - tables
+        if version != len(STEPS) or missing:
+            raise SpoolCorrupt(
+                f"{self.path}: unexpected schema (user_version {version}, missing tables {sorted(missing)})"
+            )
+
+    def _claim_terminal(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'terminal_id'").fetchone()
+        if row is None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('terminal_id', ?)", (self.terminal_id,))
+            conn.execute("COMMIT")
+        elif row[0] != self.terminal_id:
+            raise SpoolError(f"{self.path} holds the spool of terminal {row[0]!r}, not {self.terminal_id!r}")
+
+    def _start_background_check(self) -> None:
+        self._check_conn = connect(self.path, readonly=True)
+
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                lines = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            except sqlite3.Error as exc:
+                if not self._closed:
+                    self._mark_corrupt(f"{self.path}: quick_check failed ({exc})")
+                return
+            if lines != ["ok"]:
+                self._mark_corrupt(f"{self.path}: quick_check: {'; '.join(lines[:5])}")
+            elif self.integrity == "checking":
+                self.integrity = "ok"
+
+        self._checker = threading.Thread(
+            target=run, args=(self._check_conn,), name="spool-quick-check", daemon=True
+        )
+        self._checker.start()
+
+    def _mark_corrupt(self, message: str) -> None:
+        if self.integrity != "corrupt":
+            log.error("spool corrupt, appends stopped: %s", message)
+        self.integrity = "corrupt"
+        self.integrity_error = message
+        if self._writer is not None and self._writer.corrupt is None:
+            self._writer.corrupt = message
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._check_conn is not None:
+            self._check_conn.interrupt()
+        if self._checker is not None:
+            self._checker.join()
+            self._checker = None
+        if self._check_conn is not None:
+            self._check_conn.close()
+            self._check_conn = None
+        if self._writer is not None:
+            self._writer.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _live_writer(self) -> Writer:
+        if self._closed or self._writer is None:
+            raise SpoolClosed(f"spool {self.path} is closed")
+        return self._writer
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._read_lock:
+            if self._closed or self._reader is None:
+                raise SpoolClosed(f"spool {self.path} is closed")
+            try:
+                return fn(self._reader)
+            except SpoolCorrupt as exc:
+                if self._reader.in_transaction:
+                    self._reader.execute("ROLLBACK")
+                self._mark_corrupt(str(exc))
+                raise
+            except sqlite3.Error as exc:
+                if self._reader.in_transaction:
+                    self._reader.execute("ROLLBACK")
+                error = translate(exc, self.path, "read")
+                if isinstance(error, SpoolCorrupt):
+                    self._mark_corrupt(str(error))
+                raise error from exc
+
+    def _select(self, where: str, args: tuple[Any, ...]) -> list[Record]:
+        def q(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(f"SELECT {RECORD_COLUMNS} FROM records {where}", args).fetchall()
+            return [Record.from_row(row) for row in rows]
+
+        return self._read(q)
+
+    def _one(self, where: str, args: tuple[Any, ...]) -> Record | None:
+        found = self._select(where, args)
+        return found[0] if found else None
+
+    # -- appends -----------------------------------------------------------------------------------
+    def append(self, req: AppendRequest) -> AppendResult:
+        """Commit ``req`` durably (one fsync shared with concurrent appenders) and return the record."""
+        writer = self._live_writer()
+        if not isinstance(req, AppendRequest):
+            raise InvalidRequest("append takes an AppendRequest")
+        req.validate()
+        payload_json = canonical_json(req.payload).decode("utf-8")
+        if self.integrity == "corrupt":
+            raise SpoolCorrupt(f"appends stopped: {self.integrity_error}")
+        return writer.append(req, payload_json)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get(self, record_id: str) -> Record | None:
+        return self._one("WHERE record_id = ?", (record_id,))
+
+    def get_seq(self, seq: int) -> Record | None:
+        return self._one("WHERE seq = ?", (seq,))
+
+    def find_by_key(self, key: str) -> Record | None:
+        return self._one("WHERE idempotency_key = ?", (key,))
+
+    def backlog(self, after_seq: int = 0, limit: int = 200) -> list[Record]:
+        """Pending records after ``after_seq``, in seq order (what the uploader sends next)."""
+        return self._select(
+            "WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?", (after_seq, _limit(limit))
+        )
+
+    def records(self, status: str | None = None, after_seq: int = 0, limit: int = 100) -> list[Record]:
+        if status is None:
+            return self._select("WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, _limit(limit)))
+        if status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        return self._select(
+            "WHERE status = ? AND seq > ? ORDER BY seq LIMIT ?", (status, after_seq, _limit(limit))
+        )
+
+    def history(self, record_id: str) -> list[Transition]:
+        def q(conn: sqlite3.Connection) -> list[Transition]:
+            row = conn.execute(
+                "SELECT seq, spooled_at, offline, offline_reason FROM records WHERE record_id = ?",
+                (record_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no record {record_id!r}")
+            seq, spooled_at, offline, reason = row
+            first = Transition(
+                at=spooled_at, status="pending", detail=f"spooled offline: {reason}" if offline else "spooled"
+            )
+            rows = conn.execute("SELECT at, status, detail FROM history WHERE seq = ? ORDER BY id", (seq,))
+            return [first, *(Transition(at=r[0], status=r[1], detail=r[2]) for r in rows)]
+
+        return self._read(q)
+
+    def stats(self) -> SpoolStats:
+        def q(conn: sqlite3.Connection) -> SpoolStats:
+            conn.execute("BEGIN")  # one snapshot for all the numbers
+            try:
+                pending, amount, oldest_seq = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(total_fen), 0), MIN(seq) FROM records"
+                    " WHERE status = 'pending'"
+                ).fetchone()
+                oldest = None
+                if oldest_seq is not None:
+                    oldest = conn.execute(
+                        "SELECT spooled_at FROM records WHERE seq = ?", (oldest_seq,)
+                    ).fetchone()[0]
+                rejected = conn.execute("SELECT COUNT(*) FROM records WHERE status = 'rejected'").fetchone()[
+                    0
+                ]
+                settled = conn.execute("SELECT COUNT(*) FROM records WHERE status = 'settled'").fetchone()[0]
+                last_seq, last_hash = load_tail(conn)
+            finally:
+                conn.execute("COMMIT")
+            return SpoolStats(
+                pending=pending,
+                pending_amount_fen=amount,
+                oldest_pending_at=oldest,
+                rejected_unresolved=rejected,
+                settled_total=settled,
+                last_seq=last_seq,
+                last_hash=last_hash,
+            )
+
+        return self._read(q)
+
+    def pending_amount_fen(self, offline_only: bool = True) -> int:
+        sql = "SELECT COALESCE(SUM(total_fen), 0) FROM records WHERE status = 'pending'"
+        if offline_only:
+            sql += " AND offline = 1"
+        return self._read(lambda conn: int(conn.execute(sql).fetchone()[0]))
+
+    def totals(self, business_date: str) -> Totals:
+        """Count and sum of the records whose business_time falls on ``business_date`` (its own offset)."""
+        try:
+            date = datetime.strptime(business_date, "%Y-%m-%d").date().isoformat()
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"business_date must be YYYY-MM-DD, got {business_date!r}") from exc
+
+        def q(conn: sqlite3.Connection) -> Totals:
+            rows = conn.execute(
+                "SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0) FROM records"
+                " WHERE business_date = ? GROUP BY status",
+                (date,),
+            ).fetchall()
+            by_status = {row[0]: int(row[1]) for row in rows}
+            return Totals(
+                date=date,
+                count=sum(by_status.values()),
+                total_fen=sum(int(row[2]) for row in rows),
+                by_status=by_status,
+            )
+
+        return self._read(q)
+
+    # -- state changes -----------------------------------------------------------------------------
+    def apply_outcomes(self, outcomes: Sequence[Outcome]) -> list[Record]:
+        """Settle or reject pending records in one transaction; final records stay as they are.
+
+        Returns the records in the order of ``outcomes``, as stored afterwards.
+        NotFound (and nothing applied) if a seq does not exist.
+        """
+        for outcome in outcomes:
+            if not isinstance(outcome, Outcome) or outcome.status not in ("settled", "rejected"):
+                raise InvalidRequest(f"outcome status must be 'settled' or 'rejected': {outcome!r}")
+            if not isinstance(outcome.detail, dict):
+                raise InvalidRequest(f"outcome detail must be a dict (seq {outcome.seq})")
+            canonical_json(outcome.detail)
+
+        return self._live_writer().run(lambda conn: transitions.apply_outcomes_in(conn, outcomes))
+
+    def resolve(self, record_id: str, resolution: str, note: str | None = None) -> Record:
+        """Staff handled a rejected record: ``self_pay`` or ``voided``."""
+        if resolution not in RESOLUTIONS:
+            raise InvalidRequest(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+        if note is not None and not isinstance(note, str):
+            raise InvalidRequest("note must be a string or None")
+
+        return self._live_writer().run(lambda conn: transitions.resolve_in(conn, record_id, resolution, note))
+
+    # -- whole file --------------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        """Verify the whole chain and run PRAGMA integrity_check; problems stop further writes."""
+        self._live_writer()
+        report = maintenance.check_file(self.path, self.terminal_id)
+        if not report.ok:
+            self._mark_corrupt(f"{self.path}: check failed: {report.problems[0]}")
+        return report
+
+    def export(self, dest: str | Path, fmt: str = "jsonl") -> int:
+        """Copy every record to ``dest`` (jsonl, csv or sqlite) from an online-backup snapshot."""
+        self._live_writer()
+        return maintenance.export_file(self.path, Path(dest), fmt)
+
+    def prune(self, retention_days: int, now: datetime | None = None) -> int:
+        """Delete settled/resolved records final for longer than the retention, oldest first."""
+        if not isinstance(retention_days, int) or isinstance(retention_days, bool) or retention_days < 0:
+            raise InvalidRequest(f"retention_days must be a non-negative integer, got {retention_days!r}")
+        return self._live_writer().run(lambda conn: maintenance.prune_in(conn, retention_days, now))
+
+    @property
+    def commits(self) -> int:
+        """Durable commits made by this instance (group-commit statistics for benches)."""
+        return self._writer.commits if self._writer is not None else 0
+
+
+def _limit(limit: int) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidRequest(f"limit must be a positive integer, got {limit!r}")
+    return limit

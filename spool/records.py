@@ -1,0 +1,203 @@
+"""The spool's value types: records, requests, outcomes and reports.
+
+A ``Record`` is one row: the upstream-v1 wire record (``wire()``) plus local
+state (status, central's outcome, staff resolution, idempotency key).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from spool.errors import InvalidRequest, SpoolCorrupt
+
+__all__ = [
+    "FINAL_STATUSES",
+    "RESOLUTIONS",
+    "STATUSES",
+    "AppendRequest",
+    "AppendResult",
+    "CheckReport",
+    "Outcome",
+    "Record",
+    "SpoolStats",
+    "Totals",
+    "Transition",
+    "business_date_of",
+]
+
+STATUSES = ("pending", "settled", "rejected", "resolved")
+FINAL_STATUSES = ("settled", "resolved")
+RESOLUTIONS = ("self_pay", "voided")
+
+WIRE_FIELDS = (
+    "record_id",
+    "seq",
+    "terminal_id",
+    "kind",
+    "business_time",
+    "spooled_at",
+    "offline",
+    "offline_reason",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+
+# The column list every query selects, in Record field order.
+RECORD_COLUMNS = (
+    "record_id, seq, terminal_id, kind, business_time, spooled_at, offline, offline_reason, payload,"
+    " prev_hash, hash, status, outcome, resolution, idempotency_key, request_digest, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    record_id: str
+    seq: int
+    terminal_id: str
+    kind: str
+    business_time: str
+    spooled_at: str
+    offline: bool
+    offline_reason: str | None
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+    status: str
+    outcome: dict[str, Any] | None
+    resolution: dict[str, Any] | None
+    idempotency_key: str
+    request_digest: str
+    updated_at: str
+
+    def wire(self) -> dict[str, Any]:
+        """Exactly the upstream-v1 Record."""
+        return {name: getattr(self, name) for name in WIRE_FIELDS}
+
+    @property
+    def total_fen(self) -> int:
+        value = self.payload.get("total_fen", 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> Record:
+        """Build from a RECORD_COLUMNS row; SpoolCorrupt if the stored row is malformed."""
+        try:
+            return cls._from_row(row)
+        except (TypeError, ValueError, IndexError) as exc:
+            seq = row[1] if len(row) > 1 else "?"
+            raise SpoolCorrupt(f"record seq {seq} is malformed ({type(exc).__name__})") from exc
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> Record:
+        if not isinstance(row[8], str):
+            raise TypeError("payload is not text")
+        return cls(
+            record_id=row[0],
+            seq=row[1],
+            terminal_id=row[2],
+            kind=row[3],
+            business_time=row[4],
+            spooled_at=row[5],
+            offline=bool(row[6]),
+            offline_reason=row[7],
+            payload=json.loads(row[8]),
+            prev_hash=row[9],
+            hash=row[10],
+            status=row[11],
+            outcome=None if row[12] is None else json.loads(row[12]),
+            resolution=None if row[13] is None else json.loads(row[13]),
+            idempotency_key=row[14],
+            request_digest=row[15],
+            updated_at=row[16],
+        )
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    kind: str
+    business_time: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    request_digest: str
+    offline: bool = False
+    offline_reason: str | None = None
+
+    def validate(self) -> None:
+        """Raise InvalidRequest naming the first bad field."""
+        if not isinstance(self.kind, str) or not self.kind:
+            raise InvalidRequest("kind must be a non-empty string")
+        if not isinstance(self.idempotency_key, str) or not self.idempotency_key:
+            raise InvalidRequest("idempotency_key must be a non-empty string")
+        if not isinstance(self.request_digest, str) or not self.request_digest:
+            raise InvalidRequest("request_digest must be a non-empty string")
+        if not isinstance(self.payload, dict):
+            raise InvalidRequest("payload must be a JSON object")
+        if not isinstance(self.offline, bool):
+            raise InvalidRequest("offline must be a bool")
+        if self.offline_reason is not None and not isinstance(self.offline_reason, str):
+            raise InvalidRequest("offline_reason must be a string or None")
+        business_date_of(self.business_time)
+
+
+def business_date_of(business_time: str) -> str:
+    """The date part of an RFC 3339 time, in its own offset; InvalidRequest if malformed."""
+    if not isinstance(business_time, str) or len(business_time) < 20 or business_time[10] not in "Tt ":
+        raise InvalidRequest(f"business_time must be RFC 3339 with an offset, got {business_time!r}")
+    try:
+        parsed = datetime.fromisoformat(business_time.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"business_time is not RFC 3339: {business_time!r}") from exc
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"business_time needs a UTC offset: {business_time!r}")
+    return business_time[:10]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    record: Record
+    created: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    seq: int
+    status: str  # "settled" | "rejected"
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    pending: int
+    pending_amount_fen: int
+    oldest_pending_at: str | None
+    rejected_unresolved: int
+    settled_total: int
+    last_seq: int
+    last_hash: str
+
+
+@dataclass(frozen=True)
+class Totals:
+    date: str
+    count: int
+    total_fen: int
+    by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    ok: bool
+    records: int
+    problems: list[str] = field(default_factory=list)

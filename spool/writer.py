@@ -1,0 +1,373 @@
+"""The one writer: a thread that group-commits appends and runs other writes.
+
+Callers put jobs on a queue and block until their job is durable. The thread
+takes everything queued at that moment (up to ``MAX_BATCH``), puts the run of
+appends into one ``BEGIN IMMEDIATE`` transaction and commits it with one WAL
+fsync, so concurrent appenders share the cost of a sync. A failed commit is
+rolled back, every job of the batch gets its own copy of the typed error, the
+chain tail is re-read from the file, and the thread goes on serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from spool.chain import GENESIS_HASH, record_hash_spliced
+from spool.checkpointer import HINT_EVERY_COMMITS, WAL_LIMIT_BYTES, Checkpointer
+from spool.errors import (
+    IdempotencyConflict,
+    SpoolClosed,
+    SpoolCorrupt,
+    SpoolError,
+)
+from spool.ids import now_rfc3339, uuid7
+from spool.records import RECORD_COLUMNS, AppendRequest, AppendResult, Record, business_date_of
+from spool.store import connect, translate
+from spool.witness import Witness
+
+__all__ = ["MAX_BATCH", "Writer", "load_tail"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 512
+T = TypeVar("T")
+
+
+def load_tail(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(seq, hash) of the newest record, else of the prune checkpoint, else (0, genesis)."""
+    row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        row = conn.execute("SELECT seq, hash FROM checkpoint WHERE id = 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
+class _Job(Generic[T]):
+    """One caller waiting for the writer; a plain lock is a cheaper wake-up than an Event."""
+
+    def __init__(self) -> None:
+        self._waiter = threading.Lock()
+        self._waiter.acquire()
+        self.done = False
+        self._result: T | None = None
+        self._error: BaseException | None = None
+
+    def finish(self, result: T) -> None:
+        self._result = result
+        self.done = True
+        self._waiter.release()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self.done = True
+        self._waiter.release()
+
+    def wait(self) -> T:
+        self._waiter.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+
+class _AppendJob(_Job[AppendResult]):
+    def __init__(self, req: AppendRequest, payload_json: str) -> None:
+        super().__init__()
+        self.req = req
+        self.payload_json = payload_json
+
+
+class _CallJob(_Job[Any]):
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+
+def _copy(error: SpoolError) -> SpoolError:
+    # Each waiting thread raises its own instance: one shared exception object
+    # would have its __traceback__ rewritten by every thread that raises it.
+    clone = type(error)(str(error))
+    clone.__cause__ = error.__cause__
+    return clone
+
+
+class Writer:
+    """Owns the write connection; every change to the file goes through ``run``/``append``."""
+
+    def __init__(
+        self,
+        path: Path,
+        terminal_id: str,
+        witness: Witness,
+        on_commit: Callable[[float], None] | None,
+        on_corrupt: Callable[[str], None],
+    ) -> None:
+        self._path = path
+        self._terminal_id = terminal_id
+        self._witness = witness
+        self._on_commit = on_commit
+        self._on_corrupt = on_corrupt
+        self._conn: sqlite3.Connection | None = None
+        self._connection()
+        self._checkpointer = Checkpointer(path)
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.corrupt: str | None = None
+        self.commits = 0
+        self.appended = 0
+        self._thread = threading.Thread(target=self._loop, name="spool-writer", daemon=True)
+        self._thread.start()
+
+    # -- caller side -------------------------------------------------------------------------------
+    def append(self, req: AppendRequest, payload_json: str) -> AppendResult:
+        job = _AppendJob(req, payload_json)
+        self._put(job)
+        return job.wait()
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` inside its own BEGIN IMMEDIATE transaction on the writer thread."""
+        job = _CallJob(fn)
+        self._put(job)
+        result: T = job.wait()
+        return result
+
+    def _put(self, job: _Job[Any]) -> None:
+        with self._close_lock:
+            if self._closed:
+                raise SpoolClosed(f"spool {self._path} is closed")
+            self._queue.put(job)
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)  # queued jobs before it are still served
+        self._thread.join()
+
+    # -- writer thread -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch: list[_Job[Any]] = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            appends: list[_AppendJob] = []
+            for job in batch:
+                if isinstance(job, _AppendJob):
+                    appends.append(job)
+                    continue
+                if appends:
+                    self._commit_appends(appends)
+                    appends = []
+                self._run_call(job)  # type: ignore[arg-type]
+            if appends:
+                self._commit_appends(appends)
+        self._checkpointer.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._witness.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = connect(self._path)
+            try:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer does it off this thread
+                load_tail(conn)  # fails now, not at the first append, if the file is unreadable
+            except sqlite3.Error as exc:
+                conn.close()
+                raise translate(exc, self._path, "open") from exc
+            self._conn = conn
+        return self._conn
+
+    def _after_commit(self) -> None:
+        self.commits += 1
+        if self.commits % HINT_EVERY_COMMITS == 0:
+            self._checkpointer.hint()
+            try:
+                too_big = os.stat(f"{self._path}-wal").st_size > WAL_LIMIT_BYTES
+            except OSError:
+                too_big = False
+            if too_big and self._conn is not None:
+                try:  # waits for readers, then the next commit starts the WAL from the top
+                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                except sqlite3.Error as exc:
+                    log.warning("spool WAL restart failed: %s", exc)
+
+    def _refuse_if_corrupt(self) -> None:
+        if self.corrupt is not None:
+            raise SpoolCorrupt(f"appends stopped: {self.corrupt}")
+
+    def _commit_appends(self, jobs: list[_AppendJob]) -> None:
+        started = time.monotonic()
+        done: list[tuple[_AppendJob, AppendResult]] = []
+        try:
+            self._refuse_if_corrupt()
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            # Read under the write lock, not from a cache: another process that
+            # opened the same file (a CLI, say) may have appended meanwhile.
+            seq, prev_hash = load_tail(conn)
+            for job in jobs:
+                record = self._insert(conn, job, seq + 1, prev_hash)
+                if record is not None:
+                    seq, prev_hash = record.seq, record.hash
+                    done.append((job, AppendResult(record, created=True)))
+                    continue
+                row = conn.execute(
+                    f"SELECT {RECORD_COLUMNS} FROM records WHERE idempotency_key = ?",
+                    (job.req.idempotency_key,),
+                ).fetchone()
+                existing = Record.from_row(row)
+                if existing.request_digest == job.req.request_digest:
+                    done.append((job, AppendResult(existing, created=False)))
+                else:
+                    job.fail(
+                        IdempotencyConflict(
+                            f"idempotency key already used by seq {existing.seq} with another body", existing
+                        )
+                    )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            error = self._recover(exc, "append")
+            for job in jobs:
+                if not job.done:  # an IdempotencyConflict answer stays true: it read committed data
+                    job.fail(_copy(error))
+            return
+        self._after_commit()
+        self.appended += sum(1 for _, result in done if result.created)
+        self._witness.write(seq, prev_hash)
+        self._notify(time.monotonic() - started)
+        for job, result in done:
+            job.finish(result)
+
+    def _insert(self, conn: sqlite3.Connection, job: _AppendJob, seq: int, prev_hash: str) -> Record | None:
+        """Insert as ``seq``; None when the idempotency key exists (the unique index decides)."""
+        req = job.req
+        now = now_rfc3339()
+        payload: dict[str, Any] = req.payload
+        wire: dict[str, Any] = {
+            "record_id": str(uuid7()),
+            "seq": seq,
+            "terminal_id": self._terminal_id,
+            "kind": req.kind,
+            "business_time": req.business_time,
+            "spooled_at": now,
+            "offline": req.offline,
+            "offline_reason": req.offline_reason,
+            "prev_hash": prev_hash,
+        }
+        wire["hash"] = record_hash_spliced(wire, job.payload_json)
+        wire["payload"] = payload
+        record = Record(
+            **wire,
+            status="pending",
+            outcome=None,
+            resolution=None,
+            idempotency_key=req.idempotency_key,
+            request_digest=req.request_digest,
+            updated_at=now,
+        )
+        inserted = conn.execute(
+            "INSERT INTO records (seq, record_id, terminal_id, kind, business_time, business_date,"
+            " spooled_at, offline, offline_reason, payload, prev_hash, hash, status, idempotency_key,"
+            " request_digest, total_fen, updated_at, updated_epoch)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            (
+                seq,
+                record.record_id,
+                record.terminal_id,
+                record.kind,
+                record.business_time,
+                business_date_of(record.business_time),
+                now,
+                int(record.offline),
+                record.offline_reason,
+                job.payload_json,
+                prev_hash,
+                record.hash,
+                record.idempotency_key,
+                record.request_digest,
+                record.total_fen,
+                now,
+                time.time(),
+            ),
+        )
+        # No history row here: the first transition is derived from the record (see
+        # Spool.history), which keeps an append to five b-tree pages per commit.
+        if inserted.rowcount != 1:
+            return None
+        return record
+
+    def _run_call(self, job: _CallJob) -> None:
+        started = time.monotonic()
+        try:
+            self._refuse_if_corrupt()
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            result = job.fn(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            job.fail(self._recover(exc, "write"))
+            return
+        self._after_commit()
+        self._notify(time.monotonic() - started)
+        job.finish(result)
+
+    def _recover(self, exc: BaseException, during: str) -> SpoolError:
+        """Roll back after a failed transaction and re-read the tail; return the error to report."""
+        if isinstance(exc, SpoolError):
+            error = exc
+        elif isinstance(exc, sqlite3.Error | OSError):
+            error = translate(exc, self._path, during)
+            error.__cause__ = exc
+        else:
+            log.exception("unexpected error in the spool writer")
+            error = SpoolError(f"internal error during {during} on {self._path}: {type(exc).__name__}")
+            error.__cause__ = exc
+        try:
+            conn = self._connection()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            load_tail(conn)  # proves the connection is usable again
+        except (sqlite3.Error, SpoolError) as again:
+            # The connection itself is unusable; the next job opens a new one.
+            log.warning("spool writer reconnecting after %s", type(again).__name__)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if isinstance(again, SpoolCorrupt) or (
+                isinstance(again, sqlite3.DatabaseError) and "malformed" in str(again)
+            ):
+                error = error if isinstance(error, SpoolCorrupt) else SpoolCorrupt(str(again))
+        if isinstance(error, SpoolCorrupt) and self.corrupt is None:
+            self.corrupt = str(error)
+            self._on_corrupt(str(error))
+        return error
+
+    def _notify(self, seconds: float) -> None:
+        if self._on_commit is None:
+            return
+        try:
+            self._on_commit(seconds)
+        except Exception:  # a metrics hook must never fail a durable commit
+            log.exception("spool on_commit hook failed")

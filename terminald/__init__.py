@@ -1,0 +1,2 @@
+"""terminald: the counter-side daemon."""
+__version__ = "0.1.0"

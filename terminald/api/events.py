@@ -1,0 +1,50 @@
+"""Server-Sent Events, resumable with Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from terminald.api.deps import daemon
+
+router = APIRouter(tags=["events"])
+
+KEEPALIVE_S = 15.0
+
+
+@router.get("/v1/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def events(
+    request: Request,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    since: Annotated[int | None, Query(ge=0, description="same as Last-Event-ID, for EventSource-less clients")] = None,
+) -> StreamingResponse:
+    d = daemon(request)
+    start = since
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        start = int(last_event_id.strip())
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        stream = d.events.stream(start).__aiter__()
+        next_event = asyncio.ensure_future(stream.__anext__())
+        try:
+            while True:
+                done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_S)
+                if await request.is_disconnected():
+                    return
+                if not done:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield next_event.result().sse()
+                next_event = asyncio.ensure_future(stream.__anext__())
+        finally:
+            next_event.cancel()
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

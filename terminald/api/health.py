@@ -1,0 +1,70 @@
+"""Liveness, status at a glance, and the devices."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from terminald.api.deps import daemon
+
+router = APIRouter()
+
+
+@router.get("/v1/health", tags=["status"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def devices_of(request: Request) -> dict[str, Any]:
+    d = daemon(request)
+    readers = [{"name": r.name, "kind": r.kind, "state": r.state, "card_present": r.card_present}
+               for r in d.cards.readers()]
+    states = d.print_queue.printer_states()
+    printers = [{"name": name, "uri": p.cfg.uri, "state": states.get(name, "unknown")}
+                for name, p in d.printers.items()]
+    return {"readers": readers, "reader_state": d.cards.state, "printers": printers}
+
+
+@router.get("/v1/devices", tags=["status"])
+async def devices(request: Request) -> dict[str, Any]:
+    return await asyncio.to_thread(devices_of, request)
+
+
+@router.get("/v1/status", tags=["status"])
+async def status(request: Request) -> dict[str, Any]:
+    d = daemon(request)
+    assert d.spool is not None
+    stats = await asyncio.to_thread(d.spool.stats)
+    link = d.uploader.link
+    return {
+        "terminal_id": d.cfg.terminal.id,
+        "institution_name": d.cfg.terminal.institution_name,
+        "version": d.version,
+        "instance_id": d.instance_id,
+        "started_at": d.started_at,
+        "mode": link.state,
+        "upstream": {
+            "state": link.state,
+            "url_configured": bool(d.cfg.upstream.url),
+            "cause": link.cause,
+            "last_ok_at": link.last_ok_at,
+            "last_error": link.last_error,
+            "outage_since": link.outage_since,
+            "planned_downtime": link.planned_downtime,
+            "alarms": link.alarms,
+            "halted": link.halted,
+        },
+        "spool": {
+            "pending": stats.pending,
+            "pending_amount_fen": stats.pending_amount_fen,
+            "oldest_pending_at": stats.oldest_pending_at,
+            "rejected_unresolved": stats.rejected_unresolved,
+            "settled_total": stats.settled_total,
+            "last_seq": stats.last_seq,
+            "integrity": d.spool.integrity,
+            "error": d.spool.integrity_error,
+        },
+        "devices": await asyncio.to_thread(devices_of, request),
+    }

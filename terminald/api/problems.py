@@ -1,0 +1,113 @@
+"""One registry that turns every error into `application/problem+json`.
+
+Known error types carry a stable `code` and the status it maps to; anything
+else becomes a 500 `internal_error` whose detail never repeats the
+exception's text (it may hold personal data or internals). The full
+traceback goes to the log instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from drivers.errors import DriverError
+from spool.errors import SpoolError
+from terminald.errors import TerminaldError
+
+log = logging.getLogger("terminald.api")
+
+PROBLEM = "application/problem+json"
+
+# Driver and spool errors keep their own code; this says which HTTP status each maps to.
+STATUS_BY_CODE: dict[str, int] = {
+    "no_reader": 503,
+    "no_card": 408,
+    "card_unreadable": 422,
+    "card_locked": 422,
+    "reader_busy": 409,
+    "printer_unavailable": 503,
+    "spool_full": 507,
+    "spool_unavailable": 503,
+    "idempotency_conflict": 409,
+    "not_found": 404,
+    "invalid_transition": 409,
+}
+
+TITLES: dict[int, str] = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 408: "Request timeout", 409: "Conflict", 413: "Payload too large",
+    421: "Misdirected request", 422: "Unprocessable content", 500: "Internal error",
+    503: "Service unavailable", 507: "Insufficient storage",
+}
+
+
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> bytes:
+    body = {"type": f"https://terminald.invalid/problems/{code}", "title": title,
+            "status": status, "detail": detail, "code": code, **extra}
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def problem_response(status: int, code: str, title: str, detail: str,
+                     headers: Sequence[tuple[bytes, bytes]] = (), **extra: Any) -> Response:
+    response = Response(problem_body(status, code, title, detail, **extra), status_code=status,
+                        media_type=PROBLEM)
+    for key, value in headers:
+        response.headers.append(key.decode(), value.decode())
+    return response
+
+
+def _public_extra(exc: Exception) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for name in ("sw", "tries_left", "retry_allowed", "limit_fen", "errors"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            extra[name] = value
+    if isinstance(exc, TerminaldError):
+        extra.update(exc.extra)
+    return extra
+
+
+def from_exception(exc: Exception) -> Response:
+    if isinstance(exc, TerminaldError):
+        return problem_response(exc.status, exc.code, exc.title, exc.detail, **_public_extra(exc))
+    if isinstance(exc, (SpoolError, DriverError)):
+        code = getattr(exc, "code", "internal_error")
+        status = STATUS_BY_CODE.get(code, 500)
+        detail = getattr(exc, "detail", None) or str(exc) or TITLES.get(status, "")
+        return problem_response(status, code, TITLES.get(status, "Error"), str(detail), **_public_extra(exc))
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(500, "internal_error", "Internal error", "an internal error occurred; see the log")
+
+
+def install(app: FastAPI) -> None:
+    async def on_known(request: Request, exc: Exception) -> Response:
+        return from_exception(exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return problem_response(422, "validation_failed", "The request is not valid",
+                                "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5]),
+                                errors=errors)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem_response(exc.status_code, code, TITLES.get(exc.status_code, "Error"),
+                                str(exc.detail) if isinstance(exc.detail, str) else "")
+
+    app.add_exception_handler(TerminaldError, on_known)
+    app.add_exception_handler(SpoolError, on_known)
+    app.add_exception_handler(DriverError, on_known)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_known)

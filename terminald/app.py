@@ -1,0 +1,58 @@
+"""The ASGI application: routes, problem registry, access control, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from terminald import __version__
+from terminald.api import card, events, health, problems, receipts, reports, transactions
+from terminald.config import Config
+from terminald.daemon import Daemon
+from terminald.security import AccessControl
+
+
+def create_app(daemon: Daemon) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await daemon.start()
+        try:
+            yield
+        finally:
+            await daemon.stop()
+
+    app = FastAPI(title="terminald local API", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.daemon = daemon
+    problems.install(app)
+    for module in (health, card, transactions, receipts, events, reports):
+        app.include_router(module.router)
+    for extra in _optional_routers():
+        app.include_router(extra)
+    return app
+
+
+def _optional_routers() -> list:  # type: ignore[type-arg]
+    """Routers of parts that may be absent from a minimal build (status page, metrics)."""
+    found = []
+    for name in ("terminald.web.routes", "terminald.metrics"):
+        try:
+            module = __import__(name, fromlist=["router"])
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        found.append(module.router)
+    return found
+
+
+def build(cfg: Config) -> tuple[Daemon, ASGIApp]:
+    """The daemon and its app wrapped in access control."""
+    daemon = Daemon(cfg)
+    app = create_app(daemon)
+    guarded = AccessControl(app, token=daemon.token, allowed_hosts=cfg.api.allowed_hosts,
+                            allowed_origins=cfg.api.allowed_origins, max_body_bytes=cfg.api.max_body_bytes)
+    return daemon, guarded

@@ -1,0 +1,116 @@
+"""CLI commands that talk to the running daemon or to the hardware directly."""
+
+from __future__ import annotations
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from terminald.config import Config
+from terminald.privacy import mask_card, mask_name, mask_ssn
+
+console = Console()
+
+
+def api_get(cfg: Config, path: str, timeout_s: float = 5.0) -> httpx.Response:
+    token = cfg.token_path.read_text(encoding="ascii").strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    if cfg.api.listen:
+        host = cfg.api.host
+        host = f"[{host}]" if ":" in host else host
+        with httpx.Client(base_url=f"http://{host}:{cfg.api.port}", timeout=timeout_s) as client:
+            return client.get(path, headers=headers)
+    transport = httpx.HTTPTransport(uds=cfg.api.unix_socket)
+    with httpx.Client(transport=transport, base_url="http://localhost", timeout=timeout_s) as client:
+        return client.get(path, headers=headers)
+
+
+def _yuan(fen: int | None) -> str:
+    return f"¥{(fen or 0) / 100:,.2f}"
+
+
+def print_status(cfg: Config) -> int:
+    try:
+        response = api_get(cfg, "/v1/status")
+    except FileNotFoundError:
+        console.print(f"[red]no API token at {cfg.token_path}: is terminald running here?[/]")
+        return 1
+    except httpx.HTTPError as exc:
+        console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/]")
+        return 1
+    if response.status_code != 200:
+        console.print(f"[red]terminald answered {response.status_code}: {response.text[:200]}[/]")
+        return 1
+    s = response.json()
+    mode = s["mode"]
+    colour = {"online": "green", "offline": "red", "planned_downtime": "yellow"}.get(mode, "white")
+    label = {"online": "ONLINE 在线", "offline": "OFFLINE 离线", "planned_downtime": "停机 PLANNED DOWNTIME"}
+    console.print(f"[bold {colour}]{label.get(mode, mode)}[/]  terminal {s['terminal_id']}  "
+                  f"version {s['version']}  since {s['started_at']}")
+    up, sp = s["upstream"], s["spool"]
+    if up.get("cause"):
+        console.print(f"upstream: {up['state']} ({up['cause']}), last ok {up.get('last_ok_at') or 'never'}")
+    for alarm in up.get("alarms") or []:
+        console.print(f"[bold red]ALARM[/] {alarm.get('code')}: {alarm.get('message')}")
+    console.print(f"pending: {sp['pending']} ({_yuan(sp['pending_amount_fen'])}), oldest "
+                  f"{sp['oldest_pending_at'] or '-'}; rejected to follow up: {sp['rejected_unresolved']}; "
+                  f"settled: {sp['settled_total']}; last seq {sp['last_seq']}; integrity {sp.get('integrity')}")
+    table = Table("device", "name", "state")
+    for r in s["devices"]["readers"]:
+        table.add_row("reader", r["name"], r["state"] + (" (card)" if r["card_present"] else ""))
+    for p in s["devices"]["printers"]:
+        table.add_row("printer", f"{p['name']} {p['uri']}", p["state"])
+    console.print(table)
+    return 0
+
+
+def read_card(cfg: Config, *, full: bool, timeout_s: float, reader: str | None) -> int:
+    from drivers.cards import CardService
+    from drivers.errors import DriverError
+
+    service = CardService(profile=cfg.card.profile, readers=cfg.card.readers, psam_reader=cfg.card.psam_reader)
+    service.start()
+    try:
+        read = service.read(reader, timeout_s)
+    except DriverError as exc:
+        console.print(f"[red]{exc.code}: {exc}[/]")
+        return 1
+    finally:
+        service.stop()
+    card = read.card.as_dict()
+    if not full:
+        card["ssn"] = mask_ssn(card.get("ssn"))
+        card["name"] = mask_name(card.get("name"))
+        card["card_number"] = mask_card(card.get("card_number"))
+    table = Table("field", "value", title=f"{read.reader}  ATR {read.atr}")
+    for key, value in card.items():
+        table.add_row(key, value or "")
+    console.print(table)
+    return 0
+
+
+def print_test_page(cfg: Config, printer_name: str | None) -> int:
+    from drivers.errors import DriverError
+    from drivers.printers import Printer, PrinterConfig
+    from terminald.receipts.templates import render_test_page
+
+    entries = {p.name: p for p in cfg.printer_entries}
+    name = printer_name or next(iter(entries))
+    if name not in entries:
+        console.print(f"[red]no printer named {name!r}; configured: {', '.join(entries)}[/]")
+        return 1
+    entry = entries[name]
+    printer = Printer(PrinterConfig(name=entry.name, uri=entry.uri, profile=entry.profile,
+                                    chinese=entry.chinese, columns=entry.columns, language=entry.language))
+    try:
+        state = printer.status()
+        data = render_test_page(institution=cfg.terminal.institution_name, terminal_id=cfg.terminal.id,
+                                printer=name, columns=entry.columns, chinese=entry.chinese)
+        printer.print_bytes(data, job_id="test-page")
+    except DriverError as exc:
+        console.print(f"[red]{exc.code}: {exc}[/]")
+        return 1
+    finally:
+        printer.close()
+    console.print(f"test page sent to {name} ({entry.uri}); printer status: {state}")
+    return 0

@@ -1,0 +1,111 @@
+"""The daemon's parts and the order they start and stop in.
+
+`Daemon` owns every registry (readers, printers, uploader, events): nothing
+is a module global. Start-up: spool first (nothing is served before the
+system of record is open and its tail verified), then events, uploader,
+drivers. Shutdown is the reverse: the uploader stops between batches, the
+drivers close, the spool closes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from drivers.cards import CardService
+from drivers.printers import Printer, PrinterConfig
+from spool import Spool
+from terminald import __version__
+from terminald.cardreads import CardReads
+from terminald.config import Config
+from terminald.events import EventBus
+from terminald.receipts.jobs import PrintQueue
+from terminald.security import load_or_create_token
+from terminald.transactions import Recorder
+from terminald.upload.uploader import Uploader
+
+log = logging.getLogger("terminald")
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.instance_id = str(uuid.uuid4())
+        self.started_at = datetime.now().astimezone().isoformat(timespec="seconds")
+        self.version = __version__
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        cfg.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(cfg.token_path)
+        self.card_reads = CardReads()
+        self.spool: Spool | None = None
+        self.events = EventBus(cfg.spool_path)
+        self._on_commit_hooks: list[Any] = []
+
+    # --- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.spool = Spool.open(cfg.spool_path, cfg.terminal.id, on_commit=self._on_commit)
+        self.events.open()
+        self.uploader = Uploader(self.spool, cfg, on_event=self.publish)
+        self.cards = CardService(profile=cfg.card.profile, readers=cfg.card.readers,
+                                 psam_reader=cfg.card.psam_reader, on_event=self.publish)
+        self.printers = {
+            p.name: Printer(PrinterConfig(name=p.name, uri=p.uri, profile=p.profile, chinese=p.chinese,
+                                          columns=p.columns, language=p.language))
+            for p in cfg.printer_entries
+        }
+        self.print_queue = PrintQueue(cfg.spool_path, self.printers, on_event=self.publish)
+        self.recorder = Recorder(cfg, self.spool, self.uploader, self.card_reads)
+        await self.uploader.start()
+        self.cards.start()
+        self.print_queue.start()
+        log.info("terminald %s started: terminal %s, spool %s, upstream %s", self.version, cfg.terminal.id,
+                 cfg.spool_path, cfg.upstream.url or "(none)")
+
+    async def stop(self) -> None:
+        for name, step in (("uploader", self._stop_uploader), ("print queue", self._stop_print_queue),
+                           ("card readers", self._stop_cards), ("printers", self._close_printers),
+                           ("events", self.events.close), ("spool", self._close_spool)):
+            try:
+                result = step()
+                if hasattr(result, "__await__"):
+                    await result
+            except Exception:
+                log.exception("error while stopping the %s", name)
+
+    async def _stop_uploader(self) -> None:
+        if hasattr(self, "uploader"):
+            await self.uploader.stop()
+
+    def _stop_print_queue(self) -> None:
+        if hasattr(self, "print_queue"):
+            self.print_queue.stop()
+
+    def _stop_cards(self) -> None:
+        if hasattr(self, "cards"):
+            self.cards.stop()
+
+    def _close_printers(self) -> None:
+        for printer in getattr(self, "printers", {}).values():
+            printer.close()
+
+    def _close_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
+    # --- shared hooks ----------------------------------------------------
+    def publish(self, name: str, data: dict[str, Any] | None = None) -> None:
+        self.events.publish(name, data)
+
+    def add_commit_hook(self, hook: Any) -> None:
+        self._on_commit_hooks.append(hook)
+
+    def _on_commit(self, seconds: float) -> None:
+        for hook in self._on_commit_hooks:
+            hook(seconds)
+
+    @property
+    def mode(self) -> str:
+        return str(self.uploader.link.state)

@@ -1,0 +1,111 @@
+"""`terminald serve`: listen, tell systemd we are ready, keep the watchdog fed.
+
+The listening sockets are bound here, before uvicorn starts, so that the
+Unix socket gets its permissions and TCP gets TCP_NODELAY (accepted sockets
+inherit it on Linux; without it a keep-alive answer waits for the client's
+delayed ACK). READY=1 goes out only after the spool is open and the API
+listens. The watchdog is fed only while the event loop turns and the spool
+answers a query: a wedged daemon gets restarted by systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+
+import uvicorn
+
+from terminald.app import build
+from terminald.config import Config
+from terminald.notify import notify, watchdog_interval_s
+
+log = logging.getLogger("terminald")
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _unix_socket(path: str) -> socket.socket:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(target.lstat().st_mode):
+            target.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o660)  # owner and the terminald group (the POS user joins it)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def sockets_for(cfg: Config) -> list[socket.socket]:
+    sockets = []
+    if cfg.api.listen:
+        sockets.append(_tcp_socket(cfg.api.host, cfg.api.port))
+    if cfg.api.unix_socket:
+        sockets.append(_unix_socket(cfg.api.unix_socket))
+    if not sockets:
+        raise SystemExit("api.listen and api.unix_socket are both empty: nothing to serve on")
+    return sockets
+
+
+async def _ready_and_watchdog(server: uvicorn.Server, daemon_spool_ping: object) -> None:
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.01)
+    notify("READY=1\nSTATUS=serving")
+    interval = watchdog_interval_s()
+    if interval is None:
+        return
+    while not server.should_exit:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(daemon_spool_ping), timeout=interval)  # type: ignore[arg-type]
+        except Exception:
+            log.error("watchdog: the spool does not answer; not feeding the watchdog")
+        else:
+            notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -> None:
+    daemon, app = build(cfg)
+    sockets = sockets if sockets is not None else sockets_for(cfg)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=10, server_header=False)
+    server = uvicorn.Server(config)
+
+    def spool_ping() -> None:
+        assert daemon.spool is not None
+        daemon.spool.stats()
+
+    helper = asyncio.create_task(_ready_and_watchdog(server, spool_ping))
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        notify("STOPPING=1")
+        helper.cancel()
+        for sock in sockets:
+            if sock.family == socket.AF_UNIX:
+                with contextlib.suppress(OSError):
+                    os.unlink(sock.getsockname())
+    if not server.started:
+        raise SystemExit(1)
+
+
+def serve(cfg: Config) -> None:
+    asyncio.run(serve_async(cfg))

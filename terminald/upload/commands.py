@@ -1,0 +1,192 @@
+"""Command bodies for the CLI: `spool drain`, `outages`, `reconcile` (wired into typer by cli.py).
+
+Each returns the exit code: 0 ok, 1 failure. Also runnable on its own,
+`python -m terminald.upload.commands drain --config FILE` (used by the crash tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv as csv_module
+import json
+import signal
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from spool import Spool, SpoolError
+from terminald.config import Config, load_config
+from terminald.errors import TerminaldError
+from terminald.reports import outages, reconcile
+from terminald.upload.uploader import Uploader
+
+__all__ = ["drain", "main", "print_outages", "print_reconcile"]
+
+INTERRUPTED = 130
+
+
+def drain(cfg: Config) -> int:
+    """Upload now until the backlog is empty, halted, or Ctrl-C (which loses nothing)."""
+    console = Console(stderr=True)
+    if not cfg.upstream.url:
+        console.print("[red]upstream.url is empty: there is no central system to upload to[/red]")
+        return 1
+    try:
+        spool = Spool.open(cfg.spool_path, cfg.terminal.id, background_check=False)
+    except SpoolError as exc:
+        console.print(f"[red]cannot open the spool: {exc}[/red]")
+        return 1
+    try:
+        return asyncio.run(_drain(spool, cfg, console))
+    finally:
+        spool.close()
+
+
+async def _drain(spool: Spool, cfg: Config, console: Console) -> int:
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    uploader = Uploader(spool, cfg, on_event=lambda name, data: None)
+    start = spool.stats().pending
+    code = 0
+    await uploader.start()
+    try:
+        with Progress(
+            TextColumn("uploading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=False,
+        ) as bar:
+            task = bar.add_task("", total=max(start, 1))
+            while True:
+                pending = (await asyncio.to_thread(spool.stats)).pending
+                link = uploader.link
+                bar.update(
+                    task,
+                    completed=max(start - pending, 0),
+                    total=max(start, pending, 1),
+                    description=f"{link.state}" + (f" ({link.cause})" if link.cause else ""),
+                )
+                if pending == 0:
+                    break
+                if link.halted:
+                    code = 1
+                    break
+                if uploader.downtime_now() is not None:
+                    code = 1
+                    break
+                if interrupted.is_set():
+                    code = INTERRUPTED
+                    break
+                uploader.wake()
+                await asyncio.sleep(0.2)
+    finally:
+        await uploader.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    window = uploader.downtime_now()
+    if code == 1 and window is not None:
+        console.print(f"planned downtime until {window['end']} ({window['reason']}): nothing uploaded")
+    elif code == 1:
+        for alarm in uploader.link.alarms:
+            console.print(f"[red]{alarm['code']}: {alarm['message']}[/red]")
+    elif code == INTERRUPTED:
+        console.print("interrupted: the records not uploaded stay pending, nothing is lost")
+    else:
+        console.print(f"done: {start} record(s) uploaded, backlog empty")
+    return code
+
+
+def print_outages(cfg: Config, reportable: bool, csv: bool) -> int:
+    try:
+        rows = outages(cfg.spool_path, reportable_only=reportable)
+    except SpoolError as exc:
+        Console(stderr=True).print(f"[red]cannot read the outage log: {exc}[/red]")
+        return 1
+    keys = ["started_at", "ended_at", "duration_s", "cause", "planned", "reportable"]
+    if csv:
+        writer = csv_module.DictWriter(sys.stdout, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    table = Table(title="outages" + (" over 1 hour" if reportable else ""))
+    for key in keys:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(_duration(row[k]) if k == "duration_s" else _cell(row[k]) for k in keys))
+    Console().print(table)
+    return 0
+
+
+def print_reconcile(cfg: Config, date: str) -> int:
+    try:
+        spool = Spool.open(cfg.spool_path, cfg.terminal.id, background_check=False)
+    except SpoolError as exc:
+        Console(stderr=True).print(f"[red]cannot open the spool: {exc}[/red]")
+        return 1
+    try:
+        result = asyncio.run(reconcile(spool, cfg, date))
+    except SpoolError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        return 1
+    finally:
+        spool.close()
+    console = Console()
+    table = Table(title=f"reconciliation {result['date']}")
+    for column in ("", "count", "total_fen", "by_status"):
+        table.add_column(column)
+    for side in ("local", "central"):
+        part = result[side]
+        if part is None:
+            table.add_row(side, "-", "-", result.get("error", "unavailable"))
+        else:
+            table.add_row(
+                side,
+                str(part["count"]),
+                str(part["total_fen"]),
+                json.dumps(part["by_status"], ensure_ascii=False),
+            )
+    console.print(table)
+    console.print("[green]matches[/green]" if result["matches"] else "[red]does not match[/red]")
+    return 0 if result["matches"] else 1
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m terminald.upload.commands")
+    parser.add_argument("command", choices=["drain", "outages", "reconcile"])
+    parser.add_argument("--config")
+    parser.add_argument("--date", default="")
+    parser.add_argument("--reportable", action="store_true")
+    parser.add_argument("--csv", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except TerminaldError as exc:
+        print(exc.detail, file=sys.stderr)
+        return 2
+    if args.command == "drain":
+        return drain(cfg)
+    if args.command == "outages":
+        return print_outages(cfg, args.reportable, args.csv)
+    return print_reconcile(cfg, args.date)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""The uploader: the spool's pending records to central, in seq order, exactly once.
+
+One loop, one batch in flight. Each round reads the first `batch_size` pending
+records from the spool (the disk is the queue; memory holds nothing that a
+restart would miss), posts them and writes central's outcomes back with
+`spool.apply_outcomes`. Any ambiguous failure is settled by sending the same
+records again: central answers `duplicate` with the stored outcome.
+
+Transient failures (transport, 408/425/429/5xx, unparseable answers) retry
+the same records with exponential backoff and full jitter (tenacity), capped
+at `retry_cap_s`, honouring Retry-After; the link goes offline on the first
+one. `sequence_gap` reads the cursor and resyncs. A cursor below what central
+acknowledged, a fork of our sequence, or `chain_broken` halt uploading with an
+alarm: nothing is lost, nothing rewritten. Inside a planned downtime window
+nothing is attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from spool import Outcome, Record, Spool, SpoolError
+from terminald.config import Config
+from terminald.errors import ConfigError
+from terminald.upload.answers import Cursor, RecordResult
+from terminald.upload.calendar import now_iso, parse_time
+from terminald.upload.client import CentralClient
+from terminald.upload.errors import (
+    ChainBroken,
+    CursorRegression,
+    Refused,
+    SequenceGap,
+    Transient,
+    UpstreamError,
+)
+from terminald.upload.eventdata import backlog_event, overdue_message, transaction_event
+from terminald.upload.link import Link, LinkTracker
+from terminald.upload.notices import NoticeBook
+from terminald.upload.retry import Backoff
+from terminald.upload.state import UploadState
+
+__all__ = ["Uploader"]
+
+log = logging.getLogger("terminald.upload")
+T = TypeVar("T")
+EventFn = Callable[[str, dict[str, Any]], None]
+
+
+class _Stopping(Exception):
+    """stop() was called while waiting."""
+
+
+class _Downtime(Exception):
+    """A planned downtime window began: attempt nothing."""
+
+
+class Uploader:
+    def __init__(
+        self,
+        spool: Spool,
+        cfg: Config,
+        *,
+        on_event: EventFn,
+        retry_base_s: float = 0.5,
+        retry_cap_s: float = 60.0,
+        idle_probe_s: float = 15.0,
+        notices_every_s: float = 300.0,
+        clock: Callable[[], datetime] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._spool = spool
+        self._cfg = cfg
+        self._on_event = on_event
+        self._tz = ZoneInfo(cfg.terminal.timezone)
+        self._clock = clock or (lambda: datetime.now(self._tz))
+        self._base, self._cap = retry_base_s, retry_cap_s
+        self._idle_probe_s, self._notices_every_s = idle_probe_s, notices_every_s
+        self._transport = transport
+        self._state = UploadState(spool.path)
+        self._tracker = LinkTracker(self._state, self._tz, self._emit)
+        self._notices = NoticeBook(self._state, cfg.downtime)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._applied = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: CentralClient | None = None
+        self._notices_due = 0.0
+        self._gaps = 0
+        self._backlog_due = 0.0
+        self._applying: asyncio.Task[None] | None = None
+        self._sent_through = 0
+
+    # -- the daemon's interface -------------------------------------------------------------------
+
+    @property
+    def link(self) -> Link:
+        return self._tracker.link
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="uploader"),
+            asyncio.create_task(self._watch(), name="uploader-watch"),
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._tasks:
+            # A batch in flight gets its answer (bounded by the client timeout); then the loop ends.
+            _, late = await asyncio.wait(self._tasks, timeout=self._cfg.upstream.timeout_s + 2)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._state.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_final(self, record_id: str, timeout_s: float) -> Record | None:
+        deadline = time.monotonic() + timeout_s
+        self.wake()
+        while True:
+            applied = self._applied
+            record = await asyncio.to_thread(self._spool.get, record_id)
+            if record is None:
+                return None
+            if record.status != "pending":
+                return record
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(applied.wait(), remaining)
+
+    def offline_reason(self) -> str | None:
+        if self.downtime_now() is not None:
+            return "planned_downtime"
+        if self.link.state != "online":
+            return "upstream_unreachable"
+        if self._spool.backlog(0, 1):
+            return "backlog"
+        return None
+
+    def is_frozen(self, card_number: str) -> bool:
+        return self._notices.is_frozen(card_number)
+
+    def downtime_now(self) -> dict[str, Any] | None:
+        return self._notices.downtime_at(self._clock())
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        if not self._cfg.upstream.url:
+            self._tracker.no_upstream()
+            await self._stop.wait()
+            return
+        try:
+            self._client = CentralClient(self._cfg.upstream, self._cfg.terminal.id, transport=self._transport)
+        except ConfigError as exc:
+            self._tracker.halt("upstream_config", exc.detail)
+            return
+        while not self._stop.is_set():
+            try:
+                await self._loop()
+                break
+            except Exception as exc:
+                # A bug must not silently end uploading: say so, and start the loop again from the spool.
+                log.exception("upload loop failed; restarting it")
+                self._tracker.alarm("uploader_error", f"the upload loop failed ({type(exc).__name__})")
+                await self._pause(min(self._cap, 5.0), wakeable=False)
+            finally:
+                await self._settle_apply()
+
+    async def _settle_apply(self) -> None:
+        try:
+            await self._finish_apply()
+        except SpoolError as exc:
+            log.error("central's last outcomes could not be written (%s); they are re-sent later", exc.code)
+
+    async def _loop(self) -> None:
+        synced = False
+        while not self._stop.is_set():
+            window = self.downtime_now()
+            if window is not None:
+                self._tracker.planned(window)
+                end = parse_time(window["end"])
+                left = (end - self._clock()).total_seconds() if end else 30.0
+                await self._pause(min(max(left, 0.05), 30.0), wakeable=False)
+                continue
+            try:
+                if not synced:
+                    await self._retrying(self._sync)
+                    synced = True
+                elif time.monotonic() >= self._notices_due:
+                    await self._retrying(self._sync_notices)
+                if await self._retrying(self._upload_batch) == 0:
+                    await self._idle()
+            except (_Stopping, _Downtime):
+                continue
+            except (ChainBroken, CursorRegression) as exc:
+                self._tracker.halt(exc.code, exc.detail)
+                return
+            except Refused as exc:
+                self._tracker.failed(exc.cause, exc.detail)
+                await self._pause(self._cap, wakeable=False)
+            except SpoolError as exc:
+                log.error("spool error while uploading (%s); retrying later", exc.code)
+                self._tracker.alarm(
+                    "spool_error", f"the spool failed while recording central's answers ({exc.code})"
+                )
+                await self._pause(min(self._cap, 5.0), wakeable=False)
+
+    async def _idle(self) -> None:
+        """Nothing to send: wait for a new record; probe central now and then."""
+        self._check_deadline()
+        self._wake.clear()
+        if self._spool.backlog(0, 1):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._idle_probe_s)
+            return
+        if not self._stop.is_set():
+            await self._retrying(self._probe)
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Transient),
+            wait=Backoff(self._base, self._cap),
+            sleep=self._backoff_sleep,
+            before_sleep=self._note_failure,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if self._stop.is_set():
+                    raise _Stopping
+                if self.downtime_now() is not None:
+                    raise _Downtime
+                return await call()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        await self._pause(seconds, wakeable=False)
+        if self._stop.is_set():
+            raise _Stopping
+
+    def _note_failure(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, UpstreamError):
+            self._tracker.failed(exc.cause, exc.detail)
+
+    async def _pause(self, seconds: float, *, wakeable: bool) -> None:
+        waiters = [asyncio.ensure_future(self._stop.wait())]
+        if wakeable:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        _, _pending = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+    def _api(self) -> CentralClient:
+        assert self._client is not None, "the loop creates the client before any call"
+        return self._client
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        await self._api().health()
+        self._tracker.ok()
+
+    async def _sync(self) -> None:
+        cursor = await self._api().cursor()
+        self._tracker.ok()
+        if cursor.last_seq < self._state.acked_seq:
+            raise CursorRegression(cursor.last_seq, self._state.acked_seq)
+        await self._sync_notices()
+
+    async def _sync_notices(self) -> None:
+        notices = await self._api().notices(self._notices.frozen_version or None)
+        self._tracker.ok()
+        self._notices.apply(notices)
+        self._notices_due = time.monotonic() + self._notices_every_s
+
+    async def _upload_batch(self) -> int:
+        """Send the next pending records; return how many were decided (0: backlog empty).
+
+        Central's outcomes for a batch are written to the spool while the next batch is on the
+        wire (still one batch in flight, in order): a crash in between only means re-sending.
+        """
+        after = self._sent_through if self._applying is not None else 0
+        batch = await asyncio.to_thread(self._spool.backlog, after, self._cfg.upstream.batch_size)
+        if not batch:
+            await self._finish_apply()
+            return 0 if after == 0 else 1
+        try:
+            answer = await self._api().post_records([r.wire() for r in batch])
+        except SequenceGap as gap:
+            self._tracker.ok()
+            await self._finish_apply()
+            await self._apply(gap.results)
+            self._resync(await self._api().cursor(), batch[0].seq + len(gap.results))
+            return max(len(gap.results), 1)
+        except ChainBroken as broken:
+            await self._finish_apply()
+            await self._apply(broken.results)
+            raise
+        self._tracker.ok()
+        self._gaps = 0
+        await self._finish_apply()
+        self._state.ack(answer.results[-1].seq)
+        self._applying = asyncio.create_task(self._apply(answer.results))
+        self._sent_through = batch[-1].seq
+        return len(answer.results)
+
+    async def _finish_apply(self) -> None:
+        """Wait for the outcomes being written; on failure start again from the first pending."""
+        task, self._applying = self._applying, None
+        if task is not None:
+            try:
+                await task
+            finally:
+                self._sent_through = 0
+
+    def _resync(self, cursor: Cursor, next_seq: int) -> None:
+        """After a sequence_gap: central's cursor decides whether to go on or to stop."""
+        acked = self._state.acked_seq
+        if cursor.last_seq < acked:
+            raise CursorRegression(cursor.last_seq, acked)
+        if cursor.last_seq < next_seq - 1:
+            # Central lacks records this terminal already has outcomes for: its books lost them.
+            raise CursorRegression(cursor.last_seq, next_seq - 1)
+        self._gaps += 1
+        if self._gaps > 3:
+            raise ChainBroken(cursor.last_seq + 1, [])
+        log.warning("sequence gap: central is at seq %d; re-sending from seq %d", cursor.last_seq, next_seq)
+
+    async def _apply(self, results: list[RecordResult]) -> None:
+        if not results:
+            return
+        # Acknowledged first: a crash before apply_outcomes only means re-sending (duplicates).
+        self._state.ack(max(r.seq for r in results))
+        outcomes = [Outcome(r.seq, r.final, dict(r.settlement or r.reason or {})) for r in results]
+        updated = await asyncio.to_thread(self._spool.apply_outcomes, outcomes)
+        decided = {r.seq for r in results}
+        for record in updated:
+            if record.seq in decided and record.status in ("settled", "rejected"):
+                self._emit(f"transaction.{record.status}", transaction_event(record))
+        previous, self._applied = self._applied, asyncio.Event()
+        previous.set()
+        # The backlog event is a summary: at most once a second while draining, and at the end.
+        if len(results) < self._cfg.upstream.batch_size or time.monotonic() >= self._backlog_due:
+            self._backlog_due = time.monotonic() + 1.0
+            self._emit("spool.backlog", backlog_event(await asyncio.to_thread(self._spool.stats), self._tz))
+
+    # -- alarms -----------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._check_deadline()
+            except SpoolError as exc:
+                log.error("cannot check the re-entry deadline (%s)", exc.code)
+            except Exception:
+                log.exception("re-entry deadline check failed")
+            await self._pause(30.0, wakeable=False)
+
+    def _check_deadline(self) -> None:
+        first = self._spool.backlog(0, 1)
+        limit = self._cfg.offline.deadline_working_days
+        message = overdue_message(first[0] if first else None, self._clock(), self._tz, limit)
+        if message is None:
+            self._tracker.clear_alarm("reentry_deadline")
+        elif self._tracker.alarm("reentry_deadline", message):
+            log.error(message)
+            alarm = {"code": "reentry_deadline", "message": message}
+            self._emit("spool.backlog", {"at": now_iso(self._tz), "alarm": alarm})
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        try:
+            self._on_event(name, data)
+        except Exception:
+            log.exception("event handler failed for %s", name)

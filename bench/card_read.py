@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,21 +31,11 @@ from drivers.cards import CardService
 from drivers.cards.channel import ApduSession, FunctionChannel
 from drivers.cards.profiles.cn_ssc import CnSscProfile
 from terminald.sim.card import VPCD_PORT, CardApplet, CardEmulator, load_card
+from terminald.sim.pcscd import ensure_pcscd
 
 READER = "Virtual PCD 00 00"
 # SELECT SSSE + EF05 records 1-7 + EF06 ssn, name, name extension, sex, nation, birth date
 APDUS_NEEDED = 1 + 7 + 6
-
-
-def vpcd_readers() -> list[str]:
-    hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return []
-    try:
-        hresult, names = scard.SCardListReaders(ctx, [])
-        return [n for n in names if n.startswith("Virtual PCD")] if hresult == scard.SCARD_S_SUCCESS else []
-    finally:
-        scard.SCardReleaseContext(ctx)
 
 
 def wait_for(predicate: object, timeout_s: float, what: str) -> None:
@@ -125,23 +113,17 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=300)
     args = parser.parse_args()
 
-    started: subprocess.Popen[bytes] | None = None
-    if not vpcd_readers():
-        if shutil.which("pcscd") is None:
-            raise SystemExit("card_read: pcscd is not installed")
-        started = subprocess.Popen(
-            ["pcscd", "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for(lambda: len(vpcd_readers()) >= 2, 15, "pcscd with the vpcd readers")
+    try:
+        daemon = ensure_pcscd()
+    except RuntimeError as exc:
+        raise SystemExit(f"card_read: {exc}") from exc
     lock_path = Path(tempfile.gettempdir()) / f"terminald-vpcd-{VPCD_PORT}.lock"
     try:
         with lock_path.open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # share slot 0 politely with running tests
             results = {card: measure(card, args.reads) for card in ("ssc2", "ssc2_t0")}
     finally:
-        if started is not None:
-            started.terminate()
-            started.wait(10)
+        daemon.stop()
 
     print(f"{'card':10} {'APDUs':>6} {'needed':>7} {'read ms':>8} {'bare ms':>8} {'ratio':>6}")
     for card, (apdus, ours, bare, ratio) in results.items():

@@ -118,12 +118,23 @@ def check_file(path: Path, terminal_id: str) -> CheckReport:
             problems.extend(verify_links(wires(), base_seq, base_hash, terminal_id))
         finally:
             records = counted[0]
+        problems.extend(_derived_column_problems(conn))
         conn.execute("COMMIT")
     except (sqlite3.Error, SpoolCorrupt) as exc:
         problems.append(f"{path}: unreadable after {records} good records ({type(exc).__name__}: {exc})")
     finally:
         conn.close()
     return CheckReport(ok=not problems, records=records, problems=problems)
+
+
+def _derived_column_problems(conn: sqlite3.Connection) -> list[str]:
+    """Columns copied out of the hashed record for indexing (amounts, dates) must still match it:
+    pending amounts and the offline limits are computed from them, not from the payload."""
+    rows = conn.execute(
+        "SELECT seq FROM records WHERE total_fen IS NOT COALESCE(json_extract(payload, '$.total_fen'), 0)"
+        " OR business_date IS NOT substr(business_time, 1, 10) ORDER BY seq LIMIT 100"
+    ).fetchall()
+    return [f"seq {row[0]}: stored total_fen or business_date does not match the record's content" for row in rows]
 
 
 def _snapshot(path: Path, dest: Path) -> None:

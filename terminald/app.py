@@ -24,14 +24,18 @@ def create_app(daemon: Daemon) -> FastAPI:
         finally:
             await daemon.stop()
 
+    # FastAPI's own OpenTelemetry hooks are off: their logs would carry request bodies
+    # (identity numbers) to whatever exporter the environment configures.
     app = FastAPI(title="terminald local API", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     app.state.daemon = daemon
     problems.install(app)
+    app.include_router(health.public_router, responses=problems.PUBLIC_PROBLEMS)
     for module in (health, card, transactions, receipts, events, reports):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problems.GUARDED_PROBLEMS)
     for extra in _optional_routers():
-        app.include_router(extra)
+        app.include_router(extra, responses=problems.GUARDED_PROBLEMS)
     return app
 
 

@@ -28,9 +28,12 @@ class CardReads:
         now = time.monotonic()
         with self._lock:
             self._reads[read_id] = (now, read)
-            while self._reads and (len(self._reads) > MAX_KEPT or next(iter(self._reads.values()))[0] < now - self._ttl):
+            while self._reads and (len(self._reads) > MAX_KEPT or self._oldest_at() < now - self._ttl):
                 self._reads.popitem(last=False)
         return read_id
+
+    def _oldest_at(self) -> float:
+        return next(iter(self._reads.values()))[0]
 
     def get(self, read_id: str) -> Any | None:
         with self._lock:

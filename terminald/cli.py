@@ -45,7 +45,8 @@ def _config(path: Path | None) -> Config:
 def _setup_logging(cfg: Config) -> None:
     from terminald import logs
 
-    logs.setup(cfg.logging.level, cfg.logging.format)
+    # The terminal id looks like a card number to the log scrubber; it is not personal.
+    logs.setup(cfg.logging.level, cfg.logging.format, keep=[cfg.terminal.id])
 
 
 @app.command()
@@ -208,11 +209,12 @@ def sim_printer(
     port: int = 9100,
     pty: Annotated[bool, typer.Option(help="Also open a pty serial port.")] = False,
     out: Annotated[Path | None, typer.Option(help="Directory for received jobs (.bin, .txt, .png).")] = None,
+    state: Annotated[str, typer.Option(help="online, near_end, paper_out, cover_open or silent.")] = "online",
 ) -> None:
     """Emulate an ESC/POS receipt printer."""
     from terminald.sim.printer import run
 
-    run(host=host, port=port, pty=pty, out=out)
+    run(host=host, port=port, pty=pty, out=out, state=state)
 
 
 @sim_app.command("central")
@@ -220,12 +222,23 @@ def sim_central(
     host: str = "127.0.0.1",
     port: int = 8640,
     db: Annotated[Path, typer.Option(help="Where central keeps what it accepts.")] = Path("var/central.db"),
-    latency_ms: Annotated[int, typer.Option(help="Added latency per request.")] = 0,
+    token: Annotated[str | None, typer.Option(help="Bearer token central requires (default: none).")] = None,
+    down: Annotated[bool, typer.Option(help="Start refusing connections.")] = False,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0,
+    error_rate: Annotated[float, typer.Option(help="Share of requests answered 503.")] = 0,
+    reset_rate: Annotated[float, typer.Option(help="Share of requests reset before handling.")] = 0,
+    drop_after_commit_rate: Annotated[float, typer.Option(help="Share of batches committed, then reset.")] = 0,
+    garbage_rate: Annotated[float, typer.Option(help="Share of answers replaced by garbage.")] = 0,
+    throttle_rate: Annotated[float, typer.Option(help="Share of requests answered 429.")] = 0,
+    retry_after_s: Annotated[int, typer.Option(help="Retry-After of the 429 answers.")] = 1,
 ) -> None:
-    """Run the central medical-insurance system simulator."""
+    """Run the central medical-insurance system simulator (faults also via POST /_control)."""
     from terminald.sim.central import run
 
-    run(host=host, port=port, db=db, latency_ms=latency_ms)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    run(host=host, port=port, db=db, token=token, down=down, latency_ms=latency_ms, error_rate=error_rate,
+        reset_rate=reset_rate, drop_after_commit_rate=drop_after_commit_rate, garbage_rate=garbage_rate,
+        throttle_rate=throttle_rate, retry_after_s=retry_after_s)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,14 +42,15 @@ class Daemon:
         self.card_reads = CardReads()
         self.spool: Spool | None = None
         self.events = EventBus(cfg.spool_path)
-        self._on_commit_hooks: list[Any] = []
+        self._on_commit_hooks: list[Callable[[float], None]] = []
+        self._upload_error_hooks: list[Callable[[str], None]] = []
 
     # --- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         cfg = self.cfg
         self.spool = Spool.open(cfg.spool_path, cfg.terminal.id, on_commit=self._on_commit)
         self.events.open()
-        self.uploader = Uploader(self.spool, cfg, on_event=self.publish)
+        self.uploader = Uploader(self.spool, cfg, on_event=self.publish, on_error=self._on_upload_error)
         self.cards = CardService(profile=cfg.card.profile, readers=cfg.card.readers,
                                  psam_reader=cfg.card.psam_reader, on_event=self.publish)
         self.printers = {
@@ -57,7 +59,7 @@ class Daemon:
             for p in cfg.printer_entries
         }
         self.print_queue = PrintQueue(cfg.spool_path, self.printers, on_event=self.publish)
-        self.recorder = Recorder(cfg, self.spool, self.uploader, self.card_reads)
+        self.recorder = Recorder(cfg, self.spool, self.uploader, self.card_reads, self.publish)
         await self.uploader.start()
         self.cards.start()
         self.print_queue.start()
@@ -65,13 +67,16 @@ class Daemon:
                  cfg.spool_path, cfg.upstream.url or "(none)")
 
     async def stop(self) -> None:
-        for name, step in (("uploader", self._stop_uploader), ("print queue", self._stop_print_queue),
-                           ("card readers", self._stop_cards), ("printers", self._close_printers),
-                           ("events", self.events.close), ("spool", self._close_spool)):
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("print queue", self._stop_print_queue), ("card readers", self._stop_cards),
+            ("printers", self._close_printers), ("events", self.events.close), ("spool", self._close_spool)]
+        try:
+            await self._stop_uploader()
+        except Exception:
+            log.exception("error while stopping the uploader")
+        for name, step in steps:
             try:
-                result = step()
-                if hasattr(result, "__await__"):
-                    await result
+                step()
             except Exception:
                 log.exception("error while stopping the %s", name)
 
@@ -99,12 +104,21 @@ class Daemon:
     def publish(self, name: str, data: dict[str, Any] | None = None) -> None:
         self.events.publish(name, data)
 
-    def add_commit_hook(self, hook: Any) -> None:
+    def add_commit_hook(self, hook: Callable[[float], None]) -> None:
+        """`hook(seconds)` after each durable spool commit (the fsync latency histogram)."""
         self._on_commit_hooks.append(hook)
+
+    def add_upload_error_hook(self, hook: Callable[[str], None]) -> None:
+        """`hook(cause)` after each failed call to central (errors by kind)."""
+        self._upload_error_hooks.append(hook)
 
     def _on_commit(self, seconds: float) -> None:
         for hook in self._on_commit_hooks:
             hook(seconds)
+
+    def _on_upload_error(self, cause: str) -> None:
+        for hook in self._upload_error_hooks:
+            hook(cause)
 
     @property
     def mode(self) -> str:

@@ -10,6 +10,7 @@ notification (losing the last few in a crash loses no record).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -81,10 +82,8 @@ class EventBus:
             subscribers = list(self._subscribers)
         self._pending.put(event)
         for loop, q in subscribers:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: the subscriber is gone
                 loop.call_soon_threadsafe(q.put_nowait, event)
-            except RuntimeError:  # that loop is closed: the subscriber is gone
-                pass
         return event
 
     @property

@@ -79,7 +79,9 @@ class AccessControl:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path: str = scope["path"]
         # A Unix-socket client has no meaningful Host; the socket's permissions guard it.
-        via_socket = not scope.get("server") or isinstance(scope.get("server"), str)
+        # uvicorn reports a Unix socket's server as (path, None), TCP as (host, port).
+        server = scope.get("server")
+        via_socket = not server or server[1] is None
         host = headers.get("host", "")
         if not via_socket and _host_name(host) not in self.hosts:
             await problem_response(421, "host_not_allowed", "Misdirected request",
@@ -114,7 +116,32 @@ class AccessControl:
                                    "a valid 'Authorization: Bearer <token>' header is required",
                                    headers=[(b"www-authenticate", b"Bearer")])(scope, receive, send)
             return
+        if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
+            # Read a chunked body here, before any route does: a route's body parser would turn
+            # the overflow into its own 400, and nothing of an oversize body must reach the app.
+            buffered = await self._read_chunked(receive)
+            if buffered is None:
+                await problem_response(413, "body_too_large", "Payload too large",
+                                       f"bodies are limited to {self.max_body} bytes")(scope, receive, send)
+                return
+            receive = _replay(buffered, receive)
         await self.app(scope, self._limited(receive, scope, send), self._with_headers(send, cors_headers))
+
+    async def _read_chunked(self, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it passes the limit (or the client goes away)."""
+        parts: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.max_body:
+                return None
+            parts.append(body)
+            if not message.get("more_body", False):
+                return b"".join(parts)
 
     def _same_origin(self, origin: str, host: str) -> bool:
         bare = origin.split("://", 1)[-1].rstrip("/").lower()
@@ -150,3 +177,17 @@ class AccessControl:
             await send(message)
 
         return wrapped
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out an already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

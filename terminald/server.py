@@ -82,27 +82,46 @@ async def _ready_and_watchdog(server: uvicorn.Server, daemon_spool_ping: object)
         await asyncio.sleep(interval)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, cleaning up in `shutdown`: after a signal, uvicorn re-raises it once
+    `serve` returns (the process then ends with it), so code after `serve` never runs."""
+
+    def __init__(self, config: uvicorn.Config, unix_paths: list[str]) -> None:
+        super().__init__(config)
+        self.unix_paths = unix_paths
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        notify("STOPPING=1")
+        try:
+            await super().shutdown(sockets)
+        finally:
+            for path in self.unix_paths:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
 async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -> None:
     daemon, app = build(cfg)
     sockets = sockets if sockets is not None else sockets_for(cfg)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, server_header=False)
-    server = uvicorn.Server(config)
 
     def spool_ping() -> None:
         assert daemon.spool is not None
         daemon.spool.stats()
 
+    # Named now: uvicorn closes the sockets on shutdown, and a closed one no longer has a name.
+    unix_paths = [str(sock.getsockname()) for sock in sockets if sock.family == socket.AF_UNIX]
+    server = _Server(config, unix_paths)
     helper = asyncio.create_task(_ready_and_watchdog(server, spool_ping))
     try:
         await server.serve(sockets=sockets)
     finally:
         notify("STOPPING=1")
         helper.cancel()
-        for sock in sockets:
-            if sock.family == socket.AF_UNIX:
-                with contextlib.suppress(OSError):
-                    os.unlink(sock.getsockname())
+        for path in unix_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
     if not server.started:
         raise SystemExit(1)
 

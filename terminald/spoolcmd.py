@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -16,82 +17,82 @@ from terminald.transactions import answer
 console = Console()
 
 
-def _open(cfg: Config) -> Spool:
+def _with_spool(cfg: Config, action: Callable[[Spool], int]) -> int:
+    """Open the spool (never creating one), run `action`, close; a spool error is exit 1."""
     if not cfg.spool_path.exists():
-        raise SpoolError(f"no spool at {cfg.spool_path}")
-    return Spool.open(cfg.spool_path, cfg.terminal.id, background_check=False)
-
-
-def list_records(cfg: Config, status: str | None, after_seq: int, limit: int) -> int:
-    try:
-        spool = _open(cfg)
-    except SpoolError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[bold red]FAIL[/] no spool at {cfg.spool_path}")
         return 1
     try:
-        records = spool.records(status, after_seq, limit)
-    finally:
-        spool.close()
-    table = Table("seq", "id", "kind", "status", "business time", "total", "offline")
-    for r in records:
-        table.add_row(str(r.seq), r.record_id, r.kind, r.status, r.business_time,
-                      f"{r.total_fen / 100:.2f}", r.offline_reason or ("yes" if r.offline else ""))
-    console.print(table)
-    return 0
-
-
-def show_record(cfg: Config, ref: str, *, full: bool) -> int:
-    try:
-        spool = _open(cfg)
-    except SpoolError as exc:
-        console.print(f"[red]{exc}[/]")
-        return 1
-    try:
-        record = spool.get_seq(int(ref)) if ref.isdigit() else spool.get(ref)
-        if record is None:
-            console.print(f"[red]no record {ref}[/]")
-            return 1
-        history = spool.history(record.record_id)
-    finally:
-        spool.close()
-    if full:
-        shown = record.wire()
-    else:
-        shown = answer(record, history)
-        card = record.payload.get("card") or {}
-        shown["card"] = {"card_number": mask_card(card.get("card_number")),
-                         "ssn": mask_ssn(card.get("ssn")), "name": mask_name(card.get("name"))}
-    console.print_json(json.dumps(shown, ensure_ascii=False))
-    return 0
-
-
-def check(cfg: Config) -> int:
-    try:
-        spool = _open(cfg)
+        spool = Spool.open(cfg.spool_path, cfg.terminal.id, background_check=False)
     except SpoolError as exc:
         console.print(f"[bold red]FAIL[/] {exc}")
         return 1
     try:
-        report = spool.check()
+        return action(spool)
+    except SpoolError as exc:
+        console.print(f"[bold red]FAIL[/] {exc}")
+        return 1
     finally:
         spool.close()
-    if report.ok:
-        console.print(f"[green]OK[/] {report.records} records, chain and integrity verified ({cfg.spool_path})")
+
+
+def list_records(cfg: Config, status: str | None, after_seq: int, limit: int) -> int:
+    def show(spool: Spool) -> int:
+        columns = ("seq", "id", "kind", "status", "business_time", "total_yuan", "offline")
+        rows = [(str(r.seq), r.record_id, r.kind, r.status, r.business_time, f"{r.total_fen / 100:.2f}",
+                 r.offline_reason or ("yes" if r.offline else ""))
+                for r in spool.records(status, after_seq, limit)]
+        if not console.is_terminal:
+            # Piped into a file or another tool: whole values, tab-separated, no decoration.
+            for row in (columns, *rows):
+                print("\t".join(row))
+            return 0
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
         return 0
-    for problem in report.problems:
-        console.print(f"[bold red]FAIL[/] {problem}")
-    return 1
+
+    return _with_spool(cfg, show)
+
+
+def show_record(cfg: Config, ref: str, *, full: bool) -> int:
+    def show(spool: Spool) -> int:
+        record = spool.get_seq(int(ref)) if ref.isdigit() else spool.get(ref)
+        if record is None:
+            console.print(f"[red]no record {ref}[/]")
+            return 1
+        if full:
+            shown = record.wire()
+        else:
+            shown = answer(record, spool.history(record.record_id))
+            card = record.payload.get("card") or {}
+            shown["card"] = {"card_number": mask_card(card.get("card_number")),
+                             "ssn": mask_ssn(card.get("ssn")), "name": mask_name(card.get("name"))}
+        console.print_json(json.dumps(shown, ensure_ascii=False))
+        return 0
+
+    return _with_spool(cfg, show)
+
+
+def check(cfg: Config) -> int:
+    def verify(spool: Spool) -> int:
+        report = spool.check()
+        if report.ok:
+            console.print(f"[green]OK[/] {report.records} records, chain and integrity verified "
+                          f"({cfg.spool_path})")
+            return 0
+        for problem in report.problems:
+            console.print(f"[bold red]FAIL[/] {problem}")
+        return 1
+
+    return _with_spool(cfg, verify)
 
 
 def export(cfg: Config, dest: Path, fmt: str) -> int:
-    try:
-        spool = _open(cfg)
-    except SpoolError as exc:
-        console.print(f"[red]{exc}[/]")
-        return 1
-    try:
+    def write(spool: Spool) -> int:
         count = spool.export(dest, fmt)
-    finally:
-        spool.close()
-    console.print(f"exported {count} records to {dest}")
-    return 0
+        console.print(f"exported {count} records to {dest}")
+        return 0
+
+    return _with_spool(cfg, write)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -95,8 +96,10 @@ def _qty_json(qty: Decimal) -> int | float:
 
 
 class Recorder:
-    def __init__(self, cfg: Config, spool: Spool, uploader: UploaderView, card_reads: CardReads) -> None:
+    def __init__(self, cfg: Config, spool: Spool, uploader: UploaderView, card_reads: CardReads,
+                 publish: Callable[[str, dict[str, Any]], None]) -> None:
         self.cfg = cfg
+        self.publish = publish
         self.spool = spool
         self.uploader = uploader
         self.card_reads = card_reads
@@ -145,6 +148,8 @@ class Recorder:
         if not result.created:
             return self._replay(result.record, request_digest)
         self.uploader.wake()
+        self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
+                                       "offline_reason": result.record.offline_reason})
         wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
         final = await self.uploader.wait_final(result.record.record_id, wait) if wait > 0 else None
         if final is not None:

@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from wcwidth import wcwidth
-
 from drivers.errors import PrintDataError, PrinterConfigError
 
 if TYPE_CHECKING:
@@ -68,7 +66,10 @@ _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 def _visible(ch: str) -> bool:
     # Zero-width and format characters (combining marks left after NFC,
     # ZWJ, bidi overrides) print nothing or reorder text on screen previews.
-    return wcwidth(ch) > 0
+    # wcwidth loads at first use: the daemon pays its ~1 MB only when it prints.
+    from wcwidth import wcwidth
+
+    return bool(wcwidth(ch) > 0)
 
 
 def sanitise(value: object, *, single_line: bool = False) -> str:

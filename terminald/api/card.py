@@ -8,12 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from terminald.api.deps import daemon
-from terminald.api.models import CardReadIn
+from terminald.api.models import CardReadIn, CardReadOut
+from terminald.api.problems import problems
 
 router = APIRouter()
 
 
-@router.post("/v1/card/read", tags=["card"])
+@router.post("/v1/card/read", tags=["card"], response_model=CardReadOut,
+             responses=problems({408: "no_card", 409: "reader_busy",
+                                 422: "validation_failed, card_unreadable, card_locked", 503: "no_reader"}))
 async def read_card(request: Request, body: CardReadIn | None = None) -> dict[str, Any]:
     d = daemon(request)
     args = body or CardReadIn()

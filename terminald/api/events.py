@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from terminald.api.deps import daemon
+from terminald.api.problems import problems
 
 router = APIRouter(tags=["events"])
 
@@ -17,7 +19,7 @@ KEEPALIVE_S = 15.0
 
 
 @router.get("/v1/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {"text/event-stream": {}}}, **problems({422: "validation_failed"})})
 async def events(
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -43,7 +45,11 @@ async def events(
                 yield next_event.result().sse()
                 next_event = asyncio.ensure_future(stream.__anext__())
         finally:
+            # The generator is suspended inside the pending __anext__: end that first,
+            # or aclose() finds it "already running".
             next_event.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await next_event
             await stream.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(body(), media_type="text/event-stream",

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from terminald.api.deps import daemon
 
 router = APIRouter()
+public_router = APIRouter()  # no token needed
 
 
-@router.get("/v1/health", tags=["status"])
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+@public_router.get("/v1/health", tags=["status"], response_model=Health)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 

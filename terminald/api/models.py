@@ -125,6 +125,35 @@ class CardReadIn(_In):
     timeout_s: float = Field(default=0, ge=0, le=60)
 
 
+class CardDataOut(BaseModel):
+    card_number: str | None = None
+    ssn: str | None = None
+    name: str | None = None
+    sex: str | None = None
+    birth_date: str | None = None
+    nation: str | None = None
+    issuer_code: str | None = None
+    issued_on: str | None = None
+    expires_on: str | None = None
+    card_type: str | None = None
+    spec_version: str | None = None
+    card_identifier: str | None = None
+
+
+class CardReadOut(BaseModel):
+    card_read_id: str
+    read_at: str
+    reader: str
+    atr: str
+    card: CardDataOut
+
+
+class PrintSubmitted(BaseModel):
+    job_id: str
+    printer: str
+    reprint: bool
+
+
 class Problem(BaseModel):
     type: str
     title: str
@@ -148,7 +177,7 @@ class HistoryEntry(BaseModel):
 class TransactionOut(BaseModel):
     id: str
     seq: int
-    kind: str
+    kind: Literal["settlement", "revoke"]
     status: Literal["pending", "settled", "rejected", "resolved"]
     mode: Literal["online", "offline", "planned_downtime"]
     created_at: str
@@ -161,6 +190,7 @@ class TransactionOut(BaseModel):
     resolution: dict[str, Any] | None = None
     original_id: str | None = None
     card: CardOut | None = None
+    card_present: bool = False
     items: list[dict[str, Any]] = Field(default_factory=list)
     operator: dict[str, Any] = Field(default_factory=dict)
     history: list[HistoryEntry] = Field(default_factory=list)

@@ -49,6 +49,33 @@ TITLES: dict[int, str] = {
 }
 
 
+# What `application/problem+json` looks like, for the OpenAPI document (extra members allowed:
+# `errors`, `sw`, `limit_fen`...).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "code": {"type": "string"},
+    },
+}
+
+
+def problems(codes_by_status: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error answers: `problems({404: "not_found"})`."""
+    return {
+        status: {"description": f"problem+json, code: {codes}", "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}}
+        for status, codes in codes_by_status.items()
+    }
+
+
+# Every endpoint can answer these (access control, body size, a bug); only the public ones
+# need no token.
+PUBLIC_PROBLEMS = problems({403: "origin_not_allowed", 413: "body_too_large", 421: "host_not_allowed",
+                            500: "internal_error"})
+GUARDED_PROBLEMS = {**PUBLIC_PROBLEMS, **problems({401: "unauthorized"})}
+
+
 def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> bytes:
     body = {"type": f"https://terminald.invalid/problems/{code}", "title": title,
             "status": status, "detail": detail, "code": code, **extra}
@@ -101,6 +128,10 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, say): a validation failure here.
+            return problem_response(422, "validation_failed", "The request is not valid",
+                                    "the body could not be parsed as JSON", errors=[])
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem_response(exc.status_code, code, TITLES.get(exc.status_code, "Error"),
                                 str(exc.detail) if isinstance(exc.detail, str) else "")

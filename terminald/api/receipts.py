@@ -9,14 +9,16 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 
 from terminald.api.deps import daemon, load_record
-from terminald.api.models import ReceiptIn
+from terminald.api.models import PrintSubmitted, ReceiptIn
+from terminald.api.problems import problems
 from terminald.errors import NotFoundError, PrinterNotConfigured
 from terminald.receipts.documents import receipt_bytes, receipt_png
 
 router = APIRouter(tags=["receipts"])
 
 
-@router.post("/v1/transactions/{record_id}/receipt", status_code=202)
+@router.post("/v1/transactions/{record_id}/receipt", status_code=202, response_model=PrintSubmitted,
+             responses=problems({404: "not_found", 422: "validation_failed", 503: "printer_unavailable"}))
 async def print_receipt(request: Request, record_id: str,
                         body: Annotated[ReceiptIn | None, Body()] = None) -> JSONResponse:
     d = daemon(request)
@@ -32,7 +34,8 @@ async def print_receipt(request: Request, record_id: str,
 
 
 @router.get("/v1/transactions/{record_id}/receipt.png",
-            responses={200: {"content": {"image/png": {}}}}, response_class=Response)
+            responses={200: {"content": {"image/png": {}}}, **problems({404: "not_found", 422: "validation_failed"})},
+            response_class=Response)
 async def preview(request: Request, record_id: str, document: str = "receipt") -> Response:
     d = daemon(request)
     record = await load_record(d, record_id)
@@ -40,7 +43,7 @@ async def preview(request: Request, record_id: str, document: str = "receipt") -
     return Response(png, media_type="image/png")
 
 
-@router.get("/v1/print-jobs/{job_id}")
+@router.get("/v1/print-jobs/{job_id}", responses=problems({404: "not_found", 422: "validation_failed"}))
 async def job(request: Request, job_id: str) -> dict[str, Any]:
     d = daemon(request)
     found = await asyncio.to_thread(d.print_queue.get, job_id)

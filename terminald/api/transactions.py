@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from terminald.api.deps import daemon, load_record
 from terminald.api.models import ResolveIn, TransactionIn, TransactionList, TransactionOut
-from terminald.errors import ValidationFailed
+from terminald.api.problems import problems
 from terminald.transactions import answer
 
 router = APIRouter(tags=["transactions"])
 
-STATUSES = ("pending", "settled", "rejected", "resolved")
+# Visible ASCII, inner spaces allowed: HTTP trims a header's outer whitespace and carries latin-1 only.
+KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 
 
 @router.post("/v1/transactions", status_code=201, response_model=TransactionOut,
              responses={200: {"model": TransactionOut, "description": "the stored answer for a repeated key"},
-                        202: {"model": TransactionOut, "description": "committed, central has not answered yet"}},
+                        202: {"model": TransactionOut, "description": "committed, central has not answered yet"},
+                        **problems({403: "card_frozen, offline_limit_exceeded, card_not_present, card_expired",
+                                    404: "not_found (revoke of an unknown original_id)",
+                                    409: "idempotency_conflict, not_revocable",
+                                    422: "validation_failed, card_read_unknown",
+                                    503: "spool_unavailable", 507: "spool_full"})},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": TransactionIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
 async def create(
     request: Request,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64,
+                                           pattern=KEY_PATTERN)],
     wait: Annotated[float | None, Query(ge=0, le=30)] = None,
 ) -> JSONResponse:
     d = daemon(request)
@@ -36,7 +43,8 @@ async def create(
     return JSONResponse(body, status_code=outcome.status_code)
 
 
-@router.get("/v1/transactions/{record_id}", response_model=TransactionOut)
+@router.get("/v1/transactions/{record_id}", response_model=TransactionOut,
+            responses=problems({404: "not_found", 422: "validation_failed", 503: "spool_unavailable"}))
 async def get_one(request: Request, record_id: str) -> dict[str, Any]:
     d = daemon(request)
     record = await load_record(d, record_id)
@@ -44,15 +52,14 @@ async def get_one(request: Request, record_id: str) -> dict[str, Any]:
     return answer(record, history)
 
 
-@router.get("/v1/transactions", response_model=TransactionList)
+@router.get("/v1/transactions", response_model=TransactionList,
+            responses=problems({422: "validation_failed", 503: "spool_unavailable"}))
 async def list_all(
     request: Request,
-    status: Annotated[str | None, Query()] = None,
+    status: Annotated[Literal["pending", "settled", "rejected", "resolved"] | None, Query()] = None,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    if status is not None and status not in STATUSES:
-        raise ValidationFailed(f"status must be one of {', '.join(STATUSES)}")
     d = daemon(request)
     assert d.spool is not None
     records = await asyncio.to_thread(d.spool.records, status, after_seq, limit)
@@ -60,7 +67,9 @@ async def list_all(
             "next_after_seq": records[-1].seq if len(records) == limit else None}
 
 
-@router.post("/v1/transactions/{record_id}/resolve", response_model=TransactionOut)
+@router.post("/v1/transactions/{record_id}/resolve", response_model=TransactionOut,
+             responses=problems({404: "not_found", 409: "invalid_transition", 422: "validation_failed",
+                                 503: "spool_unavailable", 507: "spool_full"}))
 async def resolve(request: Request, record_id: str, body: Annotated[ResolveIn, Body()]) -> dict[str, Any]:
     d = daemon(request)
     assert d.spool is not None

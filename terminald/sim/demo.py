@@ -242,6 +242,7 @@ def run_demo(keep: bool = False) -> int:
             counter.start()
             summary = _play(counter, central, printer, insert)
         summary["seconds"] = round(time.monotonic() - started, 1)
+        summary["kept"] = keep
         _print_summary(summary, work)
         return 0
     except DemoFailed as exc:
@@ -393,7 +394,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
 
 
 def _print_summary(s: dict[str, Any], work: Path) -> None:
-    shown_dir = Path(tempfile.gettempdir()) / "terminald-demo-receipts"
+    shown_dir = work / "receipts" if s.get("kept") else Path(tempfile.gettempdir()) / "terminald-demo-receipts"
     console.rule("summary")
     status = s["status"]
     console.print(f"mode: {status['mode']}; pending {status['spool']['pending']}; settled "
@@ -409,4 +410,6 @@ def _print_summary(s: dict[str, Any], work: Path) -> None:
     console.print("receipts (PNG):")
     for name, path in s["receipts"].items():
         console.print(f"  {name}: {shown_dir / Path(path).name}")
+    if s.get("kept"):
+        console.print(f"state, logs and receipts kept in {work}")
     console.print(f"[bold green]DEMO OK[/] in {s['seconds']} s")

@@ -71,6 +71,7 @@ class Uploader:
         cfg: Config,
         *,
         on_event: EventFn,
+        on_error: Callable[[str], None] | None = None,
         retry_base_s: float = 0.5,
         retry_cap_s: float = 60.0,
         idle_probe_s: float = 15.0,
@@ -81,6 +82,7 @@ class Uploader:
         self._spool = spool
         self._cfg = cfg
         self._on_event = on_event
+        self._on_error = on_error
         self._tz = ZoneInfo(cfg.terminal.timezone)
         self._clock = clock or (lambda: datetime.now(self._tz))
         self._base, self._cap = retry_base_s, retry_cap_s
@@ -216,7 +218,7 @@ class Uploader:
                 self._tracker.halt(exc.code, exc.detail)
                 return
             except Refused as exc:
-                self._tracker.failed(exc.cause, exc.detail)
+                self._failed(exc)
                 await self._pause(self._cap, wakeable=False)
             except SpoolError as exc:
                 log.error("spool error while uploading (%s); retrying later", exc.code)
@@ -262,7 +264,13 @@ class Uploader:
     def _note_failure(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, UpstreamError):
-            self._tracker.failed(exc.cause, exc.detail)
+            self._failed(exc)
+
+    def _failed(self, exc: UpstreamError) -> None:
+        """A call to central failed: the link state and whoever counts errors (metrics) hear of it."""
+        self._tracker.failed(exc.cause, exc.detail)
+        if self._on_error is not None:
+            self._on_error(exc.cause)
 
     async def _pause(self, seconds: float, *, wakeable: bool) -> None:
         waiters = [asyncio.ensure_future(self._stop.wait())]

@@ -56,7 +56,7 @@ def _future(minutes: float) -> str:
     return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).isoformat()
 
 
-@pytest.mark.parametrize(("name", "body", "field"), [
+VALIDATION_CASES: list[tuple[str, Any, str]] = [
     ("float fen", sale(items=[item(unit_price_fen=12.5, amount_fen=25)]), "unit_price_fen"),  # type: ignore[arg-type]
     ("string fen", sale(total_fen="2500"), "total_fen"),  # type: ignore[arg-type]
     ("negative fen", sale(items=[item(unit_price_fen=-1, amount_fen=-2)]), "unit_price_fen"),
@@ -70,8 +70,7 @@ def _future(minutes: float) -> str:
     ("no items", sale(items=[], total_fen=0), "item"),
     ("future 10 min", sale(business_time=_future(10)), "future"),
     ("naive time", sale(business_time="2026-01-02T10:15:00"), "offset"),
-    ("both card kinds", sale(card_read_id="cr_x", card={"card_number": "A1", "ssn": "110101199001011234",
-                                                         "name": "x"}), "exactly one"),
+    ("both card kinds", {**sale(), "card_read_id": "cr_x"}, "exactly one"),
     ("no card at all", {k: v for k, v in sale().items() if k != "card"}, "exactly one"),
     ("bad ssn", sale(card={"card_number": "A1", "ssn": "12345", "name": "x"}), "ssn"),
     ("unknown field", sale(discount_fen=5), "discount_fen"),
@@ -80,19 +79,30 @@ def _future(minutes: float) -> str:
     ("revoke with items", {**revoke("x"), "items": [item()]}, "revoke"),
     ("revoke without original", {"kind": "revoke", "operator": {"id": "op7"}}, "original_id"),
     ("not an object", [sale()], "object"),
-])
-def test_validation_failed(api: httpx.Client, name: str, body: Any, field: str) -> None:
-    problem = assert_problem(post_tx(api, body, f"bad-{name}"), 422, "validation_failed")
-    assert field.lower() in problem["detail"].lower() or field in str(problem.get("errors")), problem
+]
+
+
+def test_validation_failed(api: httpx.Client) -> None:
+    # One daemon for every shape (starting one per case costs a second each).
+    failures = []
+    for name, body, field in VALIDATION_CASES:
+        try:
+            problem = assert_problem(post_tx(api, body, f"bad-{name}"), 422, "validation_failed")
+            assert field.lower() in (problem["detail"] + str(problem.get("errors"))).lower(), problem
+        except AssertionError as exc:
+            failures.append(f"{name}: {exc}")
+    assert not failures, "\n".join(failures)
+    assert api.get("/v1/status").json()["spool"]["last_seq"] == 0
 
 
 def test_validation_of_a_time_just_inside_the_limit(api: httpx.Client) -> None:
     assert post_tx(api, sale(business_time=_future(4)), "k-4min").status_code == 202
 
 
-@pytest.mark.parametrize("key", [None, "", "x" * 65])
-def test_idempotency_key_required(api: httpx.Client, key: str | None) -> None:
-    assert_problem(post_tx(api, sale(), key), 422, "validation_failed")
+def test_idempotency_key_required(api: httpx.Client) -> None:
+    for key in (None, "", "x" * 65, "tab\there"):
+        assert_problem(post_tx(api, sale(), key), 422, "validation_failed")
+    assert post_tx(api, sale(), "x" * 64).status_code == 202
 
 
 def test_body_not_json_and_bad_wait(api: httpx.Client) -> None:

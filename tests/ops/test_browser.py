@@ -155,3 +155,23 @@ def test_chromium_is_the_debian_one() -> None:
     if not CHROMIUM.exists():
         pytest.skip("chromium is not installed")
     assert shutil.which("chromium") == str(CHROMIUM)
+
+
+def test_planned_downtime_is_shown_as_停机_with_its_end(browser_page: Any, central_sim: CentralSim,
+                                                      daemon_proc: Callable[..., DaemonProcess]) -> None:
+    from datetime import datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    now = datetime.now().astimezone()
+    start, end = (now - timedelta(hours=1)).isoformat(timespec="seconds"), (now + timedelta(days=2)).isoformat(
+        timespec="seconds")
+    d = daemon_proc(f'[upstream]\nurl = "{central_sim.url}"\n'
+                    f'[[downtime]]\nstart = "{start}"\nend = "{end}"\nreason = "切换国家医保信息平台"\n')
+    page = browser_page
+    page.goto(f"{d.url}/#token={d.token}")
+    expect(page.locator("#mode")).to_have_attribute("data-mode", "planned_downtime", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#mode-text")).to_have_text("停机")
+    expect(page.locator("#mode-alt")).to_have_text("PLANNED DOWNTIME")
+    expect(page.locator("#mode-detail")).to_contain_text("切换国家医保信息平台")
+    expect(page.locator("#mode-advice")).to_contain_text("计划停机")

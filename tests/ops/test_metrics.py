@@ -170,3 +170,37 @@ def test_metrics_of_a_running_daemon(daemon_proc: Callable[..., DaemonProcess],
         assert api.post(f"/v1/transactions/{response.json()['id']}/receipt", json={}).status_code == 202
         wait_for(lambda: value(api.get("/metrics").text, "terminald_print_jobs", state="done") == 1,
                  30, "the receipt to print")
+
+
+def test_install_wires_the_hooks_once(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+
+    from drivers.cards.errors import NoCard
+    from terminald.metrics import install
+
+    hooks: dict[str, list[Callable[..., None]]] = {"commit": [], "error": []}
+    daemon = fake_daemon(tmp_path)
+    daemon.add_commit_hook = hooks["commit"].append
+    daemon.add_upload_error_hook = hooks["error"].append
+    present = {"card": True}
+
+    def read(reader: str | None, timeout_s: float) -> str:
+        if not present["card"]:
+            raise NoCard("no card in the reader")
+        return "a read"
+
+    daemon.cards.read = read
+    app = FastAPI()
+    metrics = install(app, daemon)
+    assert install(app, daemon) is metrics and len(hooks["commit"]) == 1 and len(hooks["error"]) == 1
+    hooks["commit"][0](0.002)
+    hooks["error"][0]("connect_failed")
+    assert daemon.cards.read(None, 0) == "a read"
+    present["card"] = False
+    with pytest.raises(NoCard):
+        daemon.cards.read(None, 0)
+    text = metrics.render().decode()
+    assert value(text, "terminald_spool_commit_seconds_count") == 1
+    assert value(text, "terminald_upload_errors_total", kind="connect_failed") == 1
+    assert value(text, "terminald_card_reads_total", outcome="ok") == 1
+    assert value(text, "terminald_card_reads_total", outcome="no_card") == 1

@@ -61,7 +61,10 @@ def _card_read(api: httpx.Client, request: pytest.FixtureRequest) -> str | None:
         vcard = request.getfixturevalue("vcard")
     except pytest.skip.Exception:
         return None
-    vcard("ssc2", slot=0)
+    try:
+        vcard("ssc2", slot=0)
+    except AssertionError:  # pcscd is shared with other test runs: one more try after a busy moment
+        vcard("ssc2", slot=0)
     response = api.post("/v1/card/read", json={"timeout_s": 10, "reader": "Virtual PCD 00 00"})
     assert response.status_code == 200, response.text
     card = response.json()["card"]

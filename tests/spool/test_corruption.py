@@ -76,10 +76,24 @@ def test_edited_record_in_the_middle_is_pinpointed_by_check(tmp_path: Path) -> N
     with Spool.open(path, TERMINAL_ID, background_check=False) as sp:  # the tail is intact
         report = sp.check()
         assert not report.ok
-        assert report.problems == ["seq 11: hash does not match the record's content"]
+        assert report.problems == ["seq 11: hash does not match the record's content",
+                                   "seq 11: stored total_fen or business_date does not match the record's content"]
         assert sp.integrity == "corrupt"
         with pytest.raises(SpoolCorrupt, match="seq 11"):
             sp.append(make_request("after"))
+
+
+def test_edited_amount_column_is_pinpointed_by_check(tmp_path: Path) -> None:
+    """The indexed amount is outside the hash; pending totals and offline limits read it."""
+    path = tmp_path / "s.db"
+    _build(path, 50)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE records SET total_fen = 1 WHERE seq = 7")
+    conn.commit()
+    conn.close()
+    with Spool.open(path, TERMINAL_ID, background_check=False) as sp:
+        report = sp.check()
+        assert report.problems == ["seq 7: stored total_fen or business_date does not match the record's content"]
 
 
 def test_edited_tail_record_is_refused_at_open(tmp_path: Path) -> None:

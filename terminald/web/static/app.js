@@ -110,7 +110,7 @@
     }
     if (up.halted) detail = t("halted") + (detail ? " · " + detail : "");
     $("mode-detail").textContent = detail;
-    $("mode-advice").textContent = t("advice_" + (mode in { online: 1, offline: 1, planned_downtime: 1 } ? mode : "offline"));
+    $("mode-advice").textContent = mode in { online: 1, offline: 1, planned_downtime: 1 } ? t("advice_" + mode) : "";
     const alarms = $("alarms");
     alarms.replaceChildren(...(up.alarms || []).map((a) => el("p", { class: "alarm" }, `⚠ ${a.message || a.code}`)));
     alarms.hidden = !(up.alarms || []).length;

@@ -1,0 +1,66 @@
+"""POST /v1/card/read through real pcscd + vpcd + the card emulator, and card_read_id in transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import assert_problem, post_tx, sale
+from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.pcsc import reader_name
+
+pytestmark = pytest.mark.pcsc
+
+SLOT0, SLOT1 = reader_name(0), reader_name(1)
+
+
+def test_read_then_record_with_card_read_id(vcard: Any, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    vcard("ssc2", slot=0)
+    api = daemon_proc().client()
+    r = api.post("/v1/card/read", json={"reader": SLOT0, "timeout_s": 5})
+    assert r.status_code == 200, r.text
+    read = r.json()
+    assert read["card_read_id"].startswith("cr_") and read["reader"] == SLOT0 and read["atr"]
+    card = read["card"]
+    for key in ("card_number", "ssn", "name", "sex", "birth_date", "nation", "issuer_code", "issued_on",
+                "expires_on", "card_type", "spec_version", "card_identifier"):
+        assert key in card, key
+    assert card["card_number"] and len(card["ssn"]) == 18
+
+    devices = api.get("/v1/devices").json()
+    assert any(rd["name"] == SLOT0 and rd["card_present"] for rd in devices["readers"]), devices
+
+    # Offline (no upstream) a physically read card passes the policy; the record says so.
+    tx = post_tx(api, sale(card_read_id=read["card_read_id"]), "with-card")
+    assert tx.status_code == 202, tx.text
+    assert tx.json()["card_present"] is True
+    assert tx.json()["card"]["card_number"] == card["card_number"]
+    assert card["ssn"] not in tx.text and card["name"] not in tx.text
+    # The read can back more than one sale within its lifetime.
+    assert post_tx(api, sale(card_read_id=read["card_read_id"]), "with-card-2").status_code == 202
+
+
+def test_read_errors(vcard: Any, vpcd_slots: None, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    api = daemon_proc().client()
+    # An empty slot: waited for, then 408.
+    assert_problem(api.post("/v1/card/read", json={"reader": SLOT1, "timeout_s": 0.3}), 408, "no_card")
+    assert_problem(api.post("/v1/card/read", json={"reader": "No Such Reader 00 00"}), 503, "no_reader")
+
+    vcard("locked", slot=1)
+    problem = assert_problem(api.post("/v1/card/read", json={"reader": SLOT1, "timeout_s": 2}),
+                             422, "card_locked")
+    assert problem.get("sw") in ("9303", 0x9303, "93 03"), problem
+
+    vcard("foreign", slot=1)
+    assert_problem(api.post("/v1/card/read", json={"reader": SLOT1, "timeout_s": 2}), 422, "card_unreadable")
+
+    for body in ({"timeout_s": 61}, {"timeout_s": -1}, {"reader": "x" * 129}, {"extra": 1}, [1]):
+        assert_problem(api.post("/v1/card/read", json=body), 422, "validation_failed")
+
+
+def test_no_reader_configured(daemon_proc: Callable[..., DaemonProcess]) -> None:
+    api = daemon_proc(config='[card]\nreaders = ["Reader that is not attached"]\n').client()
+    assert_problem(api.post("/v1/card/read", json={}), 503, "no_reader")
+    assert api.get("/v1/status").json()["devices"]["readers"] == []

@@ -1,0 +1,147 @@
+"""The command line, run as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from terminald.sim.card import CARDS_DIR, load_card
+
+TYPED = {"card_number": "A12345678", "ssn": "110101199003077777", "name": "李雷", "issuer_code": "110000"}
+
+
+def terminald(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "terminald.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False)
+
+
+def sale(n: int) -> dict[str, Any]:
+    return {"kind": "settlement", "card": TYPED,
+            "items": [{"code": f"X{n}", "name": "阿莫西林胶囊", "qty": 1, "unit_price_fen": 1000 + n,
+                       "amount_fen": 1000 + n}],
+            "total_fen": 1000 + n, "operator": {"id": "op1", "name": "王芳"},
+            "business_time": "2026-11-23T10:15:00+08:00"}
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "t.toml"
+    bad.write_text("[upstream]\nwait_s = 'soon'\n[card]\nprofil = 'x'\n", encoding="utf-8")
+    result = terminald("serve", "--config", str(bad))
+    assert result.returncode == 2
+    assert "upstream.wait_s" in result.stderr
+    assert "card.profil: unknown key" in result.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    assert terminald("spool", "export", "--format", "xml", "out").returncode == 2
+    assert terminald("no-such-command").returncode == 2
+
+
+def test_serve_with_nothing_attached(daemon_proc: Any) -> None:
+    """No config file, no pcscd, no upstream: it serves and says what is absent."""
+    d = daemon_proc(env={"PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"})
+    with d.client() as api:
+        assert api.get("/v1/health").json() == {"status": "ok"}
+        status = api.get("/v1/status").json()
+        assert status["mode"] == "offline"
+        assert status["upstream"]["cause"] == "no upstream configured"
+        assert status["devices"]["readers"] == []
+        assert status["devices"]["reader_state"] in ("pcscd_unavailable", "no_reader")
+        assert status["devices"]["printers"][0]["uri"].startswith("preview://")
+        read = api.post("/v1/card/read", json={})
+        assert read.status_code == 503
+        assert read.json()["code"] == "no_reader"
+
+
+def test_spool_commands_on_a_real_spool(daemon_proc: Any, tmp_path: Path) -> None:
+    d = daemon_proc(config="[terminal]\nid = \"T0042\"\n[offline]\nrequire_card_present = false\n")
+    with d.client() as api:
+        ids = []
+        for n in range(3):
+            r = api.post("/v1/transactions?wait=0", json=sale(n), headers={"Idempotency-Key": f"cli-{n}"})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+    d.stop()
+    env = {**d.env}
+
+    listing = terminald("spool", "list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    for record_id in ids:
+        assert record_id in listing.stdout
+
+    shown = terminald("spool", "show", "2", env=env)
+    assert shown.returncode == 0
+    assert ids[1] in shown.stdout
+    assert TYPED["ssn"] not in shown.stdout and TYPED["name"] not in shown.stdout
+    full = terminald("spool", "show", ids[1], "--full", env=env)
+    assert TYPED["ssn"] in full.stdout
+
+    check = terminald("spool", "check", env=env)
+    assert check.returncode == 0, check.stdout
+    assert "3 records" in check.stdout
+
+    out = tmp_path / "export.jsonl"
+    assert terminald("spool", "export", str(out), env=env).returncode == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["seq"] for line in lines] == [1, 2, 3]
+    out_csv = tmp_path / "export.csv"
+    assert terminald("spool", "export", str(out_csv), "--format", "csv", env=env).returncode == 0
+    assert len(list(csv.reader(out_csv.open(encoding="utf-8")))) == 4
+
+    rec = terminald("reconcile", "--date", "2026-11-23", env=env)
+    assert "3" in rec.stdout
+    assert terminald("outages", "--csv", env=env).returncode == 0
+
+
+def test_check_fails_on_an_edited_record(daemon_proc: Any) -> None:
+    import sqlite3
+
+    d = daemon_proc(config="[offline]\nrequire_card_present = false\n")
+    with d.client() as api:
+        for n in range(3):
+            api.post("/v1/transactions?wait=0", json=sale(n), headers={"Idempotency-Key": f"edit-{n}"})
+    d.stop()
+    db = d.state_dir / "spool.db"
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE records SET payload = replace(payload, '1001', '9001') WHERE seq = 2")
+    conn.close()
+    check = terminald("spool", "check", env=d.env)
+    assert check.returncode == 1
+    assert re.search(r"seq 2", check.stdout)
+
+
+@pytest.mark.pcsc
+def test_demo_plays_the_day_and_leaks_nothing(pcscd: Any, vpcd_slots: Any) -> None:
+    result = terminald("demo", "--keep", timeout=180)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "DEMO OK" in out
+    assert "uploaded to central: 4 records, in order, each once" in out
+    assert "refused offline: card_frozen, offline_limit_exceeded" in out
+    assert "matches=True" in out
+    assert "unplanned" in out and "planned" in out
+    kept = Path(re.search(r"kept in (\S+)", out).group(1))  # type: ignore[union-attr]
+    try:
+        pngs = sorted(p.name for p in (kept / "receipts").glob("*.png"))
+        assert pngs == ["1-online.png", "2-offline.png", "3-planned-downtime.png", "4-settlement-notice.png",
+                        "printer-paper.png"]
+        # Identity numbers and names of every emulated card, nowhere in any log or on screen.
+        secrets = set()
+        for path in CARDS_DIR.glob("*.toml"):
+            fields = load_card(path).fields
+            secrets.update(v for k, v in fields.items() if k in ("ssn", "name") and v)
+        logs = [out, result.stderr] + [p.read_text(encoding="utf-8", errors="replace") for p in kept.glob("*.log")]
+        leaked = sorted(s for s in secrets for text in logs if s in text)
+        assert leaked == []
+    finally:
+        import shutil
+
+        shutil.rmtree(kept, ignore_errors=True)

@@ -9,6 +9,7 @@ drivers close, the spool closes last.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -44,6 +45,9 @@ class Daemon:
         self.events = EventBus(cfg.spool_path)
         self._on_commit_hooks: list[Callable[[float], None]] = []
         self._upload_error_hooks: list[Callable[[str], None]] = []
+        # Set when the server starts shutting down: endless answers (the event stream) end then,
+        # rather than holding the shutdown until uvicorn's graceful timeout cancels them.
+        self.stopping = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------
     async def start(self) -> None:

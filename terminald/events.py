@@ -27,6 +27,9 @@ from spool.store import connect, migrate
 log = logging.getLogger("terminald.events")
 
 KEEP = 10_000  # replayable history; the contract asks for at least 1,000
+# Ids skipped after a run that did not stop cleanly: more than the events that can be published
+# but not yet written when the process dies (the writer lags by milliseconds).
+CRASH_GAP = 1000
 
 MIGRATIONS = [
     """CREATE TABLE events (
@@ -34,6 +37,10 @@ MIGRATIONS = [
          name TEXT NOT NULL,
          data TEXT NOT NULL,
          at TEXT NOT NULL)""",
+    # One row: did the last run stop cleanly (every published event written)?
+    """CREATE TABLE events_run (
+         one INTEGER PRIMARY KEY CHECK (one = 1),
+         clean INTEGER NOT NULL)""",
 ]
 
 
@@ -62,7 +69,13 @@ class EventBus:
         conn = connect(self._db_path)
         migrate(conn, "events", MIGRATIONS)
         row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
-        self._next_id = int(row[0]) + 1
+        run = conn.execute("SELECT clean FROM events_run").fetchone()
+        # A run that died may have sent live clients events it never wrote: skip past every id
+        # they can have seen, so that an id never names two events (Last-Event-ID stays true).
+        gap = CRASH_GAP if run is not None and not run[0] else 0
+        self._next_id = int(row[0]) + 1 + gap
+        with conn:
+            conn.execute("INSERT OR REPLACE INTO events_run (one, clean) VALUES (1, 0)")
         conn.close()
         self._writer = threading.Thread(target=self._write_loop, name="events-writer", daemon=True)
         self._writer.start()
@@ -135,6 +148,7 @@ class EventBus:
         # Events are notifications, not records: skip the per-commit sync.
         conn.execute("PRAGMA synchronous=NORMAL")
         written = 0
+        lost = False
         while True:
             item = self._pending.get()
             batch: list[Event] = []
@@ -164,10 +178,17 @@ class EventBus:
                         with conn:
                             conn.execute("DELETE FROM events WHERE id <= ?", (batch[-1].id - KEEP,))
                 except sqlite3.Error:
+                    lost = True
                     log.exception("could not store %d events", len(batch))
             for marker in markers:
                 marker.done.set()
             if stop:
+                if not lost:
+                    try:
+                        with conn:
+                            conn.execute("UPDATE events_run SET clean = 1")
+                    except sqlite3.Error:
+                        log.exception("could not record a clean stop of the event log")
                 conn.close()
                 return
 

@@ -86,12 +86,14 @@ class _Server(uvicorn.Server):
     """uvicorn's server, cleaning up in `shutdown`: after a signal, uvicorn re-raises it once
     `serve` returns (the process then ends with it), so code after `serve` never runs."""
 
-    def __init__(self, config: uvicorn.Config, unix_paths: list[str]) -> None:
+    def __init__(self, config: uvicorn.Config, unix_paths: list[str], stopping: asyncio.Event) -> None:
         super().__init__(config)
         self.unix_paths = unix_paths
+        self.stopping = stopping
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         notify("STOPPING=1")
+        self.stopping.set()
         try:
             await super().shutdown(sockets)
         finally:
@@ -112,7 +114,7 @@ async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -
 
     # Named now: uvicorn closes the sockets on shutdown, and a closed one no longer has a name.
     unix_paths = [str(sock.getsockname()) for sock in sockets if sock.family == socket.AF_UNIX]
-    server = _Server(config, unix_paths)
+    server = _Server(config, unix_paths, daemon.stopping)
     helper = asyncio.create_task(_ready_and_watchdog(server, spool_ping))
     try:
         await server.serve(sockets=sockets)

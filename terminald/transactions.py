@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from spool import AppendRequest, IdempotencyConflict, Record, Spool
 from spool.chain import digest
+from spool.errors import InvalidRequest
 from terminald.api.models import TransactionIn
 from terminald.cardreads import CardReads
 from terminald.config import Config
@@ -90,6 +92,18 @@ def answer(record: Record, history: list[Any] | None = None, *, timed_out: bool 
     return body
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has neither, and money must never be one.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def _qty_json(qty: Decimal) -> int | float:
     # Integral quantities stay integers; others go as the shortest decimal float ("0.5").
     return int(qty) if qty == qty.to_integral_value() else float(qty)
@@ -109,12 +123,15 @@ class Recorder:
         if not key or len(key) > KEY_MAX or not key.isprintable():
             raise ValidationFailed("the Idempotency-Key header is required (1-64 printable characters)")
         try:
-            body = json.loads(raw_body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = json.loads(raw_body or b"null", parse_constant=_no_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise ValidationFailed("the body is not valid JSON") from exc
         if not isinstance(body, dict):
             raise ValidationFailed("the body must be a JSON object")
-        request_digest = digest(body)
+        try:
+            request_digest = digest(body)
+        except (InvalidRequest, ValueError) as exc:  # e.g. a lone surrogate (\ud800) in a string
+            raise ValidationFailed("the body is not valid JSON (a string is not valid Unicode)") from exc
 
         existing = await asyncio.to_thread(self.spool.find_by_key, key)
         if existing is not None:
@@ -151,6 +168,8 @@ class Recorder:
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
         wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
+        if not self.cfg.upstream.url:
+            wait = 0  # nobody will answer: waiting would only slow the counter down
         final = await self.uploader.wait_final(result.record.record_id, wait) if wait > 0 else None
         if final is not None:
             return Outcome(201, final)
@@ -185,7 +204,9 @@ class Recorder:
         card, present, expires_on = self._card(tx)
         total = int(tx.total_fen or 0)
         if offline_reason is not None and offline_reason != "backlog":
-            check_offline(
+            # In a thread: the pending amount is a SUM over the backlog, which may be long.
+            await asyncio.to_thread(
+                check_offline,
                 Candidate(card["card_number"], total, present, expires_on),
                 self.cfg.offline,
                 is_frozen=self.uploader.is_frozen,

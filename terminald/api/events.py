@@ -16,6 +16,7 @@ from terminald.api.problems import problems
 router = APIRouter(tags=["events"])
 
 KEEPALIVE_S = 15.0
+MAX_EVENT_ID = 2**63 - 1  # the largest SQLite integer
 
 
 @router.get("/v1/events", response_class=StreamingResponse,
@@ -23,28 +24,33 @@ KEEPALIVE_S = 15.0
 async def events(
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    since: Annotated[int | None, Query(ge=0, description="same as Last-Event-ID, for EventSource-less clients")] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID,
+                                       description="same as Last-Event-ID, for EventSource-less clients")] = None,
 ) -> StreamingResponse:
     d = daemon(request)
     start = since
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        start = int(last_event_id.strip())
+    if last_event_id is not None and last_event_id.strip().isascii() and last_event_id.strip().isdigit():
+        # Past the largest SQLite integer: a client from the future, it has seen everything we have.
+        start = min(int(last_event_id.strip()), MAX_EVENT_ID)
 
     async def body() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
         stream = d.events.stream(start).__aiter__()
         next_event = asyncio.ensure_future(stream.__anext__())
+        stopping = asyncio.ensure_future(d.stopping.wait())
         try:
             while True:
-                done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_S)
-                if await request.is_disconnected():
-                    return
-                if not done:
+                await asyncio.wait({next_event, stopping}, timeout=KEEPALIVE_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done() or await request.is_disconnected():
+                    return  # on shutdown too: the client reconnects with Last-Event-ID, misses nothing
+                if not next_event.done():
                     yield b": keep-alive\n\n"
                     continue
                 yield next_event.result().sse()
                 next_event = asyncio.ensure_future(stream.__anext__())
         finally:
+            stopping.cancel()
             # The generator is suspended inside the pending __anext__: end that first,
             # or aclose() finds it "already running".
             next_event.cancel()

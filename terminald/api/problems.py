@@ -28,6 +28,7 @@ PROBLEM = "application/problem+json"
 
 # Driver and spool errors keep their own code; this says which HTTP status each maps to.
 STATUS_BY_CODE: dict[str, int] = {
+    "validation_failed": 422,
     "no_reader": 503,
     "no_card": 408,
     "card_unreadable": 422,

@@ -15,6 +15,7 @@ from terminald.transactions import answer
 
 router = APIRouter(tags=["transactions"])
 
+SQLITE_MAX_INT = 2**63 - 1  # anything larger cannot even be compared in SQL
 # Visible ASCII, inner spaces allowed: HTTP trims a header's outer whitespace and carries latin-1 only.
 KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 
@@ -57,7 +58,7 @@ async def get_one(request: Request, record_id: str) -> dict[str, Any]:
 async def list_all(
     request: Request,
     status: Annotated[Literal["pending", "settled", "rejected", "resolved"] | None, Query()] = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     d = daemon(request)

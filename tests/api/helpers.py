@@ -54,7 +54,7 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert response.status_code == status, f"{response.status_code} {response.text}"
     assert response.headers["content-type"].startswith(PROBLEM), response.headers["content-type"]
     problem: dict[str, Any] = response.json()
-    assert PROBLEM_FIELDS <= problem.keys(), problem
+    assert problem.keys() >= PROBLEM_FIELDS, problem
     assert problem["status"] == status
     assert problem["code"] == code, problem
     assert isinstance(problem["detail"], str) and problem["detail"]

@@ -42,24 +42,26 @@ class EventStream:
     """GET /v1/events in a background thread; `events` grows as they arrive."""
 
     def __init__(self, d: DaemonProcess, last_event_id: int | None = None, since: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        headers = {"Authorization": f"Bearer {d.token}", **(headers or {})}
+                 headers: dict[str, str | bytes] | None = None) -> None:
+        merged: dict[str, str | bytes] = {"Authorization": f"Bearer {d.token}", **(headers or {})}
         if last_event_id is not None:
-            headers["Last-Event-ID"] = str(last_event_id)
+            merged["Last-Event-ID"] = str(last_event_id)
+        raw = [(k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in merged.items()]
         params = {} if since is None else {"since": since}
         self.events: list[Event] = []
         self.status: int | None = None
         self.error: BaseException | None = None
         self._connected = threading.Event()
         self._closing = False
+        self.ended = False  # the server finished the response
         self._socket: socket.socket | None = None
-        self._client = httpx.Client(base_url=d.url, headers=headers,
+        self._client = httpx.Client(base_url=d.url, headers=raw,
                                     timeout=httpx.Timeout(10.0, read=None))
         self._thread = threading.Thread(target=self._run, args=(params,), daemon=True)
         self._thread.start()
         if not self._connected.wait(10):
             raise AssertionError("the event stream did not connect")
-        assert self.status == 200, self.status
+        assert self.status == 200, (self.status, self.error)
 
     def _run(self, params: dict[str, int]) -> None:
         try:
@@ -70,6 +72,7 @@ class EventStream:
                 self._connected.set()
                 for event in parse(response.iter_lines()):
                     self.events.append(event)
+                self.ended = True
         except BaseException as exc:  # the stream ends when close() shuts the client
             if not self._closing:
                 self.error = exc
@@ -96,6 +99,11 @@ class EventStream:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {name} event after {timeout_s}s: {[e.name for e in self.events]}")
             time.sleep(0.02)
+
+    def join(self, timeout_s: float = 10.0) -> None:
+        """Wait for the server to end the stream."""
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the event stream is still open"
 
     def close(self) -> None:
         self._closing = True

@@ -22,11 +22,11 @@ def daemon(daemon_proc: Callable[..., DaemonProcess]) -> DaemonProcess:
     return daemon_proc(config=f'[api]\nallowed_origins = ["{ALLOWED_ORIGIN}/"]\n')
 
 
-def bare(d: DaemonProcess) -> httpx.Client:
+@pytest.fixture
+def anon(daemon: DaemonProcess) -> Iterator[httpx.Client]:
     """A client without the token."""
-    client = httpx.Client(base_url=d.url, timeout=30)
-    d._clients.append(client)  # closed with the daemon
-    return client
+    with httpx.Client(base_url=daemon.url, timeout=30) as client:
+        yield client
 
 
 def test_token_file_created_0640_and_kept(daemon: DaemonProcess) -> None:
@@ -46,8 +46,8 @@ def test_token_file_from_config(daemon_proc: Callable[..., DaemonProcess], tmp_p
     assert d.client().get("/v1/status").status_code == 200
 
 
-def test_public_paths_need_no_token(daemon: DaemonProcess) -> None:
-    client = bare(daemon)
+def test_public_paths_need_no_token(anon: httpx.Client) -> None:
+    client = anon
     health = client.get("/v1/health")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     page = client.get("/")
@@ -56,14 +56,14 @@ def test_public_paths_need_no_token(daemon: DaemonProcess) -> None:
 
 @pytest.mark.parametrize("path", ["/v1/status", "/v1/devices", "/v1/transactions", "/v1/transactions/x",
                                   "/v1/outages", "/openapi.json", "/metrics", "/v1/events"])
-def test_no_token_401(daemon: DaemonProcess, path: str) -> None:
-    r = bare(daemon).get(path)
+def test_no_token_401(anon: httpx.Client, path: str) -> None:
+    r = anon.get(path)
     assert_problem(r, 401, "unauthorized")
     assert r.headers["www-authenticate"] == "Bearer"
 
 
-def test_wrong_tokens_401(daemon: DaemonProcess) -> None:
-    client = bare(daemon)
+def test_wrong_tokens_401(daemon: DaemonProcess, anon: httpx.Client) -> None:
+    client = anon
     for value in ("Bearer wrong", f"Bearer {daemon.token}x", f"Basic {daemon.token}", daemon.token,
                   "Bearer", f"Bearer {daemon.token[:-1]}"):
         assert_problem(client.get("/v1/status", headers={"Authorization": value}), 401, "unauthorized")
@@ -84,7 +84,7 @@ def test_host_allow_list(daemon: DaemonProcess) -> None:
         assert api.get("/v1/status", headers={"Host": host}).status_code == 200, host
 
 
-def test_origin_allow_list_and_cors(daemon: DaemonProcess) -> None:
+def test_origin_allow_list_and_cors(daemon: DaemonProcess, anon: httpx.Client) -> None:
     api = daemon.client()
     for origin in ("http://evil.example", "null", f"http://127.0.0.1:{daemon.port + 1}",
                    "http://pos.example.test:8081"):
@@ -103,7 +103,7 @@ def test_origin_allow_list_and_cors(daemon: DaemonProcess) -> None:
     assert allowed.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert "Origin" in allowed.headers["vary"]
 
-    preflight = bare(daemon).options("/v1/transactions", headers={
+    preflight = anon.options("/v1/transactions", headers={
         "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, idempotency-key, content-type"})
     assert preflight.status_code == 204
@@ -111,7 +111,7 @@ def test_origin_allow_list_and_cors(daemon: DaemonProcess) -> None:
     allow_headers = preflight.headers["access-control-allow-headers"].lower()
     assert {"authorization", "idempotency-key", "content-type"} <= {h.strip() for h in allow_headers.split(",")}
     assert "POST" in preflight.headers["access-control-allow-methods"]
-    foreign = bare(daemon).options("/v1/transactions", headers={"Origin": "http://evil.example",
+    foreign = anon.options("/v1/transactions", headers={"Origin": "http://evil.example",
                                                                 "Access-Control-Request-Method": "POST"})
     assert_problem(foreign, 403, "origin_not_allowed")
 

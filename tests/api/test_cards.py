@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.api.helpers import assert_problem, post_tx, sale
+from terminald.sim.card import CARDS_DIR, load_card
+from tests.api.helpers import assert_problem, post_tx, sale, wait_for
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.pcsc import reader_name
 
@@ -64,3 +68,25 @@ def test_no_reader_configured(daemon_proc: Callable[..., DaemonProcess]) -> None
     api = daemon_proc(config='[card]\nreaders = ["Reader that is not attached"]\n').client()
     assert_problem(api.post("/v1/card/read", json={}), 503, "no_reader")
     assert api.get("/v1/status").json()["devices"]["readers"] == []
+
+
+def test_reader_busy(vcard: Any, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    # A slow card (each APDU answered after 150 ms) keeps the reader busy for a second or so.
+    slow = dataclasses.replace(load_card(CARDS_DIR / "ssc2.toml"), answer_delay_ms=150)
+    vcard(slow, slot=0)
+    d = daemon_proc()
+    answers: list[httpx.Response] = []
+
+    def read() -> None:
+        with httpx.Client(base_url=d.url, headers={"Authorization": f"Bearer {d.token}"}, timeout=30) as c:
+            answers.append(c.post("/v1/card/read", json={"reader": SLOT0, "timeout_s": 5}))
+
+    first = threading.Thread(target=read)
+    first.start()
+    wait_for(lambda: any(r["state"] == "busy" for r in d.client().get("/v1/devices").json()["readers"]),
+             timeout_s=10, what="the reader to be busy")
+    read()
+    first.join(30)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 409], [r.text for r in answers]
+    assert_problem(next(r for r in answers if r.status_code == 409), 409, "reader_busy")

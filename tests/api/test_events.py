@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
+from terminald.events import EventBus
 from terminald.sim.central import CentralSim
 from tests.api.helpers import central_config, post_tx, sale, wait_for
 from tests.api.sse import EventStream, assert_contiguous
@@ -115,11 +120,78 @@ def test_a_thousand_events_replayable_after_restart(online: DaemonProcess) -> No
 def test_bad_last_event_id_is_ignored_or_refused(online: DaemonProcess) -> None:
     d = online
     api = d.client()
-    r = api.get("/v1/events", params={"since": -1})
-    assert r.status_code == 422 and r.json()["code"] == "validation_failed"
+    for since in (-1, 2**63, "x"):
+        r = api.get("/v1/events", params={"since": since})
+        assert r.status_code == 422 and r.json()["code"] == "validation_failed"
+    # Ids past anything stored: nothing to replay, the stream stays open and healthy.
+    for odd in (str(2**70), "²", "-5", "7x"):
+        with EventStream(d, headers={"Last-Event-ID": odd.encode("latin-1")}) as s:
+            assert s.status == 200
     settle(d, range(1), "old")
     # A header that is not a number is treated as "no id": the stream starts live, with nothing old.
     with EventStream(d, headers={"Last-Event-ID": "garbage"}) as live:
         new_id = settle(d, range(1, 2), "new")
         event = live.wait_for("transaction.settled")
         assert event.data["id"] == new_id[0]
+
+
+def test_an_open_stream_ends_cleanly_on_shutdown(online: DaemonProcess) -> None:
+    d = online
+    settle(d, range(1), "s")
+    with EventStream(d, last_event_id=0) as live:
+        live.wait_for("transaction.settled")
+        seen = list(live.events)
+        assert d.stop() is not None
+        live.join()
+        assert live.error is None and live.ended
+    # The stream was ended by the daemon, not cancelled at uvicorn's graceful-shutdown timeout.
+    assert "timeout graceful shutdown exceeded" not in d.stderr_text()
+    d.start()
+    settle(d, range(1, 2), "t")
+    with EventStream(d, last_event_id=seen[-1].id) as resumed:
+        event = resumed.wait_for("transaction.settled")
+        assert_contiguous(resumed.events[:1], seen[-1].id)
+        assert event.data["id"]
+
+
+CRASHING_PUBLISHER = """
+import os, sys
+from pathlib import Path
+from terminald.events import EventBus
+bus = EventBus(Path(sys.argv[1]))
+bus.open()
+last = [bus.publish("test.crash", {"n": n}) for n in range(300)][-1]
+print(last.id, flush=True)
+os._exit(9)  # dies at once: events handed to live clients, not all of them written
+"""
+
+
+def test_event_ids_are_never_reused_after_a_crash(tmp_path: Path) -> None:
+    db = tmp_path / "spool.db"
+    for _ in range(2):
+        child = subprocess.run([sys.executable, "-c", CRASHING_PUBLISHER, str(db)], capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert child.returncode == 9, child.stderr
+        seen_live = int(child.stdout)
+        bus = EventBus(db)
+        bus.open()
+        try:
+            assert bus.publish("test.after").id > seen_live
+            bus.flush()
+            stored = [e.id for e in bus.since(0)]
+            assert stored == sorted(set(stored))
+        finally:
+            bus.close()
+    # A clean stop needs no gap.
+    bus = EventBus(db)
+    bus.open()
+    try:
+        first = bus.publish("test.clean")
+    finally:
+        bus.close()
+    bus = EventBus(db)
+    bus.open()
+    try:
+        assert bus.publish("test.next").id == first.id + 1
+    finally:
+        bus.close()

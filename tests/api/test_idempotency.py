@@ -125,3 +125,28 @@ def test_kill_9_then_replay(daemon_proc: Callable[..., DaemonProcess]) -> None:
         assert spool.stats().last_seq == last_seq + 1
     finally:
         spool.close()
+
+
+def test_kill_9_while_uploading_then_replay(central_sim: CentralSim,
+                                            daemon_proc: Callable[..., DaemonProcess]) -> None:
+    # Central is slow, so records are in flight upstream when the daemon dies.
+    central_sim.control(latency_ms=50)
+    d = daemon_proc(config=central_config(central_sim.url) + "[offline]\nrequire_card_present = false\n")
+    api = d.client()
+    wait_for(lambda: api.get("/v1/status").json()["mode"] == "online", what="online")
+    ids = {f"u-{n}": post_tx(api, sale(items=[item(qty=n)]), f"u-{n}", wait=0).json()["id"] for n in range(1, 41)}
+    assert d.kill(signal.SIGKILL) == -signal.SIGKILL
+    central_sim.control(latency_ms=0)
+    d.start()
+    api = d.client()
+    for key, record_id in ids.items():
+        r = post_tx(api, sale(items=[item(qty=int(key.split("-")[1]))]), key, wait=0)
+        assert r.status_code == 200 and r.json()["id"] == record_id, r.text
+    wait_for(lambda: api.get("/v1/status").json()["spool"]["pending"] == 0, timeout_s=30, what="all uploaded")
+    stored = central_sim.records("T0001")
+    seqs = [r["record"]["seq"] if "record" in r else r["seq"] for r in stored]
+    assert seqs == list(range(1, 41))
+    listed = api.get("/v1/transactions", params={"limit": 500}).json()["items"]
+    assert sorted(t["id"] for t in listed) == sorted(ids.values())
+    assert {t["status"] for t in listed} == {"settled"}
+    assert api.get("/v1/status").json()["spool"]["last_seq"] == 40

@@ -128,3 +128,20 @@ def test_typed_card_online_is_decided_by_central(central_sim: CentralSim,
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "settled" and r.json()["card_present"] is False
     assert r.json()["settlement"]["central_ref"]
+
+
+def test_backlog_with_central_up_is_not_policed(central_sim: CentralSim,
+                                               daemon_proc: Callable[..., DaemonProcess]) -> None:
+    api = daemon_proc(config=central_config(central_sim.url)
+                      + "[offline]\nmax_tx_fen = 100\n").client()
+    wait_for(lambda: api.get("/v1/status").json()["mode"] == "online", what="online")
+    central_sim.control(latency_ms=1500)  # the first record stays in flight for a while
+    first = post_tx(api, sale(), "first", wait=0)
+    assert first.status_code == 202, first.text
+    # A typed card over the offline limit: refused if policed; with a backlog and central up it is not.
+    second = post_tx(api, sale(), "second", wait=0)
+    assert second.status_code == 202, second.text
+    assert second.json()["offline_reason"] == "backlog"
+    central_sim.control(latency_ms=0)
+    wait_for(lambda: api.get("/v1/status").json()["spool"]["pending"] == 0, timeout_s=30, what="drained")
+    assert {t["status"] for t in api.get("/v1/transactions").json()["items"]} == {"settled"}

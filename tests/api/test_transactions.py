@@ -7,8 +7,9 @@ reader is needed (tests/api/test_policy.py covers the policy itself).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -53,7 +54,7 @@ def test_business_time_is_kept(api: httpx.Client) -> None:
 
 
 def _future(minutes: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).isoformat()
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
 
 
 VALIDATION_CASES: list[tuple[str, Any, str]] = [
@@ -111,6 +112,33 @@ def test_body_not_json_and_bad_wait(api: httpx.Client) -> None:
     assert_problem(r, 422, "validation_failed")
     assert_problem(post_tx(api, sale(), "w", wait=31), 422, "validation_failed")
     assert_problem(post_tx(api, sale(), "w", wait=-1), 422, "validation_failed")
+
+
+def test_bodies_that_are_not_json(api: httpx.Client) -> None:
+    good = json.dumps(sale())
+    bad_bodies = {
+        "NaN": good.replace('"qty": 2', '"qty": NaN'),
+        "Infinity": good.replace('"qty": 2', '"qty": Infinity'),
+        "overflow": good.replace('"qty": 2', '"qty": 1e400'),
+        "lone surrogate": good[:-1] + ', "meta": {"s": "\\ud800"}}',
+        "deep": '{"a": ' * 5000 + "1" + "}" * 5000,
+        "not utf-8": good.replace("王芳", "").encode("utf-8")[:-1].decode() + '"\xff"}',
+        "empty": "",
+    }
+    for name, text in bad_bodies.items():
+        content = text.encode("latin-1") if name == "not utf-8" else text.encode()
+        r = api.post("/v1/transactions", content=content,
+                     headers={"Idempotency-Key": f"nj-{name}", "Content-Type": "application/json"})
+        assert_problem(r, 422, "validation_failed")
+    assert api.get("/v1/status").json()["spool"]["last_seq"] == 0
+
+
+def test_default_wait_without_upstream_answers_at_once(daemon_proc: Callable[..., DaemonProcess]) -> None:
+    # No upstream is configured: nobody could settle it, so 202 comes without waiting `wait_s`
+    # (30 s here: the client gives up long before that if the daemon waits).
+    api = daemon_proc(config=OFFLINE_TYPED + "[upstream]\nwait_s = 30\n").client(timeout=10.0)
+    r = post_tx(api, sale(), "no-wait", wait=None)
+    assert r.status_code == 202 and r.json()["status"] == "pending"
 
 
 def test_nothing_is_recorded_by_a_refused_request(api: httpx.Client) -> None:
@@ -186,5 +214,6 @@ def test_list_filters_and_paging(api: httpx.Client) -> None:
     assert len(pending) == 7
     assert api.get("/v1/transactions", params={"status": "settled"}).json() == {"items": [],
                                                                                 "next_after_seq": None}
-    for params in ({"status": "bogus"}, {"limit": 501}, {"limit": 0}, {"after_seq": -1}, {"limit": "x"}):
+    for params in ({"status": "bogus"}, {"limit": 501}, {"limit": 0}, {"after_seq": -1}, {"limit": "x"},
+                   {"after_seq": 2**63}):
         assert_problem(api.get("/v1/transactions", params=params), 422, "validation_failed")

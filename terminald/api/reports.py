@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from terminald import reports
 from terminald.api.deps import daemon
 from terminald.api.problems import problems
+from terminald.errors import ValidationFailed
 
 router = APIRouter(tags=["reports"])
 
@@ -22,9 +23,16 @@ async def outages(request: Request, reportable: bool = False) -> list[dict[str, 
 
 
 @router.get("/v1/reconciliation", responses=problems({422: "validation_failed"}))
-async def reconciliation(request: Request,
-                         date: Annotated[datetime.date, Query(description="business day, YYYY-MM-DD")]
-                         ) -> dict[str, Any]:
+async def reconciliation(
+    request: Request,
+    # A plain string with the date pattern: pydantic's lax date parsing would take "+0.0" as 1970-01-01.
+    date: Annotated[str, Query(description="business day, YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$",
+                               json_schema_extra={"format": "date"})],
+) -> dict[str, Any]:
+    try:
+        day = datetime.date.fromisoformat(date)
+    except ValueError as exc:
+        raise ValidationFailed(f"date: {date!r} is not a calendar date (YYYY-MM-DD)") from exc
     d = daemon(request)
     assert d.spool is not None
-    return await reports.reconcile(d.spool, d.cfg, date.isoformat())
+    return await reports.reconcile(d.spool, d.cfg, day.isoformat())

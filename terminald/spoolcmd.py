@@ -17,7 +17,7 @@ from terminald.transactions import answer
 console = Console()
 
 
-def _with_spool(cfg: Config, action: Callable[[Spool], int]) -> int:
+def with_spool(cfg: Config, action: Callable[[Spool], int]) -> int:
     """Open the spool (never creating one), run `action`, close; a spool error is exit 1."""
     if not cfg.spool_path.exists():
         console.print(f"[bold red]FAIL[/] no spool at {cfg.spool_path}")
@@ -53,7 +53,7 @@ def list_records(cfg: Config, status: str | None, after_seq: int, limit: int) ->
         console.print(table)
         return 0
 
-    return _with_spool(cfg, show)
+    return with_spool(cfg, show)
 
 
 def show_record(cfg: Config, ref: str, *, full: bool) -> int:
@@ -72,7 +72,7 @@ def show_record(cfg: Config, ref: str, *, full: bool) -> int:
         console.print_json(json.dumps(shown, ensure_ascii=False))
         return 0
 
-    return _with_spool(cfg, show)
+    return with_spool(cfg, show)
 
 
 def check(cfg: Config) -> int:
@@ -86,7 +86,7 @@ def check(cfg: Config) -> int:
             console.print(f"[bold red]FAIL[/] {problem}")
         return 1
 
-    return _with_spool(cfg, verify)
+    return with_spool(cfg, verify)
 
 
 def export(cfg: Config, dest: Path, fmt: str) -> int:
@@ -95,4 +95,4 @@ def export(cfg: Config, dest: Path, fmt: str) -> int:
         console.print(f"exported {count} records to {dest}")
         return 0
 
-    return _with_spool(cfg, write)
+    return with_spool(cfg, write)

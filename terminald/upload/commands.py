@@ -35,15 +35,9 @@ def drain(cfg: Config) -> int:
     if not cfg.upstream.url:
         console.print("[red]upstream.url is empty: there is no central system to upload to[/red]")
         return 1
-    try:
-        spool = Spool.open(cfg.spool_path, cfg.terminal.id, background_check=False)
-    except SpoolError as exc:
-        console.print(f"[red]cannot open the spool: {exc}[/red]")
-        return 1
-    try:
-        return asyncio.run(_drain(spool, cfg, console))
-    finally:
-        spool.close()
+    from terminald.spoolcmd import with_spool
+
+    return with_spool(cfg, lambda spool: asyncio.run(_drain(spool, cfg, console)))
 
 
 async def _drain(spool: Spool, cfg: Config, console: Console) -> int:
@@ -127,18 +121,12 @@ def print_outages(cfg: Config, reportable: bool, csv: bool) -> int:
 
 
 def print_reconcile(cfg: Config, date: str) -> int:
-    try:
-        spool = Spool.open(cfg.spool_path, cfg.terminal.id, background_check=False)
-    except SpoolError as exc:
-        Console(stderr=True).print(f"[red]cannot open the spool: {exc}[/red]")
-        return 1
-    try:
-        result = asyncio.run(reconcile(spool, cfg, date))
-    except SpoolError as exc:
-        Console(stderr=True).print(f"[red]{exc}[/red]")
-        return 1
-    finally:
-        spool.close()
+    from terminald.spoolcmd import with_spool
+
+    return with_spool(cfg, lambda spool: _show_reconcile(asyncio.run(reconcile(spool, cfg, date))))
+
+
+def _show_reconcile(result: dict[str, Any]) -> int:
     console = Console()
     table = Table(title=f"reconciliation {result['date']}")
     for column in ("", "count", "total_fen", "by_status"):

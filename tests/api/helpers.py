@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -59,17 +57,6 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert problem["code"] == code, problem
     assert isinstance(problem["detail"], str) and problem["detail"]
     return problem
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def central_config(url: str, terminal_id: str = "T0001", wait_s: float = 5) -> str:

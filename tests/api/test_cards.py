@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from terminald.sim.card import CARDS_DIR, load_card
-from tests.api.helpers import assert_problem, post_tx, sale, wait_for
+from tests.api.helpers import assert_problem, post_tx, sale
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.pcsc import reader_name
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.pcsc
 

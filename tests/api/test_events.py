@@ -12,9 +12,10 @@ import pytest
 
 from terminald.events import EventBus
 from terminald.sim.central import CentralSim
-from tests.api.helpers import central_config, post_tx, sale, wait_for
+from tests.api.helpers import central_config, post_tx, sale
 from tests.api.sse import EventStream, assert_contiguous
 from tests.fixtures.daemon import DaemonProcess
+from tests.waiting import wait_for
 
 CONFIG_EXTRA = "[offline]\nrequire_card_present = false\n"
 

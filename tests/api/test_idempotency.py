@@ -12,8 +12,9 @@ import httpx
 
 from spool import Spool
 from terminald.sim.central import CentralSim
-from tests.api.helpers import central_config, item, post_tx, sale, wait_for
+from tests.api.helpers import central_config, item, post_tx, sale
 from tests.fixtures.daemon import DaemonProcess
+from tests.waiting import wait_for
 
 OFFLINE_TYPED = '[terminal]\nid = "T0001"\n[offline]\nrequire_card_present = false\n'
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from terminald.sim.central import CentralSim
-from tests.api.helpers import assert_problem, central_config, item, post_tx, revoke, sale, wait_for
+from tests.api.helpers import assert_problem, central_config, item, post_tx, revoke, sale
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.pcsc import reader_name
+from tests.waiting import wait_for
 
 FROZEN_CARD = "F60000987"
 

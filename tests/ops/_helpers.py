@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -41,12 +39,3 @@ def post_transaction(api: httpx.Client, body: dict[str, Any], wait: float = 0) -
                     headers={"Idempotency-Key": uuid.uuid4().hex})
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "a condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(0.1)

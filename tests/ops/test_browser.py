@@ -18,7 +18,8 @@ import pytest
 
 from terminald.sim.central import CentralSim
 from tests.fixtures.daemon import DaemonProcess
-from tests.ops._helpers import TYPED_CARD, TYPED_NAME, TYPED_SSN, post_transaction, settlement, wait_for
+from tests.ops._helpers import TYPED_CARD, TYPED_NAME, TYPED_SSN, post_transaction, settlement
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 

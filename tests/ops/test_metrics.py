@@ -17,7 +17,8 @@ from terminald.metrics import DaemonCollector, Metrics
 from terminald.sim.central import CentralSim
 from terminald.upload.link import Link
 from tests.fixtures.daemon import DaemonProcess
-from tests.ops._helpers import post_transaction, settlement, wait_for
+from tests.ops._helpers import post_transaction, settlement
+from tests.waiting import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

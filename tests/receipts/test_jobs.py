@@ -15,6 +15,7 @@ from terminald.errors import PrinterNotConfigured, ValidationFailed
 from terminald.receipts.jobs import PrintQueue
 from terminald.receipts.templates import render_receipt
 from terminald.sim.printer import PrinterSim
+from tests.waiting import wait_for
 
 from .samples import DOCUMENTS
 
@@ -32,14 +33,6 @@ def receipt(reprint: bool = False) -> bytes:
         chinese="fs",
         language="zh-CN",
     )
-
-
-def wait_for(pred: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture

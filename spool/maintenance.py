@@ -134,7 +134,16 @@ def _derived_column_problems(conn: sqlite3.Connection) -> list[str]:
         "SELECT seq FROM records WHERE total_fen IS NOT COALESCE(json_extract(payload, '$.total_fen'), 0)"
         " OR business_date IS NOT substr(business_time, 1, 10) ORDER BY seq LIMIT 100"
     ).fetchall()
-    return [f"seq {row[0]}: stored total_fen or business_date does not match the record's content" for row in rows]
+    problems = [f"seq {row[0]}: stored total_fen or business_date does not match the record's content"
+                for row in rows]
+    drift = conn.execute(
+        "SELECT t.status, t.offline FROM status_totals t LEFT JOIN"
+        " (SELECT status, offline, COUNT(*) AS n, COALESCE(SUM(total_fen), 0) AS fen FROM records"
+        "  GROUP BY status, offline) r ON r.status = t.status AND r.offline = t.offline"
+        " WHERE t.count IS NOT COALESCE(r.n, 0) OR t.amount IS NOT COALESCE(r.fen, 0)"
+    ).fetchall()
+    problems += [f"status_totals ({row[0]}, offline={row[1]}) does not match the records" for row in drift]
+    return problems
 
 
 def _snapshot(path: Path, dest: Path) -> None:

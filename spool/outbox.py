@@ -49,7 +49,7 @@ __all__ = ["Spool"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_EXPECTED_TABLES = {"records", "history", "meta", "checkpoint", "schema_migrations"}
+_EXPECTED_TABLES = {"records", "history", "meta", "checkpoint", "schema_migrations", "status_totals"}
 
 
 class Spool:
@@ -66,8 +66,10 @@ class Spool:
         self.terminal_id = terminal_id
         self.integrity = "checking"
         self.integrity_error = None
-        self._read_lock = threading.Lock()
-        self._reader: sqlite3.Connection | None = None
+        # Readers are pooled, one per concurrent caller: WAL lets them read side by side,
+        # and a slow query (a sum over a long backlog) must not hold up every other read.
+        self._read_lock = threading.Lock()  # guards the pool lists, never a query
+        self._idle_readers: list[sqlite3.Connection] = []
         self._writer: Writer | None = None
         self._checker: threading.Thread | None = None
         self._check_conn: sqlite3.Connection | None = None
@@ -128,7 +130,7 @@ class Spool:
         conn.close()
         self._writer = Writer(path, self.terminal_id, Witness(path), on_commit, self._mark_corrupt)
         try:
-            self._reader = connect(path)
+            self._idle_readers.append(connect(path))
         except SpoolError:
             self._writer.close()
             raise
@@ -194,9 +196,9 @@ class Spool:
         if self._writer is not None:
             self._writer.close()
         with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+            idle, self._idle_readers = self._idle_readers, []
+        for conn in idle:  # readers still in use close when they come back
+            conn.close()
 
     def __enter__(self) -> Spool:
         return self
@@ -210,24 +212,39 @@ class Spool:
             raise SpoolClosed(f"spool {self.path} is closed")
         return self._writer
 
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _borrow_reader(self) -> sqlite3.Connection:
         with self._read_lock:
-            if self._closed or self._reader is None:
+            if self._closed:
                 raise SpoolClosed(f"spool {self.path} is closed")
-            try:
-                return fn(self._reader)
-            except SpoolCorrupt as exc:
-                if self._reader.in_transaction:
-                    self._reader.execute("ROLLBACK")
-                self._mark_corrupt(str(exc))
-                raise
-            except sqlite3.Error as exc:
-                if self._reader.in_transaction:
-                    self._reader.execute("ROLLBACK")
-                error = translate(exc, self.path, "read")
-                if isinstance(error, SpoolCorrupt):
-                    self._mark_corrupt(str(error))
-                raise error from exc
+            if self._idle_readers:
+                return self._idle_readers.pop()
+        return connect(self.path)
+
+    def _return_reader(self, conn: sqlite3.Connection) -> None:
+        with self._read_lock:
+            if not self._closed:
+                self._idle_readers.append(conn)
+                return
+        conn.close()
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._borrow_reader()
+        try:
+            return fn(conn)
+        except SpoolCorrupt as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._mark_corrupt(str(exc))
+            raise
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = translate(exc, self.path, "read")
+            if isinstance(error, SpoolCorrupt):
+                self._mark_corrupt(str(error))
+            raise error from exc
+        finally:
+            self._return_reader(conn)
 
     def _select(self, where: str, args: tuple[Any, ...]) -> list[Record]:
         def q(conn: sqlite3.Connection) -> list[Record]:
@@ -298,19 +315,16 @@ class Spool:
         def q(conn: sqlite3.Connection) -> SpoolStats:
             conn.execute("BEGIN")  # one snapshot for all the numbers
             try:
-                pending, amount, oldest_seq = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(total_fen), 0), MIN(seq) FROM records"
-                    " WHERE status = 'pending'"
-                ).fetchone()
+                totals = _status_totals(conn)
+                pending, amount = totals.get("pending", (0, 0))
+                oldest_seq = conn.execute("SELECT MIN(seq) FROM records WHERE status = 'pending'").fetchone()[0]
                 oldest = None
                 if oldest_seq is not None:
                     oldest = conn.execute(
                         "SELECT spooled_at FROM records WHERE seq = ?", (oldest_seq,)
                     ).fetchone()[0]
-                rejected = conn.execute("SELECT COUNT(*) FROM records WHERE status = 'rejected'").fetchone()[
-                    0
-                ]
-                settled = conn.execute("SELECT COUNT(*) FROM records WHERE status = 'settled'").fetchone()[0]
+                rejected = totals.get("rejected", (0, 0))[0]
+                settled = totals.get("settled", (0, 0))[0]
                 last_seq, last_hash = load_tail(conn)
             finally:
                 conn.execute("COMMIT")
@@ -327,7 +341,7 @@ class Spool:
         return self._read(q)
 
     def pending_amount_fen(self, offline_only: bool = True) -> int:
-        sql = "SELECT COALESCE(SUM(total_fen), 0) FROM records WHERE status = 'pending'"
+        sql = "SELECT COALESCE(SUM(amount), 0) FROM status_totals WHERE status = 'pending'"
         if offline_only:
             sql += " AND offline = 1"
         return self._read(lambda conn: int(conn.execute(sql).fetchone()[0]))
@@ -410,3 +424,9 @@ def _limit(limit: int) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise InvalidRequest(f"limit must be a positive integer, got {limit!r}")
     return limit
+
+
+def _status_totals(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """status -> (count, amount in fen), offline and online together, from the trigger-kept table."""
+    rows = conn.execute("SELECT status, SUM(count), SUM(amount) FROM status_totals GROUP BY status")
+    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}

@@ -56,4 +56,36 @@ STEPS: tuple[str, ...] = (
         at      TEXT NOT NULL
     );
     """,
+    # Step 2: counts and amounts per status, kept by triggers in the same transaction as the
+    # change. The offline policy asks "how much is pending offline?" on every sale, and the
+    # status page and watchdog ask for the backlog: after ten days offline that is tens of
+    # thousands of rows, which a sum would walk each time.
+    """
+    CREATE TABLE status_totals (
+        status  TEXT NOT NULL,
+        offline INTEGER NOT NULL,
+        count   INTEGER NOT NULL,
+        amount  INTEGER NOT NULL,
+        PRIMARY KEY (status, offline)
+    ) WITHOUT ROWID;
+    INSERT INTO status_totals (status, offline, count, amount)
+        SELECT status, offline, COUNT(*), COALESCE(SUM(total_fen), 0) FROM records GROUP BY status, offline;
+    CREATE TRIGGER status_totals_insert AFTER INSERT ON records
+    BEGIN
+        INSERT INTO status_totals (status, offline, count, amount) VALUES (NEW.status, NEW.offline, 1, NEW.total_fen)
+            ON CONFLICT (status, offline) DO UPDATE SET count = count + 1, amount = amount + excluded.amount;
+    END;
+    CREATE TRIGGER status_totals_move AFTER UPDATE OF status ON records WHEN OLD.status IS NOT NEW.status
+    BEGIN
+        UPDATE status_totals SET count = count - 1, amount = amount - OLD.total_fen
+            WHERE status = OLD.status AND offline = OLD.offline;
+        INSERT INTO status_totals (status, offline, count, amount) VALUES (NEW.status, NEW.offline, 1, NEW.total_fen)
+            ON CONFLICT (status, offline) DO UPDATE SET count = count + 1, amount = amount + excluded.amount;
+    END;
+    CREATE TRIGGER status_totals_delete AFTER DELETE ON records
+    BEGIN
+        UPDATE status_totals SET count = count - 1, amount = amount - OLD.total_fen
+            WHERE status = OLD.status AND offline = OLD.offline;
+    END;
+    """,
 )

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from terminald import __version__
+from terminald import __version__, metrics
 from terminald.api import card, events, health, problems, receipts, reports, transactions
 from terminald.config import Config
 from terminald.daemon import Daemon
 from terminald.security import AccessControl
+from terminald.web import routes as web_routes
 
 
 def create_app(daemon: Daemon) -> FastAPI:
@@ -32,25 +33,9 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.state.daemon = daemon
     problems.install(app)
     app.include_router(health.public_router, responses=problems.PUBLIC_PROBLEMS)
-    for module in (health, card, transactions, receipts, events, reports):
+    for module in (health, card, transactions, receipts, events, reports, metrics, web_routes):
         app.include_router(module.router, responses=problems.GUARDED_PROBLEMS)
-    for extra in _optional_routers():
-        app.include_router(extra, responses=problems.GUARDED_PROBLEMS)
     return app
-
-
-def _optional_routers() -> list:  # type: ignore[type-arg]
-    """Routers of parts that may be absent from a minimal build (status page, metrics)."""
-    found = []
-    for name in ("terminald.web.routes", "terminald.metrics"):
-        try:
-            module = __import__(name, fromlist=["router"])
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        found.append(module.router)
-    return found
 
 
 def build(cfg: Config) -> tuple[Daemon, ASGIApp]:

@@ -11,6 +11,7 @@ answers a query: a wedged daemon gets restarted by systemd.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -25,6 +26,8 @@ from terminald.config import Config
 from terminald.notify import notify, watchdog_interval_s
 
 log = logging.getLogger("terminald")
+
+EXECUTOR_THREADS = 32
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:
@@ -103,6 +106,11 @@ class _Server(uvicorn.Server):
 
 
 async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -> None:
+    # Blocking calls (spool appends waiting for their group's fsync, card reads waiting for a
+    # card) run in the default executor; its stock size (cores + 4) would cap how many
+    # appends can share one commit, and let two slow card reads starve the spool.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="io"))
     daemon, app = build(cfg)
     sockets = sockets if sockets is not None else sockets_for(cfg)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",

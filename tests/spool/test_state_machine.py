@@ -24,6 +24,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.keys: dict[str, tuple[int, int]] = {}  # key -> (total_fen, seq)
         self.status: dict[int, str] = {}
         self.amount: dict[int, int] = {}
+        self.offline: dict[int, bool] = {}
         self.hashes: list[str] = [GENESIS_HASH]
         self.pruned_upto = 0
 
@@ -31,16 +32,18 @@ class SpoolMachine(RuleBasedStateMachine):
     def start(self) -> None:
         assert self.spool.stats().last_seq == 0
 
-    @rule(total=st.integers(min_value=0, max_value=10**7))
-    def append_new(self, total: int) -> None:
+    @rule(total=st.integers(min_value=0, max_value=10**7), offline=st.booleans())
+    def append_new(self, total: int, offline: bool) -> None:
         key = f"k{len(self.keys)}"
-        result = self.spool.append(make_request(key, total))
+        result = self.spool.append(make_request(key, total, offline=offline,
+                                                offline_reason="upstream_unreachable" if offline else None))
         assert result.created
         seq = len(self.hashes)
         assert result.record.seq == seq and result.record.prev_hash == self.hashes[-1]
         self.keys[key] = (total, seq)
         self.status[seq] = "pending"
         self.amount[seq] = total
+        self.offline[seq] = offline
         self.hashes.append(result.record.hash)
 
     @precondition(lambda self: any(seq in self.status for _, seq in self.keys.values()))
@@ -49,10 +52,11 @@ class SpoolMachine(RuleBasedStateMachine):
         # Keys of pruned records are forgotten by design, so only live ones are retried.
         key = data.draw(st.sampled_from(sorted(k for k, (_, seq) in self.keys.items() if seq in self.status)))
         total, seq = self.keys[key]
-        result = self.spool.append(make_request(key, total))
+        reason = "upstream_unreachable" if self.offline[seq] else None
+        result = self.spool.append(make_request(key, total, offline=self.offline[seq], offline_reason=reason))
         assert not result.created and result.record.seq == seq
         try:
-            self.spool.append(make_request(key, total + 1))
+            self.spool.append(make_request(key, total + 1, offline=self.offline[seq], offline_reason=reason))
         except IdempotencyConflict as exc:
             assert exc.existing.seq == seq
         else:
@@ -109,6 +113,8 @@ class SpoolMachine(RuleBasedStateMachine):
         assert stats.last_seq == len(self.hashes) - 1 and stats.last_hash == self.hashes[-1]
         assert stats.pending == len(pending)
         assert stats.pending_amount_fen == sum(self.amount[s] for s in pending)
+        assert self.spool.pending_amount_fen(offline_only=True) == sum(self.amount[s] for s in pending
+                                                                       if self.offline[s])
         assert stats.rejected_unresolved == sum(v == "rejected" for v in self.status.values())
         assert stats.settled_total == sum(v == "settled" for v in self.status.values())
         assert [r.seq for r in self.spool.backlog(limit=1000)] == pending

@@ -27,8 +27,8 @@ from tests.ops._helpers import (
     TYPED_SSN,
     post_transaction,
     settlement,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 SECRETS = (SSN, NAME, CARD, TYPED_SSN, TYPED_NAME, TYPED_CARD)
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
+from drivers.cards import CardData
+
 MAX_FUTURE = timedelta(minutes=5)
 
 # Money is an integer of fen on the wire: "2500" or 2500.0 is a POS bug, not something to coerce.
@@ -125,27 +127,12 @@ class CardReadIn(_In):
     timeout_s: float = Field(default=0, ge=0, le=60)
 
 
-class CardDataOut(BaseModel):
-    card_number: str | None = None
-    ssn: str | None = None
-    name: str | None = None
-    sex: str | None = None
-    birth_date: str | None = None
-    nation: str | None = None
-    issuer_code: str | None = None
-    issued_on: str | None = None
-    expires_on: str | None = None
-    card_type: str | None = None
-    spec_version: str | None = None
-    card_identifier: str | None = None
-
-
 class CardReadOut(BaseModel):
     card_read_id: str
     read_at: str
     reader: str
     atr: str
-    card: CardDataOut
+    card: CardData  # the driver's dataclass: one definition of a card's fields
 
 
 class PrintSubmitted(BaseModel):

@@ -303,9 +303,7 @@ class Spool:
             if row is None:
                 raise NotFound(f"no record {record_id!r}")
             seq, spooled_at, offline, reason = row
-            first = Transition(
-                at=spooled_at, status="pending", detail=f"spooled offline: {reason}" if offline else "spooled"
-            )
+            first = Transition.spooled(spooled_at, bool(offline), reason)
             rows = conn.execute("SELECT at, status, detail FROM history WHERE seq = ? ORDER BY id", (seq,))
             return [first, *(Transition(at=r[0], status=r[1], detail=r[2]) for r in rows)]
 

@@ -176,6 +176,12 @@ class Transition:
     status: str
     detail: str
 
+    @classmethod
+    def spooled(cls, spooled_at: str, offline: bool, offline_reason: str | None) -> Transition:
+        """Every record's first entry, made from the record itself (no history row is stored for it)."""
+        return cls(at=spooled_at, status="pending",
+                   detail=f"spooled offline: {offline_reason}" if offline else "spooled")
+
 
 @dataclass(frozen=True)
 class SpoolStats:

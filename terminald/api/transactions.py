@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from spool import Transition
 from terminald.api.deps import daemon, load_record
 from terminald.api.models import ResolveIn, TransactionIn, TransactionList, TransactionOut
 from terminald.api.problems import problems
@@ -39,7 +40,12 @@ async def create(
     d = daemon(request)
     raw = await request.body()
     outcome = await d.recorder.record(raw, idempotency_key, wait)
-    history = await asyncio.to_thread(d.spool.history, outcome.record.record_id)  # type: ignore[union-attr]
+    record = outcome.record
+    if outcome.status_code == 202:
+        # Just spooled and still pending in this snapshot: its history is that one entry.
+        history = [Transition.spooled(record.spooled_at, record.offline, record.offline_reason)]
+    else:
+        history = await asyncio.to_thread(d.spool.history, record.record_id)  # type: ignore[union-attr]
     body = answer(outcome.record, history, timed_out=outcome.status_code == 202)
     return JSONResponse(body, status_code=outcome.status_code)
 

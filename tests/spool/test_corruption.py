@@ -24,6 +24,15 @@ def _build(path: Path, n: int, pad: int = 0) -> None:
     assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
 
 
+def _tamper(path: Path, *statements: str) -> None:
+    """Edit the file behind the spool's back, as a person with sqlite3 would."""
+    conn = sqlite3.connect(path)
+    with conn:
+        for sql in statements:
+            conn.execute(sql)
+    conn.close()
+
+
 def _wait_integrity(sp: Spool) -> str:
     deadline = time.monotonic() + 20
     while sp.integrity == "checking" and time.monotonic() < deadline:
@@ -69,10 +78,7 @@ def test_garbled_page_is_found_and_stops_appends(tmp_path: Path) -> None:
 def test_edited_record_in_the_middle_is_pinpointed_by_check(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     _build(path, 200)
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE records SET payload = json_set(payload, '$.total_fen', 99999) WHERE seq = 11")
-    conn.commit()
-    conn.close()
+    _tamper(path, "UPDATE records SET payload = json_set(payload, '$.total_fen', 99999) WHERE seq = 11")
     with Spool.open(path, TERMINAL_ID, background_check=False) as sp:  # the tail is intact
         report = sp.check()
         assert not report.ok
@@ -87,10 +93,7 @@ def test_edited_amount_column_is_pinpointed_by_check(tmp_path: Path) -> None:
     """The indexed amount is outside the hash; pending totals and offline limits read it."""
     path = tmp_path / "s.db"
     _build(path, 50)
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE records SET total_fen = 1 WHERE seq = 7")
-    conn.commit()
-    conn.close()
+    _tamper(path, "UPDATE records SET total_fen = 1 WHERE seq = 7")
     with Spool.open(path, TERMINAL_ID, background_check=False) as sp:
         report = sp.check()
         assert report.problems[0] == "seq 7: stored total_fen or business_date does not match the record's content"
@@ -101,10 +104,7 @@ def test_edited_amount_column_is_pinpointed_by_check(tmp_path: Path) -> None:
 def test_edited_tail_record_is_refused_at_open(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     _build(path, 30)
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE records SET business_time = '2026-11-24T10:15:00+08:00' WHERE seq = 29")
-    conn.commit()
-    conn.close()
+    _tamper(path, "UPDATE records SET business_time = '2026-11-24T10:15:00+08:00' WHERE seq = 29")
     with pytest.raises(SpoolCorrupt, match="seq 29"):
         Spool.open(path, TERMINAL_ID)
 
@@ -112,11 +112,7 @@ def test_edited_tail_record_is_refused_at_open(tmp_path: Path) -> None:
 def test_deleted_record_is_a_gap_refused_at_open(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     _build(path, 30)
-    conn = sqlite3.connect(path)
-    conn.execute("DELETE FROM history WHERE seq = 3")
-    conn.execute("DELETE FROM records WHERE seq = 3")
-    conn.commit()
-    conn.close()
+    _tamper(path, "DELETE FROM history WHERE seq = 3", "DELETE FROM records WHERE seq = 3")
     with pytest.raises(SpoolCorrupt, match="gapless"):
         Spool.open(path, TERMINAL_ID)
 

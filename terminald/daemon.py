@@ -123,7 +123,3 @@ class Daemon:
     def _on_upload_error(self, cause: str) -> None:
         for hook in self._upload_error_hooks:
             hook(cause)
-
-    @property
-    def mode(self) -> str:
-        return str(self.uploader.link.state)

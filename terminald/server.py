@@ -100,14 +100,20 @@ class _Server(uvicorn.Server):
         self.stopping = stopping
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        notify("STOPPING=1")
-        self.stopping.set()
+        self.announce_stop()
         try:
             await super().shutdown(sockets)
         finally:
-            for path in self.unix_paths:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            self.remove_unix_sockets()
+
+    def announce_stop(self) -> None:
+        notify("STOPPING=1")
+        self.stopping.set()
+
+    def remove_unix_sockets(self) -> None:
+        for path in self.unix_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -> None:
@@ -132,11 +138,10 @@ async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -
     try:
         await server.serve(sockets=sockets)
     finally:
-        notify("STOPPING=1")
+        # Reached when serving ends without a signal (a start-up failure): the same clean-up.
+        server.announce_stop()
         helper.cancel()
-        for path in unix_paths:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        server.remove_unix_sockets()
     if not server.started:
         raise SystemExit(1)
 

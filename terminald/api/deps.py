@@ -10,6 +10,9 @@ from fastapi import Request
 from spool import Record
 from terminald.errors import NotFoundError
 
+# The largest integer SQLite stores: ids and seqs past it cannot even be compared in SQL.
+SQLITE_MAX_INT = 2**63 - 1
+
 if TYPE_CHECKING:
     from terminald.daemon import Daemon
 

@@ -10,13 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from terminald.api.deps import daemon
+from terminald.api.deps import SQLITE_MAX_INT, daemon
 from terminald.api.problems import problems
 
 router = APIRouter(tags=["events"])
 
 KEEPALIVE_S = 15.0
-MAX_EVENT_ID = 2**63 - 1  # the largest SQLite integer
 
 
 @router.get("/v1/events", response_class=StreamingResponse,
@@ -24,14 +23,14 @@ MAX_EVENT_ID = 2**63 - 1  # the largest SQLite integer
 async def events(
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    since: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID,
+    since: Annotated[int | None, Query(ge=0, le=SQLITE_MAX_INT,
                                        description="same as Last-Event-ID, for EventSource-less clients")] = None,
 ) -> StreamingResponse:
     d = daemon(request)
     start = since
     if last_event_id is not None and last_event_id.strip().isascii() and last_event_id.strip().isdigit():
         # Past the largest SQLite integer: a client from the future, it has seen everything we have.
-        start = min(int(last_event_id.strip()), MAX_EVENT_ID)
+        start = min(int(last_event_id.strip()), SQLITE_MAX_INT)
 
     async def body() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from spool import Transition
-from terminald.api.deps import daemon, load_record
+from terminald.api.deps import SQLITE_MAX_INT, daemon, load_record
 from terminald.api.models import ResolveIn, TransactionIn, TransactionList, TransactionOut
 from terminald.api.problems import problems
 from terminald.transactions import answer
 
 router = APIRouter(tags=["transactions"])
 
-SQLITE_MAX_INT = 2**63 - 1  # anything larger cannot even be compared in SQL
 # Visible ASCII, inner spaces allowed: HTTP trims a header's outer whitespace and carries latin-1 only.
 KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 

@@ -1,6 +1,7 @@
 """spool: the durable, ordered, hash-chained outbox of one terminal (SQLite, WAL).
 
-No hardware, no HTTP, no asyncio: the daemon calls ``Spool`` from threads.
+No hardware, no HTTP, no asyncio: the daemon calls ``Spool`` from threads, or has the
+writer thread call it back (``Spool.append_later``).
 See docs/spool.md for the schema, guarantees and errors.
 """
 
@@ -10,6 +11,7 @@ from spool.errors import (
     InvalidRequest,
     InvalidTransition,
     NotFound,
+    OfflineLimitExceeded,
     SpoolClosed,
     SpoolCorrupt,
     SpoolError,
@@ -38,6 +40,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidTransition",
     "NotFound",
+    "OfflineLimitExceeded",
     "Outcome",
     "Record",
     "Spool",

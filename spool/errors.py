@@ -9,6 +9,7 @@ daemon maps them to HTTP answers without looking at messages::
     ├── SpoolCorrupt            spool_unavailable   file refused at open, or appends stopped
     ├── SpoolClosed             spool_unavailable   the Spool was closed
     ├── IdempotencyConflict     idempotency_conflict  same key, other request body
+    ├── OfflineLimitExceeded    offline_limit_exceeded  the pending offline amount would pass a limit
     ├── NotFound                not_found           no such record
     ├── InvalidTransition       invalid_transition  e.g. resolving a record that is not rejected
     └── InvalidRequest          validation_failed   a malformed AppendRequest / argument
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidTransition",
     "NotFound",
+    "OfflineLimitExceeded",
     "SpoolClosed",
     "SpoolCorrupt",
     "SpoolError",
@@ -75,6 +77,20 @@ class IdempotencyConflict(SpoolError):
     def __init__(self, message: str, existing: Record) -> None:
         super().__init__(message)
         self.existing = existing
+
+
+class OfflineLimitExceeded(SpoolError):
+    """Appending would take the amount pending offline past the request's ``offline_limit_fen``.
+
+    Nothing was written. Decided inside the commit, so appends racing each other cannot
+    together pass the limit.
+    """
+
+    code = "offline_limit_exceeded"
+
+    def __init__(self, message: str, limit_fen: int) -> None:
+        super().__init__(message)
+        self.limit_fen = limit_fen
 
 
 class NotFound(SpoolError):

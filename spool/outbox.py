@@ -1,7 +1,7 @@
 """``Spool``: the durable, ordered, hash-chained outbox of one terminal.
 
-Writes go through the single writer thread (``spool.writer``); reads use one
-shared connection behind a lock; a background ``PRAGMA quick_check`` runs after
+Writes go through the single writer thread (``spool.writer``); reads use pooled
+connections side by side (WAL); a background ``PRAGMA quick_check`` runs after
 open without delaying readiness. Once corruption is seen (at open, in the
 background check, by ``check()`` or as SQLITE_CORRUPT on any statement) the
 spool stops writing and reports ``integrity == "corrupt"``: it never repairs.
@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spool import maintenance, transitions
+from spool import maintenance, queries, transitions
 from spool.chain import canonical_json
 from spool.errors import (
     InvalidRequest,
@@ -42,7 +42,7 @@ from spool.records import (
 from spool.schema import NAMESPACE, STEPS
 from spool.store import connect, migrate, translate
 from spool.witness import Witness, read_witness
-from spool.writer import Writer, load_tail
+from spool.writer import AppendDone, Writer
 
 __all__ = ["Spool"]
 
@@ -260,6 +260,19 @@ class Spool:
     # -- appends -----------------------------------------------------------------------------------
     def append(self, req: AppendRequest) -> AppendResult:
         """Commit ``req`` durably (one fsync shared with concurrent appenders) and return the record."""
+        writer, payload_json = self._prepare(req)
+        return writer.append(req, payload_json)
+
+    def append_later(self, req: AppendRequest, on_done: AppendDone) -> None:
+        """``append`` without blocking: ``on_done(result, error)`` is called on the writer thread.
+
+        For callers that must not park a thread per append (an event loop). A bad request or a
+        closed or corrupt spool raises here, before anything is queued.
+        """
+        writer, payload_json = self._prepare(req)
+        writer.append_later(req, payload_json, on_done)
+
+    def _prepare(self, req: AppendRequest) -> tuple[Writer, str]:
         writer = self._live_writer()
         if not isinstance(req, AppendRequest):
             raise InvalidRequest("append takes an AppendRequest")
@@ -267,7 +280,7 @@ class Spool:
         payload_json = canonical_json(req.payload).decode("utf-8")
         if self.integrity == "corrupt":
             raise SpoolCorrupt(f"appends stopped: {self.integrity_error}")
-        return writer.append(req, payload_json)
+        return writer, payload_json
 
     # -- reads -------------------------------------------------------------------------------------
     def get(self, record_id: str) -> Record | None:
@@ -310,39 +323,7 @@ class Spool:
         return self._read(q)
 
     def stats(self) -> SpoolStats:
-        def q(conn: sqlite3.Connection) -> SpoolStats:
-            conn.execute("BEGIN")  # one snapshot for all the numbers
-            try:
-                totals = _status_totals(conn)
-                pending, amount = totals.get("pending", (0, 0))
-                oldest_seq = conn.execute("SELECT MIN(seq) FROM records WHERE status = 'pending'").fetchone()[0]
-                oldest = None
-                if oldest_seq is not None:
-                    oldest = conn.execute(
-                        "SELECT spooled_at FROM records WHERE seq = ?", (oldest_seq,)
-                    ).fetchone()[0]
-                rejected = totals.get("rejected", (0, 0))[0]
-                settled = totals.get("settled", (0, 0))[0]
-                last_seq, last_hash = load_tail(conn)
-            finally:
-                conn.execute("COMMIT")
-            return SpoolStats(
-                pending=pending,
-                pending_amount_fen=amount,
-                oldest_pending_at=oldest,
-                rejected_unresolved=rejected,
-                settled_total=settled,
-                last_seq=last_seq,
-                last_hash=last_hash,
-            )
-
-        return self._read(q)
-
-    def pending_amount_fen(self, offline_only: bool = True) -> int:
-        sql = "SELECT COALESCE(SUM(amount), 0) FROM status_totals WHERE status = 'pending'"
-        if offline_only:
-            sql += " AND offline = 1"
-        return self._read(lambda conn: int(conn.execute(sql).fetchone()[0]))
+        return self._read(queries.stats_in)
 
     def totals(self, business_date: str) -> Totals:
         """Count and sum of the records whose business_time falls on ``business_date`` (its own offset)."""
@@ -350,22 +331,7 @@ class Spool:
             date = datetime.strptime(business_date, "%Y-%m-%d").date().isoformat()
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"business_date must be YYYY-MM-DD, got {business_date!r}") from exc
-
-        def q(conn: sqlite3.Connection) -> Totals:
-            rows = conn.execute(
-                "SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0) FROM records"
-                " WHERE business_date = ? GROUP BY status",
-                (date,),
-            ).fetchall()
-            by_status = {row[0]: int(row[1]) for row in rows}
-            return Totals(
-                date=date,
-                count=sum(by_status.values()),
-                total_fen=sum(int(row[2]) for row in rows),
-                by_status=by_status,
-            )
-
-        return self._read(q)
+        return self._read(lambda conn: queries.totals_on(conn, date))
 
     # -- state changes -----------------------------------------------------------------------------
     def apply_outcomes(self, outcomes: Sequence[Outcome]) -> list[Record]:
@@ -422,9 +388,3 @@ def _limit(limit: int) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise InvalidRequest(f"limit must be a positive integer, got {limit!r}")
     return limit
-
-
-def _status_totals(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """status -> (count, amount in fen), offline and online together, from the trigger-kept table."""
-    rows = conn.execute("SELECT status, SUM(count), SUM(amount) FROM status_totals GROUP BY status")
-    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}

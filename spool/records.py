@@ -126,6 +126,9 @@ class AppendRequest:
     request_digest: str
     offline: bool = False
     offline_reason: str | None = None
+    # For an offline record: refuse it (OfflineLimitExceeded) if the amount pending offline,
+    # this record's total_fen included, would pass this many fen.
+    offline_limit_fen: int | None = None
 
     def validate(self) -> None:
         """Raise InvalidRequest naming the first bad field."""
@@ -141,6 +144,9 @@ class AppendRequest:
             raise InvalidRequest("offline must be a bool")
         if self.offline_reason is not None and not isinstance(self.offline_reason, str):
             raise InvalidRequest("offline_reason must be a string or None")
+        limit = self.offline_limit_fen
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidRequest("offline_limit_fen must be a non-negative int or None")
         business_date_of(self.business_time)
 
 
@@ -192,6 +198,7 @@ class SpoolStats:
     settled_total: int
     last_seq: int
     last_hash: str
+    pending_offline_fen: int = 0  # the part of pending_amount_fen taken offline
 
 
 @dataclass(frozen=True)

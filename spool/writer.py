@@ -1,6 +1,7 @@
 """The one writer: a thread that group-commits appends and runs other writes.
 
-Callers put jobs on a queue and block until their job is durable. The thread
+Callers put jobs on a queue and block until their job is durable, or (``append_later``)
+get a callback on the writer thread instead of blocking one of their own. The thread
 takes everything queued at that moment (up to ``MAX_BATCH``), puts the run of
 appends into one ``BEGIN IMMEDIATE`` transaction and commits it with one WAL
 fsync, so concurrent appenders share the cost of a sync. A failed commit is
@@ -20,20 +21,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from spool.chain import GENESIS_HASH, record_hash_spliced
+from spool.chain import record_hash_spliced
 from spool.checkpointer import HINT_EVERY_COMMITS, WAL_LIMIT_BYTES, Checkpointer
 from spool.errors import (
     IdempotencyConflict,
+    OfflineLimitExceeded,
     SpoolClosed,
     SpoolCorrupt,
     SpoolError,
 )
 from spool.ids import now_rfc3339, uuid7
-from spool.records import RECORD_COLUMNS, AppendRequest, AppendResult, Record, business_date_of
+from spool.queries import insert_rows, load_tail, pending_offline_fen, stored_with_keys
+from spool.records import AppendRequest, AppendResult, Record, business_date_of
 from spool.store import connect, translate
 from spool.witness import Witness
 
-__all__ = ["MAX_BATCH", "Writer", "load_tail"]
+__all__ = ["MAX_BATCH", "AppendDone", "Writer"]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +44,7 @@ MAX_BATCH = 512
 T = TypeVar("T")
 
 
-def load_tail(conn: sqlite3.Connection) -> tuple[int, str]:
-    """(seq, hash) of the newest record, else of the prune checkpoint, else (0, genesis)."""
-    row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-    if row is None:
-        row = conn.execute("SELECT seq, hash FROM checkpoint WHERE id = 1").fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+AppendDone = Callable[[AppendResult | None, SpoolError | None], None]
 
 
 class _Job(Generic[T]):
@@ -83,10 +81,36 @@ class _AppendJob(_Job[AppendResult]):
         self.payload_json = payload_json
 
 
+class _CallbackAppendJob(_AppendJob):
+    """An append whose caller is called back on the writer thread instead of blocking."""
+
+    def __init__(self, req: AppendRequest, payload_json: str, on_done: AppendDone) -> None:
+        super().__init__(req, payload_json)
+        self._on_done = on_done
+
+    def finish(self, result: AppendResult) -> None:
+        self.done = True
+        self._call(result, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.done = True
+        self._call(None, error if isinstance(error, SpoolError) else SpoolError(f"append failed: {error!r}"))
+
+    def _call(self, result: AppendResult | None, error: SpoolError | None) -> None:
+        try:
+            self._on_done(result, error)
+        except Exception:  # the caller's bug must not stop the writer serving the others
+            log.exception("spool append callback failed")
+
+
 class _CallJob(_Job[Any]):
     def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         super().__init__()
         self.fn = fn
+
+
+def _limited(job: _AppendJob) -> bool:
+    return job.req.offline and job.req.offline_limit_fen is not None
 
 
 def _copy(error: SpoolError) -> SpoolError:
@@ -130,6 +154,10 @@ class Writer:
         job = _AppendJob(req, payload_json)
         self._put(job)
         return job.wait()
+
+    def append_later(self, req: AppendRequest, payload_json: str, on_done: AppendDone) -> None:
+        """Queue the append; ``on_done(result, error)`` runs on the writer thread once it is durable."""
+        self._put(_CallbackAppendJob(req, payload_json, on_done))
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside its own BEGIN IMMEDIATE transaction on the writer thread."""
@@ -217,8 +245,16 @@ class Writer:
             raise SpoolCorrupt(f"appends stopped: {self.corrupt}")
 
     def _commit_appends(self, jobs: list[_AppendJob]) -> None:
+        """One transaction, one fsync, for a batch of appends.
+
+        The whole batch is a handful of statements however long it is (a key lookup, one
+        multi-row INSERT): each statement hands the interpreter lock to the event loop and must
+        win it back, so a statement per record made a busy loop the commit's bottleneck.
+        """
         started = time.monotonic()
-        done: list[tuple[_AppendJob, AppendResult]] = []
+        created: list[tuple[_AppendJob, AppendResult]] = []
+        repeats: list[tuple[_AppendJob, Record]] = []
+        over_limit: list[_AppendJob] = []
         try:
             self._refuse_if_corrupt()
             conn = self._connection()
@@ -226,44 +262,52 @@ class Writer:
             # Read under the write lock, not from a cache: another process that
             # opened the same file (a CLI, say) may have appended meanwhile.
             seq, prev_hash = load_tail(conn)
+            by_key = stored_with_keys(conn, [job.req.idempotency_key for job in jobs])
+            pending_offline = pending_offline_fen(conn) if any(_limited(job) for job in jobs) else 0
+            rows: list[tuple[Any, ...]] = []
             for job in jobs:
-                record = self._insert(conn, job, seq + 1, prev_hash)
-                if record is not None:
-                    seq, prev_hash = record.seq, record.hash
-                    done.append((job, AppendResult(record, created=True)))
+                existing = by_key.get(job.req.idempotency_key)
+                if existing is not None:  # in the file, or earlier in this batch (a concurrent twin)
+                    repeats.append((job, existing))
                     continue
-                row = conn.execute(
-                    f"SELECT {RECORD_COLUMNS} FROM records WHERE idempotency_key = ?",
-                    (job.req.idempotency_key,),
-                ).fetchone()
-                existing = Record.from_row(row)
-                if existing.request_digest == job.req.request_digest:
-                    done.append((job, AppendResult(existing, created=False)))
-                else:
-                    job.fail(
-                        IdempotencyConflict(
-                            f"idempotency key already used by seq {existing.seq} with another body", existing
-                        )
-                    )
+                record, row = self._new_record(job, seq + 1, prev_hash)
+                if job.req.offline:
+                    limit = job.req.offline_limit_fen
+                    if limit is not None and pending_offline + record.total_fen > limit:
+                        over_limit.append(job)
+                        continue
+                    pending_offline += record.total_fen
+                seq, prev_hash = record.seq, record.hash
+                by_key[record.idempotency_key] = record
+                rows.append(row)
+                created.append((job, AppendResult(record, created=True)))
+            insert_rows(conn, rows)
             conn.execute("COMMIT")
         except BaseException as exc:
             error = self._recover(exc, "append")
             for job in jobs:
-                if not job.done:  # an IdempotencyConflict answer stays true: it read committed data
-                    job.fail(_copy(error))
+                job.fail(_copy(error))
             return
         self._after_commit()
-        self.appended += sum(1 for _, result in done if result.created)
+        self.appended += len(created)
         self._witness.write(seq, prev_hash)
         self._notify(time.monotonic() - started)
-        for job, result in done:
+        for job, result in created:
             job.finish(result)
+        for job in over_limit:
+            limit = job.req.offline_limit_fen or 0
+            job.fail(OfflineLimitExceeded(f"the amount pending offline would pass {limit} fen", limit))
+        for job, existing in repeats:
+            if existing.request_digest == job.req.request_digest:
+                job.finish(AppendResult(existing, created=False))
+            else:
+                job.fail(IdempotencyConflict(
+                    f"idempotency key already used by seq {existing.seq} with another body", existing))
 
-    def _insert(self, conn: sqlite3.Connection, job: _AppendJob, seq: int, prev_hash: str) -> Record | None:
-        """Insert as ``seq``; None when the idempotency key exists (the unique index decides)."""
+    def _new_record(self, job: _AppendJob, seq: int, prev_hash: str) -> tuple[Record, tuple[Any, ...]]:
+        """The record ``job`` becomes as ``seq``, and its row for ``insert_rows``."""
         req = job.req
         now = now_rfc3339()
-        payload: dict[str, Any] = req.payload
         wire: dict[str, Any] = {
             "record_id": str(uuid7()),
             "seq": seq,
@@ -276,7 +320,7 @@ class Writer:
             "prev_hash": prev_hash,
         }
         wire["hash"] = record_hash_spliced(wire, job.payload_json)
-        wire["payload"] = payload
+        wire["payload"] = req.payload
         record = Record(
             **wire,
             status="pending",
@@ -286,37 +330,13 @@ class Writer:
             request_digest=req.request_digest,
             updated_at=now,
         )
-        inserted = conn.execute(
-            "INSERT INTO records (seq, record_id, terminal_id, kind, business_time, business_date,"
-            " spooled_at, offline, offline_reason, payload, prev_hash, hash, status, idempotency_key,"
-            " request_digest, total_fen, updated_at, updated_epoch)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
-            " ON CONFLICT (idempotency_key) DO NOTHING",
-            (
-                seq,
-                record.record_id,
-                record.terminal_id,
-                record.kind,
-                record.business_time,
-                business_date_of(record.business_time),
-                now,
-                int(record.offline),
-                record.offline_reason,
-                job.payload_json,
-                prev_hash,
-                record.hash,
-                record.idempotency_key,
-                record.request_digest,
-                record.total_fen,
-                now,
-                time.time(),
-            ),
-        )
-        # No history row here: the first transition is derived from the record (see
-        # Spool.history), which keeps an append to five b-tree pages per commit.
-        if inserted.rowcount != 1:
-            return None
-        return record
+        # No history row: the first transition is derived from the record (see Spool.history),
+        # which keeps an append to five b-tree pages per commit.
+        row = (seq, record.record_id, record.terminal_id, record.kind, record.business_time,
+               business_date_of(record.business_time), now, int(record.offline), record.offline_reason,
+               job.payload_json, prev_hash, record.hash, record.idempotency_key, record.request_digest,
+               record.total_fen, now, time.time())
+        return record, row
 
     def _run_call(self, job: _CallJob) -> None:
         started = time.monotonic()

@@ -20,6 +20,7 @@ from drivers.cards import CardService
 from drivers.printers import Printer, PrinterConfig
 from spool import Spool
 from terminald import __version__
+from terminald.appender import LoopAppender
 from terminald.cardreads import CardReads
 from terminald.config import Config
 from terminald.events import EventBus
@@ -63,7 +64,8 @@ class Daemon:
             for p in cfg.printer_entries
         }
         self.print_queue = PrintQueue(cfg.spool_path, self.printers, on_event=self.publish)
-        self.recorder = Recorder(cfg, self.spool, self.uploader, self.card_reads, self.publish)
+        self.recorder = Recorder(cfg, self.spool, self.uploader, self.card_reads, self.publish,
+                                 LoopAppender(self.spool, asyncio.get_running_loop()))
         await self.uploader.start()
         self.cards.start()
         self.print_queue.start()

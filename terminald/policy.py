@@ -3,7 +3,9 @@
 Online, central decides every settlement. Not online, the counter takes the
 risk, within the limits the insurance office sets (`[offline]`): a frozen
 card, an over-limit amount, a typed-in card or an expired one is refused here
-with a stable code, before anything is written.
+with a stable code, before anything is written. The limit on the total
+pending offline is the spool's to enforce (`AppendRequest.offline_limit_fen`):
+it is decided inside the commit, where concurrent sales cannot both slip under it.
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ def check_offline(
     cfg: OfflineConfig,
     *,
     is_frozen: Callable[[str], bool],
-    pending_offline_fen: Callable[[], int],
     today: date,
 ) -> None:
-    """Raise PolicyDenied when the settlement may not be taken offline."""
+    """Raise PolicyDenied when the settlement may not be taken offline (the total limit aside)."""
     if is_frozen(candidate.card_number):
         raise PolicyDenied("card_frozen", "this card is on the frozen list last received from central")
     if cfg.require_card_present and not candidate.card_present:
@@ -44,8 +45,3 @@ def check_offline(
         raise PolicyDenied("offline_limit_exceeded",
                            f"offline settlements are limited to {cfg.max_tx_fen} fen each",
                            limit_fen=cfg.max_tx_fen)
-    pending = pending_offline_fen()
-    if pending + candidate.total_fen > cfg.max_total_fen:
-        raise PolicyDenied("offline_limit_exceeded",
-                           f"pending offline amount would exceed {cfg.max_total_fen} fen",
-                           limit_fen=cfg.max_total_fen)

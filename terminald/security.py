@@ -22,6 +22,8 @@ from terminald.api.problems import problem_response
 from terminald.errors import BodyTooLarge
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/", "/favicon.ico"})
+# The only request headers access control looks at (ASGI gives names in lower case).
+_CHECKED = frozenset({b"host", b"origin", b"content-length", b"authorization", b"transfer-encoding"})
 PUBLIC_PREFIXES = ("/static/",)
 
 
@@ -76,7 +78,7 @@ class AccessControl:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _CHECKED}
         path: str = scope["path"]
         # A Unix-socket client has no meaningful Host; the socket's permissions guard it.
         # uvicorn reports a Unix socket's server as (path, None), TCP as (host, port).

@@ -117,9 +117,10 @@ class _Server(uvicorn.Server):
 
 
 async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -> None:
-    # Blocking calls (spool appends waiting for their group's fsync, card reads waiting for a
-    # card) run in the default executor; its stock size (cores + 4) would cap how many
-    # appends can share one commit, and let two slow card reads starve the spool.
+    # Blocking calls (spool reads and state changes, card reads waiting for a card, printing)
+    # run in the default executor; with its stock size (cores + 4), two slow card reads and a
+    # few status pages would keep the spool's callers waiting. Appends need no thread: see
+    # terminald/appender.py.
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="io"))
     daemon, app = build(cfg)

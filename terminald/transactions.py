@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,17 +22,29 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from spool import AppendRequest, IdempotencyConflict, Record, Spool
+from spool import AppendRequest, IdempotencyConflict, OfflineLimitExceeded, Record, Spool
 from spool.chain import digest
 from spool.errors import InvalidRequest
 from terminald.api.models import TransactionIn
+from terminald.appender import LoopAppender
 from terminald.cardreads import CardReads
 from terminald.config import Config
-from terminald.errors import CardReadNotFound, ConflictError, NotFoundError, ValidationFailed
+from terminald.errors import (
+    CardReadNotFound,
+    ConflictError,
+    NotFoundError,
+    PolicyDenied,
+    TerminaldError,
+    ValidationFailed,
+)
 from terminald.policy import Candidate, check_offline
 from terminald.privacy import mask_name, mask_ssn
 
+# 1-64 visible ASCII characters, inner spaces allowed: HTTP trims a header's outer whitespace
+# and carries latin-1 only, so this is every key a POS can send and get back unchanged.
+KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 KEY_MAX = 64
+_KEY = re.compile(KEY_PATTERN)
 
 
 class UploaderView(Protocol):
@@ -104,6 +117,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _policy_applies(offline_reason: str | None) -> bool:
+    # Central is reachable with only a backlog ahead of this sale: central will still decide it.
+    return offline_reason is not None and offline_reason != "backlog"
+
+
 def _qty_json(qty: Decimal) -> int | float:
     # Integral quantities stay integers; others go as the shortest decimal float ("0.5").
     return int(qty) if qty == qty.to_integral_value() else float(qty)
@@ -111,17 +129,20 @@ def _qty_json(qty: Decimal) -> int | float:
 
 class Recorder:
     def __init__(self, cfg: Config, spool: Spool, uploader: UploaderView, card_reads: CardReads,
-                 publish: Callable[[str, dict[str, Any]], None]) -> None:
+                 publish: Callable[[str, dict[str, Any]], None], appender: LoopAppender) -> None:
         self.cfg = cfg
         self.publish = publish
         self.spool = spool
+        self.appender = appender
         self.uploader = uploader
         self.card_reads = card_reads
         self.tz = ZoneInfo(cfg.terminal.timezone)
 
     async def record(self, raw_body: bytes, key: str | None, wait_s: float | None) -> Outcome:
-        if not key or len(key) > KEY_MAX or not key.isprintable():
-            raise ValidationFailed("the Idempotency-Key header is required (1-64 printable characters)")
+        if not key or len(key) > KEY_MAX or not _KEY.match(key):
+            raise ValidationFailed("the Idempotency-Key header is required: 1-64 visible ASCII characters",
+                                   errors=[{"loc": ["header", "Idempotency-Key"], "msg": "not a valid key",
+                                            "type": "idempotency_key"}])
         try:
             body = json.loads(raw_body or b"null", parse_constant=_no_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -133,37 +154,25 @@ class Recorder:
         except (InvalidRequest, ValueError) as exc:  # e.g. a lone surrogate (\ud800) in a string
             raise ValidationFailed("the body is not valid JSON (a string is not valid Unicode)") from exc
 
-        existing = await asyncio.to_thread(self.spool.find_by_key, key)
-        if existing is not None:
-            return self._replay(existing, request_digest)
-
         try:
-            tx = TransactionIn.model_validate(body)
-        except ValidationError as exc:
-            errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-                      for e in exc.errors(include_url=False, include_input=False)]
-            detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
-            raise ValidationFailed(detail, errors=errors) from exc
-
-        offline_reason = self.uploader.offline_reason()
-        payload = await self._payload(tx, key, offline_reason)
-        business_time = (tx.business_time or datetime.now(self.tz)).isoformat()
-        request = AppendRequest(
-            kind=tx.kind,
-            business_time=business_time,
-            payload=payload,
-            idempotency_key=key,
-            request_digest=request_digest,
-            offline=offline_reason is not None,
-            offline_reason=offline_reason,
-        )
-        try:
-            result = await asyncio.to_thread(self.spool.append, request)
-        except IdempotencyConflict as exc:  # a concurrent twin with another body won the race
+            request = await self._request(body, key, request_digest)
+            result = await self.appender.append(request)
+        except IdempotencyConflict as exc:  # the key is taken, by another body
             raise ConflictError("this Idempotency-Key was used with another body",
                                 code="idempotency_conflict") from exc
-        if not result.created:
-            return self._replay(result.record, request_digest)
+        except OfflineLimitExceeded as exc:  # never for a repeat: the spool answers those first
+            raise PolicyDenied("offline_limit_exceeded",
+                               f"pending offline amount would exceed {exc.limit_fen} fen",
+                               limit_fen=exc.limit_fen) from exc
+        except TerminaldError:
+            # Refused now (a card since frozen, a card read since expired)? A repeat of a
+            # request that was recorded still gets its stored answer.
+            existing = await asyncio.to_thread(self.spool.find_by_key, key)
+            if existing is not None:
+                return self._replay(existing, request_digest)
+            raise
+        if not result.created:  # a repeat: the spool found the key with this very body
+            return Outcome(200, result.record)
         self.uploader.wake()
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
@@ -174,6 +183,30 @@ class Recorder:
         if final is not None:
             return Outcome(201, final)
         return Outcome(202, result.record)
+
+    async def _request(self, body: dict[str, Any], key: str, request_digest: str) -> AppendRequest:
+        """Validate, apply the offline policy, and shape what the spool stores."""
+        try:
+            tx = TransactionIn.model_validate(body)
+        except ValidationError as exc:
+            errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+                      for e in exc.errors(include_url=False, include_input=False)]
+            detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
+            raise ValidationFailed(detail, errors=errors) from exc
+        offline_reason = self.uploader.offline_reason()
+        payload = await self._payload(tx, key, offline_reason)
+        limited = tx.kind == "settlement" and _policy_applies(offline_reason)
+        return AppendRequest(
+            kind=tx.kind,
+            business_time=(tx.business_time or datetime.now(self.tz)).isoformat(),
+            payload=payload,
+            idempotency_key=key,
+            request_digest=request_digest,
+            offline=offline_reason is not None,
+            offline_reason=offline_reason,
+            # The policy's total limit, decided by the spool inside the commit (see policy.py).
+            offline_limit_fen=self.cfg.offline.max_total_fen if limited else None,
+        )
 
     def _replay(self, record: Record, request_digest: str) -> Outcome:
         if record.request_digest != request_digest:
@@ -203,13 +236,11 @@ class Recorder:
 
         card, present, expires_on = self._card(tx)
         total = int(tx.total_fen or 0)
-        if offline_reason is not None and offline_reason != "backlog":
-            # Cheap enough for the loop: the pending amount is one row of trigger-kept totals.
+        if _policy_applies(offline_reason):
             check_offline(
                 Candidate(card["card_number"], total, present, expires_on),
                 self.cfg.offline,
                 is_frozen=self.uploader.is_frozen,
-                pending_offline_fen=lambda: self.spool.pending_amount_fen(offline_only=True),
                 today=datetime.now(self.tz).date(),
             )
         return {**base,

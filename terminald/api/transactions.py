@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from spool import Transition
 from terminald.api.deps import SQLITE_MAX_INT, daemon, load_record
 from terminald.api.models import ResolveIn, TransactionIn, TransactionList, TransactionOut
 from terminald.api.problems import problems
-from terminald.transactions import answer
+from terminald.errors import ValidationFailed
+from terminald.transactions import KEY_MAX, KEY_PATTERN, answer
 
 router = APIRouter(tags=["transactions"])
 
-# Visible ASCII, inner spaces allowed: HTTP trims a header's outer whitespace and carries latin-1 only.
-KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+# The counter's hot path reads its two parameters itself (the recorder checks the key, `_wait`
+# the query) instead of declaring them: FastAPI's per-request parameter machinery cost about as
+# much as validating the whole body. They are declared here for the OpenAPI document only.
+WAIT_MAX_S = 30
+CREATE_PARAMETERS = [
+    {"name": "wait", "in": "query", "required": False,
+     "description": "seconds to wait for central's outcome (default: upstream.wait_s)",
+     "schema": {"anyOf": [{"type": "number", "minimum": 0, "maximum": WAIT_MAX_S}, {"type": "null"}],
+                "title": "Wait"}},
+    {"name": "Idempotency-Key", "in": "header", "required": True,
+     "description": "the POS's own id for this transaction; a repeat gets the stored answer",
+     "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX, "pattern": KEY_PATTERN,
+                "title": "Idempotency-Key"}},
+]
 
 
 @router.post("/v1/transactions", status_code=201, response_model=TransactionOut,
@@ -28,17 +42,15 @@ KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
                                     409: "idempotency_conflict, not_revocable",
                                     422: "validation_failed, card_read_unknown",
                                     503: "spool_unavailable", 507: "spool_full"})},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": TransactionIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
-async def create(
-    request: Request,
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64,
-                                           pattern=KEY_PATTERN)],
-    wait: Annotated[float | None, Query(ge=0, le=30)] = None,
-) -> JSONResponse:
+             openapi_extra={"parameters": CREATE_PARAMETERS,
+                            "requestBody": {"required": True, "content": {"application/json": {
+                                "schema": TransactionIn.model_json_schema(
+                                    ref_template="#/components/schemas/{model}")}}}})
+async def create(request: Request) -> JSONResponse:
     d = daemon(request)
+    wait = _wait(request.query_params.get("wait"))
     raw = await request.body()
-    outcome = await d.recorder.record(raw, idempotency_key, wait)
+    outcome = await d.recorder.record(raw, request.headers.get("idempotency-key"), wait)
     record = outcome.record
     if outcome.status_code == 202:
         # Just spooled and still pending in this snapshot: its history is that one entry.
@@ -47,6 +59,20 @@ async def create(
         history = await asyncio.to_thread(d.spool.history, record.record_id)  # type: ignore[union-attr]
     body = answer(outcome.record, history, timed_out=outcome.status_code == 202)
     return JSONResponse(body, status_code=outcome.status_code)
+
+
+def _wait(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= WAIT_MAX_S:  # NaN fails too
+        raise ValidationFailed(f"query.wait: a number of seconds from 0 to {WAIT_MAX_S}",
+                               errors=[{"loc": ["query", "wait"], "msg": f"not a number from 0 to {WAIT_MAX_S}",
+                                        "type": "wait"}])
+    return value
 
 
 @router.get("/v1/transactions/{record_id}", response_model=TransactionOut,

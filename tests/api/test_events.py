@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,3 +199,41 @@ def test_event_ids_are_never_reused_after_a_crash(tmp_path: Path) -> None:
         assert bus.publish("test.next").id == first.id + 1
     finally:
         bus.close()
+
+
+def test_events_from_threads_and_the_loop_reach_a_stream_in_order(tmp_path: Path) -> None:
+    # A stream skips ids it has passed: an event arriving after a higher id would be lost.
+    bus = EventBus(tmp_path / "events.db")
+    bus.open()
+
+    async def main() -> list[int]:
+        got: list[int] = []
+        subscribed = asyncio.Event()
+
+        async def consume() -> None:
+            async with contextlib.aclosing(bus.stream(None)) as stream:
+                subscribed.set()
+                async for event in stream:
+                    got.append(event.id)
+                    if len(got) == 600:
+                        return
+
+        task = asyncio.create_task(consume())
+        await subscribed.wait()
+        await asyncio.sleep(0.05)  # the stream is waiting on its queue
+        threads = [threading.Thread(target=lambda: [bus.publish("thread") for _ in range(200)]) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for _ in range(200):
+            bus.publish("loop")
+            await asyncio.sleep(0)
+        for thread in threads:
+            thread.join()
+        await asyncio.wait_for(task, 20)
+        return got
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        bus.close()
+    assert got == list(range(got[0], got[0] + 600))

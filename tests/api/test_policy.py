@@ -7,6 +7,7 @@ which also gives a rejected record to resolve.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -50,9 +51,30 @@ def test_offline_limits(daemon_proc: Callable[..., DaemonProcess]) -> None:
     # A refusal consumes neither the key nor a seq.
     assert api.get("/v1/status").json()["spool"]["last_seq"] == 3
     assert post_tx(api, sale(items=[item(qty=1, unit_price_fen=1)]), "tx-over").status_code == 403
+    # At the limit, a repeat of a recorded sale still gets its stored answer, not a refusal.
+    repeat = post_tx(api, sale(items=[item(qty=1, unit_price_fen=4000)]), "second")
+    assert repeat.status_code == 200 and repeat.json()["seq"] == 2
     # A revoke is not a new offline risk: it is taken even at the limit.
     first = api.get("/v1/transactions").json()["items"][0]
     assert post_tx(api, revoke(first["id"]), "revoke-at-limit").status_code == 202
+
+
+def test_concurrent_sales_cannot_pass_the_total_limit_together(
+        daemon_proc: Callable[..., DaemonProcess]) -> None:
+    # The total is decided inside the spool's commit: sales racing each other into one group
+    # commit are counted one after the other, never each against the same old total.
+    d = daemon_proc(config="[offline]\nrequire_card_present = false\nmax_total_fen = 10000\n")
+    api = d.client()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(
+            lambda n: post_tx(d.client(), sale(items=[item(qty=1, unit_price_fen=1000)], meta={"n": n}),
+                              f"race-{n}"),
+            range(16)))
+    assert sorted(r.status_code for r in answers) == [202] * 10 + [403] * 6
+    for refused in (r for r in answers if r.status_code == 403):
+        assert assert_problem(refused, 403, "offline_limit_exceeded")["limit_fen"] == 10000
+    spool = api.get("/v1/status").json()["spool"]
+    assert spool["last_seq"] == 10 and spool["pending_amount_fen"] == 10000
 
 
 @pytest.mark.pcsc

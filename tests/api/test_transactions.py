@@ -103,6 +103,8 @@ def test_validation_of_a_time_just_inside_the_limit(api: httpx.Client) -> None:
 def test_idempotency_key_required(api: httpx.Client) -> None:
     for key in (None, "", "x" * 65, "tab\there"):
         assert_problem(post_tx(api, sale(), key), 422, "validation_failed")
+    latin1 = api.post("/v1/transactions", json=sale(), headers={"Idempotency-Key": "café".encode("latin-1")})
+    assert_problem(latin1, 422, "validation_failed")
     assert post_tx(api, sale(), "x" * 64).status_code == 202
 
 
@@ -110,8 +112,10 @@ def test_body_not_json_and_bad_wait(api: httpx.Client) -> None:
     r = api.post("/v1/transactions", content=b"{not json", headers={"Idempotency-Key": "nj",
                                                                     "Content-Type": "application/json"})
     assert_problem(r, 422, "validation_failed")
-    assert_problem(post_tx(api, sale(), "w", wait=31), 422, "validation_failed")
-    assert_problem(post_tx(api, sale(), "w", wait=-1), 422, "validation_failed")
+    for wait in (31, -1, "soon", "nan", "inf", ""):
+        problem = assert_problem(post_tx(api, sale(), "w", wait=wait), 422, "validation_failed")  # type: ignore[arg-type]
+        assert problem["errors"][0]["loc"] == ["query", "wait"]
+    assert post_tx(api, sale(), "w", wait=0.5).status_code == 202
 
 
 def test_bodies_that_are_not_json(api: httpx.Client) -> None:

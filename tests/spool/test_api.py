@@ -183,8 +183,7 @@ def test_reads_backlog_records_stats_totals(tmp_spool: Spool) -> None:
     assert stats.pending_amount_fen == sum(r.total_fen for r in recs[2:])
     assert stats.oldest_pending_at == recs[2].spooled_at
     assert stats.last_seq == 9 and stats.last_hash == recs[-1].hash
-    assert tmp_spool.pending_amount_fen() == sum(r.total_fen for r in recs[2:] if r.offline)
-    assert tmp_spool.pending_amount_fen(offline_only=False) == stats.pending_amount_fen
+    assert stats.pending_offline_fen == sum(r.total_fen for r in recs[2:] if r.offline)
     # The date of business_time in its own offset, not converted to local or UTC.
     day = tmp_spool.totals("2026-11-23")
     on_23 = [r for r in recs if r.business_time.startswith("2026-11-23")]
@@ -345,7 +344,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(spool_pkg.__all__) == sorted(
         [
             "GENESIS_HASH", "AppendRequest", "AppendResult", "CheckReport", "IdempotencyConflict",
-            "InvalidRequest", "InvalidTransition", "NotFound", "Outcome", "Record", "Spool", "SpoolClosed",
+            "InvalidRequest", "InvalidTransition", "NotFound", "OfflineLimitExceeded", "Outcome", "Record",
+            "Spool", "SpoolClosed",
             "SpoolCorrupt", "SpoolError", "SpoolFull", "SpoolIOError", "SpoolStats", "Totals", "Transition",
             "canonical_json", "connect", "digest", "migrate", "record_hash",
         ]
@@ -363,6 +363,7 @@ def test_error_codes_are_stable() -> None:
         spool_pkg.SpoolClosed: "spool_unavailable",
         spool_pkg.IdempotencyConflict: "idempotency_conflict",
         spool_pkg.NotFound: "not_found",
+        spool_pkg.OfflineLimitExceeded: "offline_limit_exceeded",
         spool_pkg.InvalidTransition: "invalid_transition",
         spool_pkg.InvalidRequest: "validation_failed",
     }

@@ -113,8 +113,7 @@ class SpoolMachine(RuleBasedStateMachine):
         assert stats.last_seq == len(self.hashes) - 1 and stats.last_hash == self.hashes[-1]
         assert stats.pending == len(pending)
         assert stats.pending_amount_fen == sum(self.amount[s] for s in pending)
-        assert self.spool.pending_amount_fen(offline_only=True) == sum(self.amount[s] for s in pending
-                                                                       if self.offline[s])
+        assert stats.pending_offline_fen == sum(self.amount[s] for s in pending if self.offline[s])
         assert stats.rejected_unresolved == sum(v == "rejected" for v in self.status.values())
         assert stats.settled_total == sum(v == "settled" for v in self.status.values())
         assert [r.seq for r in self.spool.backlog(limit=1000)] == pending

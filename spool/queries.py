@@ -1,0 +1,112 @@
+"""The statements the writer and the readers share, each with its one job.
+
+The writer's batch statements take a whole group commit at once (see
+docs/spool.md, "Group commit"): their number must not grow with the batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from spool.chain import GENESIS_HASH
+from spool.records import RECORD_COLUMNS, Record, SpoolStats, Totals
+
+__all__ = [
+    "insert_rows",
+    "load_tail",
+    "pending_offline_fen",
+    "stats_in",
+    "status_totals",
+    "stored_with_keys",
+    "totals_on",
+]
+
+
+def load_tail(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(seq, hash) of the newest record, else of the prune checkpoint, else (0, genesis)."""
+    row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        row = conn.execute("SELECT seq, hash FROM checkpoint WHERE id = 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
+def pending_offline_fen(conn: sqlite3.Connection) -> int:
+    """The amount of the records pending that were taken offline, in fen."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) FROM status_totals WHERE status = 'pending' AND offline = 1"
+    ).fetchone()
+    return int(row[0])
+
+
+def status_totals(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """status -> (count, amount in fen), offline and online together, from the trigger-kept table."""
+    rows = conn.execute("SELECT status, SUM(count), SUM(amount) FROM status_totals GROUP BY status")
+    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+_INSERT = (
+    "INSERT INTO records (seq, record_id, terminal_id, kind, business_time, business_date,"
+    " spooled_at, offline, offline_reason, payload, prev_hash, hash, status, idempotency_key,"
+    " request_digest, total_fen, updated_at, updated_epoch) VALUES "
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+# Rows per INSERT statement: well under SQLite's bound-variable limit, and few enough
+# statement shapes (one per length) to stay in the connection's statement cache.
+_ROWS_PER_INSERT = 32
+
+
+def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        conn.execute(_INSERT + ", ".join([_ROW] * len(chunk)), [value for row in chunk for value in row])
+
+
+def stored_with_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, Record]:
+    """The records already holding any of ``keys``, by key (usually none: one statement)."""
+    found: dict[str, Record] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _ROWS_PER_INSERT):
+        chunk = unique[start : start + _ROWS_PER_INSERT]
+        marks = ", ".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE idempotency_key IN ({marks})", chunk):
+            record = Record.from_row(row)
+            found[str(record.idempotency_key)] = record
+    return found
+
+
+def stats_in(conn: sqlite3.Connection) -> SpoolStats:
+    """The numbers of the status page, from one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        totals = status_totals(conn)
+        pending, amount = totals.get("pending", (0, 0))
+        oldest_seq = conn.execute("SELECT MIN(seq) FROM records WHERE status = 'pending'").fetchone()[0]
+        oldest = None
+        if oldest_seq is not None:
+            oldest = conn.execute("SELECT spooled_at FROM records WHERE seq = ?", (oldest_seq,)).fetchone()[0]
+        last_seq, last_hash = load_tail(conn)
+        offline_fen = pending_offline_fen(conn)
+    finally:
+        conn.execute("COMMIT")
+    return SpoolStats(
+        pending=pending,
+        pending_amount_fen=amount,
+        oldest_pending_at=oldest,
+        rejected_unresolved=totals.get("rejected", (0, 0))[0],
+        settled_total=totals.get("settled", (0, 0))[0],
+        last_seq=last_seq,
+        last_hash=last_hash,
+        pending_offline_fen=offline_fen,
+    )
+
+
+def totals_on(conn: sqlite3.Connection, date: str) -> Totals:
+    """Count and sum of the records of business date ``date`` (YYYY-MM-DD), by status."""
+    rows = conn.execute(
+        "SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0) FROM records WHERE business_date = ? GROUP BY status",
+        (date,),
+    ).fetchall()
+    by_status = {row[0]: int(row[1]) for row in rows}
+    return Totals(date=date, count=sum(by_status.values()), total_fen=sum(int(row[2]) for row in rows),
+                  by_status=by_status)

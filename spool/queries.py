@@ -51,15 +51,20 @@ _INSERT = (
     " request_digest, total_fen, updated_at, updated_epoch) VALUES "
 )
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+_ON_TAKEN_KEY = " ON CONFLICT (idempotency_key) DO NOTHING"
 # Rows per INSERT statement: well under SQLite's bound-variable limit, and few enough
 # statement shapes (one per length) to stay in the connection's statement cache.
 _ROWS_PER_INSERT = 32
 
 
-def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert new records; how many went in (a row whose idempotency key is taken does not)."""
+    inserted = 0
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         chunk = rows[start : start + _ROWS_PER_INSERT]
-        conn.execute(_INSERT + ", ".join([_ROW] * len(chunk)), [value for row in chunk for value in row])
+        sql = _INSERT + ", ".join([_ROW] * len(chunk)) + _ON_TAKEN_KEY
+        inserted += conn.execute(sql, [value for row in chunk for value in row]).rowcount
+    return inserted
 
 
 def stored_with_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, Record]:

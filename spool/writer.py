@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -107,6 +108,18 @@ class _CallJob(_Job[Any]):
     def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         super().__init__()
         self.fn = fn
+
+
+@dataclass
+class _Plan:
+    """A batch of appends worked out inside its transaction, before the INSERT."""
+
+    seq: int  # the tail once the batch is in
+    prev_hash: str
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    created: list[tuple[_AppendJob, AppendResult]] = field(default_factory=list)
+    repeats: list[tuple[_AppendJob, Record]] = field(default_factory=list)
+    over_limit: list[_AppendJob] = field(default_factory=list)
 
 
 def _limited(job: _AppendJob) -> bool:
@@ -247,41 +260,25 @@ class Writer:
     def _commit_appends(self, jobs: list[_AppendJob]) -> None:
         """One transaction, one fsync, for a batch of appends.
 
-        The whole batch is a handful of statements however long it is (a key lookup, one
-        multi-row INSERT): each statement hands the interpreter lock to the event loop and must
-        win it back, so a statement per record made a busy loop the commit's bottleneck.
+        The whole batch is a handful of statements however long it is (the tail, one multi-row
+        INSERT per 32 records): each statement hands the interpreter lock to the event loop and
+        must win it back, so a statement per record made a busy loop the commit's bottleneck.
         """
         started = time.monotonic()
-        created: list[tuple[_AppendJob, AppendResult]] = []
-        repeats: list[tuple[_AppendJob, Record]] = []
-        over_limit: list[_AppendJob] = []
         try:
             self._refuse_if_corrupt()
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
-            # Read under the write lock, not from a cache: another process that
-            # opened the same file (a CLI, say) may have appended meanwhile.
-            seq, prev_hash = load_tail(conn)
-            by_key = stored_with_keys(conn, [job.req.idempotency_key for job in jobs])
-            pending_offline = pending_offline_fen(conn) if any(_limited(job) for job in jobs) else 0
-            rows: list[tuple[Any, ...]] = []
-            for job in jobs:
-                existing = by_key.get(job.req.idempotency_key)
-                if existing is not None:  # in the file, or earlier in this batch (a concurrent twin)
-                    repeats.append((job, existing))
-                    continue
-                record, row = self._new_record(job, seq + 1, prev_hash)
-                if job.req.offline:
-                    limit = job.req.offline_limit_fen
-                    if limit is not None and pending_offline + record.total_fen > limit:
-                        over_limit.append(job)
-                        continue
-                    pending_offline += record.total_fen
-                seq, prev_hash = record.seq, record.hash
-                by_key[record.idempotency_key] = record
-                rows.append(row)
-                created.append((job, AppendResult(record, created=True)))
-            insert_rows(conn, rows)
+            # A batch seldom repeats a key already in the file: insert without looking the keys
+            # up first. If the insert skipped a row, a key was taken: start over, looking. The
+            # same for a refusal, which a repeat (answered before any limit) must never get.
+            plan = self._plan(conn, jobs, {})
+            if insert_rows(conn, plan.rows) < len(plan.rows) or plan.over_limit:
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                plan = self._plan(conn, jobs, stored_with_keys(conn, [job.req.idempotency_key for job in jobs]))
+                if insert_rows(conn, plan.rows) < len(plan.rows):
+                    raise SpoolError(f"{self._path}: an idempotency key was taken during the append's own transaction")
             conn.execute("COMMIT")
         except BaseException as exc:
             error = self._recover(exc, "append")
@@ -289,20 +286,45 @@ class Writer:
                 job.fail(_copy(error))
             return
         self._after_commit()
-        self.appended += len(created)
-        self._witness.write(seq, prev_hash)
+        self.appended += len(plan.created)
+        self._witness.write(plan.seq, plan.prev_hash)
         self._notify(time.monotonic() - started)
-        for job, result in created:
+        for job, result in plan.created:
             job.finish(result)
-        for job in over_limit:
+        for job in plan.over_limit:
             limit = job.req.offline_limit_fen or 0
             job.fail(OfflineLimitExceeded(f"the amount pending offline would pass {limit} fen", limit))
-        for job, existing in repeats:
+        for job, existing in plan.repeats:
             if existing.request_digest == job.req.request_digest:
                 job.finish(AppendResult(existing, created=False))
             else:
                 job.fail(IdempotencyConflict(
                     f"idempotency key already used by seq {existing.seq} with another body", existing))
+
+    def _plan(self, conn: sqlite3.Connection, jobs: list[_AppendJob], by_key: dict[str, Record]) -> _Plan:
+        """What each job becomes, given the records already holding some of the keys (``by_key``)."""
+        # Read under the write lock, not from a cache: another process that
+        # opened the same file (a CLI, say) may have appended meanwhile.
+        seq, prev_hash = load_tail(conn)
+        plan = _Plan(seq, prev_hash)
+        pending_offline = pending_offline_fen(conn) if any(_limited(job) for job in jobs) else 0
+        for job in jobs:
+            existing = by_key.get(job.req.idempotency_key)
+            if existing is not None:  # in the file, or earlier in this batch (a concurrent twin)
+                plan.repeats.append((job, existing))
+                continue
+            record, row = self._new_record(job, plan.seq + 1, plan.prev_hash)
+            if job.req.offline:
+                limit = job.req.offline_limit_fen
+                if limit is not None and pending_offline + record.total_fen > limit:
+                    plan.over_limit.append(job)
+                    continue
+                pending_offline += record.total_fen
+            plan.seq, plan.prev_hash = record.seq, record.hash
+            by_key[job.req.idempotency_key] = record
+            plan.rows.append(row)
+            plan.created.append((job, AppendResult(record, created=True)))
+        return plan
 
     def _new_record(self, job: _AppendJob, seq: int, prev_hash: str) -> tuple[Record, tuple[Any, ...]]:
         """The record ``job`` becomes as ``seq``, and its row for ``insert_rows``."""

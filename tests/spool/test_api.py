@@ -205,34 +205,6 @@ def test_totals_query_uses_the_index(tmp_spool: Spool) -> None:
     assert "records_business_date" in plan
 
 
-def test_group_commit_batches_waiting_appenders(tmp_path: Path) -> None:
-    gate = threading.Event()
-    calls: list[float] = []
-
-    def hook(seconds: float) -> None:
-        calls.append(seconds)
-        if len(calls) == 1:
-            gate.wait(10)
-
-    with Spool.open(tmp_path / "s.db", TERMINAL_ID, on_commit=hook, background_check=False) as sp:
-        first = threading.Thread(target=sp.append, args=(make_request("first"),))
-        first.start()
-        deadline = time.monotonic() + 10
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.001)
-        others = [threading.Thread(target=sp.append, args=(make_request(f"k{i}"),)) for i in range(15)]
-        for t in others:
-            t.start()
-        while sp._writer._queue.qsize() < 15 and time.monotonic() < deadline:  # type: ignore[union-attr]
-            time.sleep(0.001)
-        gate.set()
-        for t in [first, *others]:
-            t.join()
-        assert sp.commits == 2  # 1 + the 15 that queued during the first commit
-        assert len(calls) == 2 and all(c >= 0 for c in calls)
-        assert sp.check().ok and sp.stats().last_seq == 16
-
-
 def test_failing_on_commit_hook_does_not_fail_the_append(tmp_path: Path) -> None:
     def hook(seconds: float) -> None:
         raise RuntimeError("metrics down")

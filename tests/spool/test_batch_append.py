@@ -78,6 +78,18 @@ class Collected:
         wait_for(lambda: len(self.by_key) >= count, what=f"{count} callbacks")
 
 
+def test_group_commit_batches_waiting_appenders(tmp_path: Path) -> None:
+    with one_batch(tmp_path) as (sp, release):
+        others = [threading.Thread(target=sp.append, args=(make_request(f"k{i}"),)) for i in range(15)]
+        for thread in others:
+            thread.start()
+        release(15)
+        for thread in others:
+            thread.join()
+        assert sp.commits == 2  # the opener + the 15 that queued during its commit
+        assert sp.check().ok and sp.stats().last_seq == 16
+
+
 def test_twins_in_one_batch_share_one_record_and_other_bodies_conflict(tmp_path: Path) -> None:
     got = Collected()
     with one_batch(tmp_path) as (sp, release):
@@ -95,6 +107,25 @@ def test_twins_in_one_batch_share_one_record_and_other_bodies_conflict(tmp_path:
         assert b[0] is not None and b[0].created and b[0].record.seq == 3  # no seq went to a twin
         assert got.threads == {"spool-writer"}
         assert sp.check().ok and sp.stats().last_seq == 3
+
+
+def test_a_batch_that_repeats_a_stored_key_is_worked_out_again_and_stays_gapless(tmp_path: Path) -> None:
+    got = Collected()
+    with one_batch(tmp_path) as (sp, release):
+        # "opener" (seq 1) is in the file; this batch repeats it among new records.
+        sp.append_later(make_request("x", 10), got.callback("x"))
+        sp.append_later(make_request("opener", 1), got.callback("repeat"))
+        sp.append_later(make_request("opener", 2), got.callback("conflict"))
+        sp.append_later(make_request("y", 20), got.callback("y"))
+        release(4)
+        got.wait(4)
+        repeat, conflict = got.by_key["repeat"], got.by_key["conflict"]
+        assert repeat[0] is not None and not repeat[0].created and repeat[0].record.seq == 1
+        assert isinstance(conflict[1], IdempotencyConflict) and conflict[1].existing.seq == 1
+        assert [got.by_key[k][0].record.seq for k in ("x", "y")] == [2, 3]  # type: ignore[union-attr]
+        assert sp.commits == 2
+        report = sp.check()
+        assert report.ok and sp.stats().last_seq == 3, report
 
 
 def test_a_batch_longer_than_one_insert_statement_keeps_the_chain(tmp_path: Path) -> None:

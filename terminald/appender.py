@@ -13,19 +13,28 @@ import asyncio
 import contextlib
 import threading
 
-from spool import AppendRequest, AppendResult, Spool, SpoolError
+from spool import AppendRequest, AppendResult, Spool, SpoolError, SpoolIOError
+
+# A commit takes milliseconds; one that has not come back in this long is a hung disk. The
+# caller gets an answer (503, retry with the same key) instead of a request that never ends.
+TIMEOUT_S = 30.0
 
 
 class LoopAppender:
-    def __init__(self, spool: Spool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, spool: Spool, loop: asyncio.AbstractEventLoop, timeout_s: float = TIMEOUT_S) -> None:
         self._spool = spool
         self._loop = loop
+        self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._ready: list[tuple[asyncio.Future[AppendResult], AppendResult | None, SpoolError | None]] = []
         self._wake_pending = False
 
     async def append(self, req: AppendRequest) -> AppendResult:
-        """Like `Spool.append`: the record once it is durable, or the spool's typed error."""
+        """Like `Spool.append`: the record once it is durable, or the spool's typed error.
+
+        After `timeout_s` without an answer, SpoolIOError: the append's fate is unknown (it may
+        still commit), which a retry with the same idempotency key settles.
+        """
         future: asyncio.Future[AppendResult] = self._loop.create_future()
 
         def done(result: AppendResult | None, error: SpoolError | None) -> None:
@@ -34,7 +43,11 @@ class LoopAppender:
         self._spool.append_later(req, done)
         # A cancelled caller (client gone) cancels only the wait: the append is queued and
         # becomes durable all the same, and its answer is dropped.
-        return await future
+        try:
+            return await asyncio.wait_for(future, self._timeout_s)
+        except TimeoutError:
+            raise SpoolIOError(f"the spool did not confirm the append within {self._timeout_s:g} s; "
+                               "retry with the same idempotency key") from None
 
     def _done(self, future: asyncio.Future[AppendResult], result: AppendResult | None,
               error: SpoolError | None) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from spool import IdempotencyConflict, Spool, SpoolClosed
+from spool import IdempotencyConflict, Spool, SpoolClosed, SpoolIOError
 from terminald.appender import LoopAppender
-from tests.fixtures.spool import make_request
+from tests.fixtures.spool import TERMINAL_ID, make_request
 
 
 def test_many_appends_come_back_with_their_own_records(tmp_spool: Spool) -> None:
@@ -77,3 +79,22 @@ def test_a_cancelled_caller_still_gets_its_record_written(tmp_spool: Spool) -> N
 
     asyncio.run(main())
     assert tmp_spool.find_by_key("gone") is not None
+
+
+def test_a_commit_that_does_not_come_back_is_an_answer_not_a_hang(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    def hung_disk(seconds: float) -> None:
+        gate.wait(10)  # the writer is stuck in its first commit
+
+    with Spool.open(tmp_path / "s.db", TERMINAL_ID, on_commit=hung_disk, background_check=False) as sp:
+        async def main() -> None:
+            appender = LoopAppender(sp, asyncio.get_running_loop(), timeout_s=0.2)
+            with pytest.raises(SpoolIOError, match="same idempotency key") as info:
+                await appender.append(make_request("k"))
+            assert info.value.code == "spool_unavailable"
+            gate.set()
+            again = await appender.append(make_request("k"))  # the retry the error asks for
+            assert not again.created and again.record.seq == 1
+
+        asyncio.run(main())

@@ -117,6 +117,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _key_conflict() -> ConflictError:
+    return ConflictError("this Idempotency-Key was used with another body", code="idempotency_conflict")
+
+
 def _policy_applies(offline_reason: str | None) -> bool:
     # Central is reachable with only a backlog ahead of this sale: central will still decide it.
     return offline_reason is not None and offline_reason != "backlog"
@@ -158,8 +162,7 @@ class Recorder:
             request = await self._request(body, key, request_digest)
             result = await self.appender.append(request)
         except IdempotencyConflict as exc:  # the key is taken, by another body
-            raise ConflictError("this Idempotency-Key was used with another body",
-                                code="idempotency_conflict") from exc
+            raise _key_conflict() from exc
         except OfflineLimitExceeded as exc:  # never for a repeat: the spool answers those first
             raise PolicyDenied("offline_limit_exceeded",
                                f"pending offline amount would exceed {exc.limit_fen} fen",
@@ -210,7 +213,7 @@ class Recorder:
 
     def _replay(self, record: Record, request_digest: str) -> Outcome:
         if record.request_digest != request_digest:
-            raise ConflictError("this Idempotency-Key was used with another body", code="idempotency_conflict")
+            raise _key_conflict()
         return Outcome(200, record)
 
     async def _payload(self, tx: TransactionIn, key: str, offline_reason: str | None) -> dict[str, Any]:

@@ -13,10 +13,6 @@ it started.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,23 +21,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from rich.console import Console
 
 from terminald.sim.central import CentralSim
+from terminald.sim.counter import TERMINAL, Counter, DemoFailed, expect
 from terminald.sim.printer import PrinterSim
 
 TZ = ZoneInfo("Asia/Shanghai")
-TERMINAL = "T0001"
 # Cards the central simulator treats specially (see terminald/sim/cards/*.toml).
 FROZEN_CARD = "F60000987"
 NOT_INSURED_CARD = "B20000456"
 
 console = Console(highlight=False)
-
-
-class DemoFailed(Exception):
-    """A step did not do what the day needs: the demo says which and exits 1."""
 
 
 def _item(code: str, name: str, qty: float, unit_fen: int) -> dict[str, Any]:
@@ -56,130 +47,6 @@ BASKETS = [
     [_item("XF06", "蒙脱石散", 2, 1160), _item("XG07", "口服补液盐散(III)", 0.5, 860)],
     [_item("XH08", "胰岛素注射液 3ml", 1, 6800)],
 ]
-
-
-class Counter:
-    """The daemon as a child process, and a POS talking to it."""
-
-    def __init__(self, work: Path, central_url: str, printer_uri: str, use_cards: bool) -> None:
-        self.work = work
-        self.state = work / "state"
-        self.central_url = central_url
-        self.printer_uri = printer_uri
-        self.use_cards = use_cards
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = work / "terminald.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.http: httpx.Client | None = None
-
-    def config(self, downtime: tuple[datetime, datetime] | None) -> str:
-        text = (f'[terminal]\nid = "{TERMINAL}"\ninstitution_name = "示例大药房(演示)"\n'
-                f'[api]\nlisten = "127.0.0.1:{self.port}"\n'
-                f'[upstream]\nurl = "{self.central_url}"\nwait_s = 3\n'
-                f'[offline]\nmax_tx_fen = 200000\nrequire_card_present = {str(self.use_cards).lower()}\n'
-                f'[[printers]]\nname = "receipt"\nuri = "{self.printer_uri}"\ncolumns = 42\n')
-        if downtime:
-            text += (f'[[downtime]]\nstart = {downtime[0].isoformat(timespec="seconds")}\n'
-                     f'end = {downtime[1].isoformat(timespec="seconds")}\nreason = "切换国家医保信息平台"\n')
-        return text
-
-    def start(self, downtime: tuple[datetime, datetime] | None = None) -> None:
-        cfg = self.work / "terminald.toml"
-        cfg.write_text(self.config(downtime), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TERMINALD_")}
-        env.update(STATE_DIRECTORY=str(self.state), TERMINALD_CONFIG=str(cfg))
-        env.pop("NOTIFY_SOCKET", None)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "terminald.cli", "serve"], env=env,
-                                         stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise DemoFailed(f"terminald exited with {self.proc.returncode}; see {self.log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise DemoFailed("terminald did not answer /v1/health within 30 s")
-            time.sleep(0.05)
-        token = (self.state / "api-token").read_text().strip()
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=40)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        if self.http:
-            self.http.close()
-
-    def stop(self) -> None:
-        if self.http:
-            self.http.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    # --- the POS side ---------------------------------------------------------------------------
-    def api(self) -> httpx.Client:
-        assert self.http is not None
-        return self.http
-
-    def status(self) -> dict[str, Any]:
-        return self.api().get("/v1/status").json()  # type: ignore[no-any-return]
-
-    def sell(self, key: str, basket: list[dict[str, Any]], card: dict[str, Any], wait: float = 3) -> httpx.Response:
-        body = {"kind": "settlement", **card, "items": basket,
-                "total_fen": sum(i["amount_fen"] for i in basket),
-                "operator": {"id": "op7", "name": "王芳"}, "meta": {"pos_order_id": key}}
-        return self.api().post(f"/v1/transactions?wait={wait}", json=body, headers={"Idempotency-Key": key})
-
-    def print_receipt(self, tx_id: str, document: str = "receipt") -> str:
-        r = self.api().post(f"/v1/transactions/{tx_id}/receipt", json={"document": document})
-        _expect(r, 202, "print the receipt")
-        job_id: str = r.json()["job_id"]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            state = self.api().get(f"/v1/print-jobs/{job_id}").json()["state"]
-            if state in ("done", "failed", "unknown"):
-                if state != "done":
-                    raise DemoFailed(f"print job {job_id} ended {state}")
-                return job_id
-            time.sleep(0.1)
-        raise DemoFailed(f"print job {job_id} did not finish")
-
-    def save_png(self, tx_id: str, name: str, document: str = "receipt") -> Path:
-        r = self.api().get(f"/v1/transactions/{tx_id}/receipt.png", params={"document": document})
-        _expect(r, 200, "render the receipt preview")
-        path = self.work / "receipts" / f"{name}.png"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(r.content)
-        return path
-
-    def wait_for(self, what: str, check: Callable[[], bool], timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not check():
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"timed out waiting for {what}")
-            time.sleep(0.1)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _expect(r: httpx.Response, status: int, what: str) -> dict[str, Any]:
-    if r.status_code != status:
-        raise DemoFailed(f"{what}: expected HTTP {status}, got {r.status_code}: {r.text[:300]}")
-    return r.json() if r.headers.get("content-type", "").endswith("json") else {}
 
 
 def _say(step: str, text: str) -> None:
@@ -284,7 +151,7 @@ def _card_for(insert: Callable[[str, Counter], None] | None, counter: Counter, n
                          "issuer_code": f.get("issuer_code", "")}}
     insert(name, counter)
     r = counter.api().post("/v1/card/read", json={"timeout_s": 10})
-    read = _expect(r, 200, f"read the {name} card")
+    read = expect(r, 200, f"read the {name} card")
     return {"card_read_id": read["card_read_id"]}
 
 
@@ -296,7 +163,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     _say("08:30", "the counter opens; central is up")
     card = _card_for(insert, counter, "ssc2")
     r = counter.sell("order-1001", BASKETS[0], card)
-    tx["online"] = _expect(r, 201, "online sale")
+    tx["online"] = expect(r, 201, "online sale")
     if tx["online"]["status"] != "settled":
         raise DemoFailed(f"online sale: central answered {tx['online']['status']}")
     counter.print_receipt(tx["online"]["id"])
@@ -308,25 +175,25 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     _say("10:05", "central stops answering (network fault)")
     central.control(down=True)
     r = counter.sell("order-1002", BASKETS[1], _card_for(insert, counter, "ssc2"), wait=2)
-    tx["first_offline"] = _expect(r, 202, "sale while central is down")
+    tx["first_offline"] = expect(r, 202, "sale while central is down")
     counter.wait_for("the daemon to notice the outage", lambda: counter.status()["mode"] == "offline")
     _say("", f"sale kept as pending ({tx['first_offline']['offline_reason']}); mode is now OFFLINE")
 
     card = _card_for(insert, counter, "ssc2_t0")
     r = counter.sell("order-1003", BASKETS[2], card)
-    tx["offline"] = _expect(r, 202, "offline sale")
+    tx["offline"] = expect(r, 202, "offline sale")
     counter.print_receipt(tx["offline"]["id"])
     s["receipts"]["offline"] = counter.save_png(tx["offline"]["id"], "2-offline")
     _say("", "offline sale: patient pays cash, receipt marked 离线交易 and kept")
 
     r = counter.sell("order-1004", BASKETS[3], _card_for(insert, counter, "frozen"))
-    problem = _expect(r, 403, "frozen card refused")
+    problem = expect(r, 403, "frozen card refused")
     if problem["code"] != "card_frozen":
         raise DemoFailed(f"frozen card: expected card_frozen, got {problem['code']}")
     s["refused"].append("card_frozen")
     big = [_item("XZ99", "注射用重组人生长激素", 10, 26000)]
     r = counter.sell("order-1005", big, _card_for(insert, counter, "ssc2"))
-    problem = _expect(r, 403, "over-limit sale refused")
+    problem = expect(r, 403, "over-limit sale refused")
     if problem["code"] != "offline_limit_exceeded":
         raise DemoFailed(f"over limit: expected offline_limit_exceeded, got {problem['code']}")
     s["refused"].append("offline_limit_exceeded")
@@ -338,7 +205,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     window = (now - timedelta(seconds=1), now + timedelta(seconds=6))
     counter.start(downtime=window)
     r = counter.sell("order-1003", BASKETS[2], card)  # the POS retries its last sale after the crash
-    replay = _expect(r, 200, "replay after the crash")
+    replay = expect(r, 200, "replay after the crash")
     if replay["id"] != tx["offline"]["id"]:
         raise DemoFailed("the replayed sale got a new id: a duplicate")
     _say("", f"nothing lost: {counter.status()['spool']['pending']} pending after the restart; "
@@ -346,7 +213,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
 
     counter.wait_for("planned downtime mode", lambda: counter.status()["mode"] == "planned_downtime", 10)
     r = counter.sell("order-1006", BASKETS[4], _card_for(insert, counter, "ssc2"))
-    tx["planned"] = _expect(r, 202, "sale during planned downtime")
+    tx["planned"] = expect(r, 202, "sale during planned downtime")
     if tx["planned"]["offline_reason"] != "planned_downtime":
         raise DemoFailed(f"planned downtime sale: offline_reason {tx['planned']['offline_reason']}")
     counter.print_receipt(tx["planned"]["id"])
@@ -371,7 +238,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
 
     r = counter.api().post(f"/v1/transactions/{tx['offline']['id']}/resolve",
                            json={"resolution": "self_pay", "note": "患者未参保, 按自费处理"})
-    _expect(r, 200, "resolve the rejection")
+    expect(r, 200, "resolve the rejection")
     settled_later = counter.api().get(f"/v1/transactions/{tx['first_offline']['id']}").json()
     counter.print_receipt(settled_later["id"], document="notice")
     s["receipts"]["notice"] = counter.save_png(settled_later["id"], "4-settlement-notice", document="notice")
@@ -379,10 +246,10 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
              "the fund's share to be refunded")
 
     date = datetime.now(TZ).date().isoformat()
-    rec = _expect(counter.api().get("/v1/reconciliation", params={"date": date}), 200, "reconciliation")
+    rec = expect(counter.api().get("/v1/reconciliation", params={"date": date}), 200, "reconciliation")
     if not rec["matches"]:
         raise DemoFailed(f"reconciliation does not match: {rec}")
-    outages = _expect(counter.api().get("/v1/outages"), 200, "outage log")
+    outages = expect(counter.api().get("/v1/outages"), 200, "outage log")
     s.update(reconciliation=rec, outages=outages, status=counter.status(),
              printed_lines=len(printer.jobs_text(columns=42)))
     printer_png = counter.work / "receipts" / "printer-paper.png"

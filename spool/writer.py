@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from spool.chain import record_hash_spliced
 from spool.checkpointer import HINT_EVERY_COMMITS, WAL_LIMIT_BYTES, Checkpointer
@@ -32,6 +32,7 @@ from spool.errors import (
     SpoolError,
 )
 from spool.ids import now_rfc3339, uuid7
+from spool.jobs import AppendDone, AppendJob, CallbackAppendJob, CallJob, Job
 from spool.queries import insert_rows, load_tail, pending_offline_fen, stored_with_keys
 from spool.records import AppendRequest, AppendResult, Record, business_date_of
 from spool.store import connect, translate
@@ -45,71 +46,6 @@ MAX_BATCH = 512
 T = TypeVar("T")
 
 
-AppendDone = Callable[[AppendResult | None, SpoolError | None], None]
-
-
-class _Job(Generic[T]):
-    """One caller waiting for the writer; a plain lock is a cheaper wake-up than an Event."""
-
-    def __init__(self) -> None:
-        self._waiter = threading.Lock()
-        self._waiter.acquire()
-        self.done = False
-        self._result: T | None = None
-        self._error: BaseException | None = None
-
-    def finish(self, result: T) -> None:
-        self._result = result
-        self.done = True
-        self._waiter.release()
-
-    def fail(self, error: BaseException) -> None:
-        self._error = error
-        self.done = True
-        self._waiter.release()
-
-    def wait(self) -> T:
-        self._waiter.acquire()
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]
-
-
-class _AppendJob(_Job[AppendResult]):
-    def __init__(self, req: AppendRequest, payload_json: str) -> None:
-        super().__init__()
-        self.req = req
-        self.payload_json = payload_json
-
-
-class _CallbackAppendJob(_AppendJob):
-    """An append whose caller is called back on the writer thread instead of blocking."""
-
-    def __init__(self, req: AppendRequest, payload_json: str, on_done: AppendDone) -> None:
-        super().__init__(req, payload_json)
-        self._on_done = on_done
-
-    def finish(self, result: AppendResult) -> None:
-        self.done = True
-        self._call(result, None)
-
-    def fail(self, error: BaseException) -> None:
-        self.done = True
-        self._call(None, error if isinstance(error, SpoolError) else SpoolError(f"append failed: {error!r}"))
-
-    def _call(self, result: AppendResult | None, error: SpoolError | None) -> None:
-        try:
-            self._on_done(result, error)
-        except Exception:  # the caller's bug must not stop the writer serving the others
-            log.exception("spool append callback failed")
-
-
-class _CallJob(_Job[Any]):
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-
 @dataclass
 class _Plan:
     """A batch of appends worked out inside its transaction, before the INSERT."""
@@ -117,12 +53,12 @@ class _Plan:
     seq: int  # the tail once the batch is in
     prev_hash: str
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    created: list[tuple[_AppendJob, AppendResult]] = field(default_factory=list)
-    repeats: list[tuple[_AppendJob, Record]] = field(default_factory=list)
-    over_limit: list[_AppendJob] = field(default_factory=list)
+    created: list[tuple[AppendJob, AppendResult]] = field(default_factory=list)
+    repeats: list[tuple[AppendJob, Record]] = field(default_factory=list)
+    over_limit: list[AppendJob] = field(default_factory=list)
 
 
-def _limited(job: _AppendJob) -> bool:
+def _limited(job: AppendJob) -> bool:
     return job.req.offline and job.req.offline_limit_fen is not None
 
 
@@ -153,7 +89,7 @@ class Writer:
         self._conn: sqlite3.Connection | None = None
         self._connection()
         self._checkpointer = Checkpointer(path)
-        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
         self.corrupt: str | None = None
@@ -164,22 +100,22 @@ class Writer:
 
     # -- caller side -------------------------------------------------------------------------------
     def append(self, req: AppendRequest, payload_json: str) -> AppendResult:
-        job = _AppendJob(req, payload_json)
+        job = AppendJob(req, payload_json)
         self._put(job)
         return job.wait()
 
     def append_later(self, req: AppendRequest, payload_json: str, on_done: AppendDone) -> None:
         """Queue the append; ``on_done(result, error)`` runs on the writer thread once it is durable."""
-        self._put(_CallbackAppendJob(req, payload_json, on_done))
+        self._put(CallbackAppendJob(req, payload_json, on_done))
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside its own BEGIN IMMEDIATE transaction on the writer thread."""
-        job = _CallJob(fn)
+        job = CallJob(fn)
         self._put(job)
         result: T = job.wait()
         return result
 
-    def _put(self, job: _Job[Any]) -> None:
+    def _put(self, job: Job[Any]) -> None:
         with self._close_lock:
             if self._closed:
                 raise SpoolClosed(f"spool {self._path} is closed")
@@ -200,7 +136,7 @@ class Writer:
             first = self._queue.get()
             if first is None:
                 break
-            batch: list[_Job[Any]] = [first]
+            batch: list[Job[Any]] = [first]
             while len(batch) < MAX_BATCH:
                 try:
                     nxt = self._queue.get_nowait()
@@ -210,9 +146,9 @@ class Writer:
                     stop = True
                     break
                 batch.append(nxt)
-            appends: list[_AppendJob] = []
+            appends: list[AppendJob] = []
             for job in batch:
-                if isinstance(job, _AppendJob):
+                if isinstance(job, AppendJob):
                     appends.append(job)
                     continue
                 if appends:
@@ -257,7 +193,7 @@ class Writer:
         if self.corrupt is not None:
             raise SpoolCorrupt(f"appends stopped: {self.corrupt}")
 
-    def _commit_appends(self, jobs: list[_AppendJob]) -> None:
+    def _commit_appends(self, jobs: list[AppendJob]) -> None:
         """One transaction, one fsync, for a batch of appends.
 
         The whole batch is a handful of statements however long it is (the tail, one multi-row
@@ -301,7 +237,7 @@ class Writer:
                 job.fail(IdempotencyConflict(
                     f"idempotency key already used by seq {existing.seq} with another body", existing))
 
-    def _plan(self, conn: sqlite3.Connection, jobs: list[_AppendJob], by_key: dict[str, Record]) -> _Plan:
+    def _plan(self, conn: sqlite3.Connection, jobs: list[AppendJob], by_key: dict[str, Record]) -> _Plan:
         """What each job becomes, given the records already holding some of the keys (``by_key``)."""
         # Read under the write lock, not from a cache: another process that
         # opened the same file (a CLI, say) may have appended meanwhile.
@@ -326,7 +262,7 @@ class Writer:
             plan.created.append((job, AppendResult(record, created=True)))
         return plan
 
-    def _new_record(self, job: _AppendJob, seq: int, prev_hash: str) -> tuple[Record, tuple[Any, ...]]:
+    def _new_record(self, job: AppendJob, seq: int, prev_hash: str) -> tuple[Record, tuple[Any, ...]]:
         """The record ``job`` becomes as ``seq``, and its row for ``insert_rows``."""
         req = job.req
         now = now_rfc3339()
@@ -360,7 +296,7 @@ class Writer:
                record.total_fen, now, time.time())
         return record, row
 
-    def _run_call(self, job: _CallJob) -> None:
+    def _run_call(self, job: CallJob) -> None:
         started = time.monotonic()
         try:
             self._refuse_if_corrupt()

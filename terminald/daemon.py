@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from drivers.cards import CardService
 from drivers.printers import Printer, PrinterConfig
@@ -43,7 +44,7 @@ class Daemon:
         self.token = load_or_create_token(cfg.token_path)
         self.card_reads = CardReads()
         self.spool: Spool | None = None
-        self.events = EventBus(cfg.spool_path)
+        self.events = EventBus(cfg.spool_path, ZoneInfo(cfg.terminal.timezone))
         self._on_commit_hooks: list[Callable[[float], None]] = []
         self._upload_error_hooks: list[Callable[[str], None]] = []
         # Set when the server starts shutting down: endless answers (the event stream) end then,

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,10 @@ class Event:
 
 
 class EventBus:
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, tz: tzinfo | None = None) -> None:
         self._db_path = db_path
+        # The terminal's time zone, like every other time the daemon reports; None: the system's.
+        self._tz = tz
         self._lock = threading.Lock()
         self._next_id = 1
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = set()
@@ -92,7 +94,8 @@ class EventBus:
 
     def publish(self, name: str, data: dict[str, Any] | None = None) -> Event:
         """Thread-safe; callable from any thread or the loop."""
-        body = {"at": datetime.now().astimezone().isoformat(timespec="milliseconds"), **(data or {})}
+        now = datetime.now(self._tz) if self._tz is not None else datetime.now().astimezone()
+        body = {"at": now.isoformat(timespec="milliseconds"), **(data or {})}
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # a driver or writer thread

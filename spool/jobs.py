@@ -29,18 +29,15 @@ class Job(Generic[T]):
     def __init__(self) -> None:
         self._waiter = threading.Lock()
         self._waiter.acquire()
-        self.done = False
         self._result: T | None = None
         self._error: BaseException | None = None
 
     def finish(self, result: T) -> None:
         self._result = result
-        self.done = True
         self._waiter.release()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
-        self.done = True
         self._waiter.release()
 
     def wait(self) -> T:
@@ -65,11 +62,9 @@ class CallbackAppendJob(AppendJob):
         self._on_done = on_done
 
     def finish(self, result: AppendResult) -> None:
-        self.done = True
         self._call(result, None)
 
     def fail(self, error: BaseException) -> None:
-        self.done = True
         self._call(None, error if isinstance(error, SpoolError) else SpoolError(f"append failed: {error!r}"))
 
     def _call(self, result: AppendResult | None, error: SpoolError | None) -> None:

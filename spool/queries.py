@@ -39,10 +39,10 @@ def pending_offline_fen(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def status_totals(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """status -> (count, amount in fen), offline and online together, from the trigger-kept table."""
-    rows = conn.execute("SELECT status, SUM(count), SUM(amount) FROM status_totals GROUP BY status")
-    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+def status_totals(conn: sqlite3.Connection) -> dict[tuple[str, bool], tuple[int, int]]:
+    """(status, offline) -> (count, amount in fen), from the trigger-kept table."""
+    rows = conn.execute("SELECT status, offline, count, amount FROM status_totals")
+    return {(str(r[0]), bool(r[1])): (int(r[2]), int(r[3])) for r in rows}
 
 
 _INSERT = (
@@ -85,24 +85,28 @@ def stats_in(conn: sqlite3.Connection) -> SpoolStats:
     conn.execute("BEGIN")
     try:
         totals = status_totals(conn)
-        pending, amount = totals.get("pending", (0, 0))
         oldest_seq = conn.execute("SELECT MIN(seq) FROM records WHERE status = 'pending'").fetchone()[0]
         oldest = None
         if oldest_seq is not None:
             oldest = conn.execute("SELECT spooled_at FROM records WHERE seq = ?", (oldest_seq,)).fetchone()[0]
         last_seq, last_hash = load_tail(conn)
-        offline_fen = pending_offline_fen(conn)
     finally:
         conn.execute("COMMIT")
+
+    def both(status: str) -> tuple[int, int]:  # online and offline together
+        online, offline = totals.get((status, False), (0, 0)), totals.get((status, True), (0, 0))
+        return online[0] + offline[0], online[1] + offline[1]
+
+    pending, amount = both("pending")
     return SpoolStats(
         pending=pending,
         pending_amount_fen=amount,
         oldest_pending_at=oldest,
-        rejected_unresolved=totals.get("rejected", (0, 0))[0],
-        settled_total=totals.get("settled", (0, 0))[0],
+        rejected_unresolved=both("rejected")[0],
+        settled_total=both("settled")[0],
         last_seq=last_seq,
         last_hash=last_hash,
-        pending_offline_fen=offline_fen,
+        pending_offline_fen=totals.get(("pending", True), (0, 0))[1],
     )
 
 

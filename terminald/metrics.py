@@ -302,10 +302,8 @@ def install(app: FastAPI, daemon: Daemon) -> Metrics:
     metrics = Metrics(daemon)
     app.state.metrics = metrics
     daemon.add_commit_hook(metrics.observe_commit)
-    # Failed calls to central are not events; the daemon offers them through a hook when it can.
-    add_error_hook = getattr(daemon, "add_upload_error_hook", None)
-    if callable(add_error_hook):
-        add_error_hook(metrics.observe_upload_error)
+    # Failed calls to central are not events: the daemon hands them over through a hook.
+    daemon.add_upload_error_hook(metrics.observe_upload_error)
     _watch_card_reads(daemon, metrics)
     return metrics
 

@@ -56,6 +56,7 @@ def fake_daemon(tmp_path: Path, *, link: Link | None = None, spool: Any = "defau
         printers={"receipt": object()},
         print_queue=SimpleNamespace(printer_states=lambda: {"receipt": "paper_out"}),
         add_commit_hook=lambda hook: None,
+        add_upload_error_hook=lambda hook: None,
     )
 
 

@@ -7,7 +7,8 @@ docs/spool.md, "Group commit"): their number must not grow with the batch.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from spool.chain import GENESIS_HASH
 from spool.records import RECORD_COLUMNS, Record, SpoolStats, Totals
@@ -21,6 +22,8 @@ __all__ = [
     "stored_with_keys",
     "totals_on",
 ]
+
+T = TypeVar("T")
 
 
 def load_tail(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -52,7 +55,7 @@ _INSERT = (
 )
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
 _ON_TAKEN_KEY = " ON CONFLICT (idempotency_key) DO NOTHING"
-# Rows per INSERT statement: well under SQLite's bound-variable limit, and few enough
+# Rows (or keys) per statement: well under SQLite's bound-variable limit, and few enough
 # statement shapes (one per length) to stay in the connection's statement cache.
 _ROWS_PER_INSERT = 32
 
@@ -60,8 +63,7 @@ _ROWS_PER_INSERT = 32
 def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
     """Insert new records; how many went in (a row whose idempotency key is taken does not)."""
     inserted = 0
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
+    for chunk in _chunks(rows):
         sql = _INSERT + ", ".join([_ROW] * len(chunk)) + _ON_TAKEN_KEY
         inserted += conn.execute(sql, [value for row in chunk for value in row]).rowcount
     return inserted
@@ -70,14 +72,17 @@ def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
 def stored_with_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, Record]:
     """The records already holding any of ``keys``, by key (usually none: one statement)."""
     found: dict[str, Record] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), _ROWS_PER_INSERT):
-        chunk = unique[start : start + _ROWS_PER_INSERT]
+    for chunk in _chunks(list(dict.fromkeys(keys))):
         marks = ", ".join("?" * len(chunk))
         for row in conn.execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE idempotency_key IN ({marks})", chunk):
             record = Record.from_row(row)
             found[str(record.idempotency_key)] = record
     return found
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), _ROWS_PER_INSERT):
+        yield items[start : start + _ROWS_PER_INSERT]
 
 
 def stats_in(conn: sqlite3.Connection) -> SpoolStats:

@@ -15,7 +15,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from terminald.sim.ports import free_port
 
 BODY = ('{"kind":"settlement","card":{"card_number":"A12345678","ssn":"110101199003077777",'
         '"name":"张三丰","issuer_code":"110000"},"items":[{"code":"XA01","name":"阿莫西林胶囊","qty":2,'
@@ -52,12 +53,6 @@ request = function()
   return wrk.format("POST", "/v1/transactions?wait=0", headers, BODY)
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_health(url: str, path: str, timeout_s: float = 20) -> None:

@@ -31,14 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from terminald.sim.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "terminald.service"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:

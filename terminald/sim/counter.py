@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from terminald.sim.ports import free_port
 
 TERMINAL = "T0001"
 
@@ -32,7 +33,7 @@ class Counter:
         self.central_url = central_url
         self.printer_uri = printer_uri
         self.use_cards = use_cards
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = work / "terminald.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -131,12 +132,6 @@ class Counter:
             if time.monotonic() > deadline:
                 raise DemoFailed(f"timed out waiting for {what}")
             time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def expect(r: httpx.Response, status: int, what: str) -> dict[str, Any]:

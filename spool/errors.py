@@ -10,6 +10,8 @@ daemon maps them to HTTP answers without looking at messages::
     ├── SpoolClosed             spool_unavailable   the Spool was closed
     ├── IdempotencyConflict     idempotency_conflict  same key, other request body
     ├── OfflineLimitExceeded    offline_limit_exceeded  the pending offline amount would pass a limit
+    ├── NotRevocable            not_revocable       revoked already, a revoke, rejected, or another amount
+    ├── RefundMismatch          refund_amount_mismatch  a refund of another amount than the one owed
     ├── NotFound                not_found           no such record
     ├── InvalidTransition       invalid_transition  e.g. resolving a record that is not rejected
     └── InvalidRequest          validation_failed   a malformed AppendRequest / argument
@@ -30,7 +32,9 @@ __all__ = [
     "InvalidRequest",
     "InvalidTransition",
     "NotFound",
+    "NotRevocable",
     "OfflineLimitExceeded",
+    "RefundMismatch",
     "SpoolClosed",
     "SpoolCorrupt",
     "SpoolError",
@@ -91,6 +95,25 @@ class OfflineLimitExceeded(SpoolError):
     def __init__(self, message: str, limit_fen: int) -> None:
         super().__init__(message)
         self.limit_fen = limit_fen
+
+
+class NotRevocable(SpoolError):
+    """The revoke's original cannot be revoked: it is revoked already (by a revoke pending or
+    settled), it is itself a revoke, central rejected it, or the amounts differ. Nothing was
+    written. Decided inside the commit, so two revokes racing each other cannot both pass.
+    """
+
+    code = "not_revocable"
+
+
+class RefundMismatch(SpoolError):
+    """A refund of another amount than the fund's share owed to the patient."""
+
+    code = "refund_amount_mismatch"
+
+    def __init__(self, message: str, owed_fen: int = 0) -> None:
+        super().__init__(message)
+        self.owed_fen = owed_fen
 
 
 class NotFound(SpoolError):

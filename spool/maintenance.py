@@ -12,6 +12,7 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,14 @@ def _derived_column_problems(conn: sqlite3.Connection) -> list[str]:
     problems = [f"seq {row[0]}: stored total_fen or business_date does not match the record's content"
                 for row in rows]
     drift = conn.execute(
-        "SELECT t.status, t.offline FROM status_totals t LEFT JOIN"
-        " (SELECT status, offline, COUNT(*) AS n, COALESCE(SUM(total_fen), 0) AS fen FROM records"
-        "  GROUP BY status, offline) r ON r.status = t.status AND r.offline = t.offline"
+        "SELECT t.status, t.kind, t.outage FROM status_totals t LEFT JOIN"
+        " (SELECT status, kind, COALESCE(outage, 0) AS outage, COUNT(*) AS n, COALESCE(SUM(total_fen), 0) AS fen"
+        "  FROM records GROUP BY status, kind, COALESCE(outage, 0)) r"
+        " ON r.status = t.status AND r.kind = t.kind AND r.outage = t.outage"
         " WHERE t.count IS NOT COALESCE(r.n, 0) OR t.amount IS NOT COALESCE(r.fen, 0)"
     ).fetchall()
-    problems += [f"status_totals ({row[0]}, offline={row[1]}) does not match the records" for row in drift]
+    problems += [f"status_totals ({row[0]}, {row[1]}, outage={row[2]}) does not match the records"
+                 for row in drift]
     return problems
 
 
@@ -210,35 +213,77 @@ def export_file(path: Path, dest: Path, fmt: str) -> int:
         workdir.rmdir()
 
 
-def prune_in(conn: sqlite3.Connection, retention_days: int, now: datetime | None) -> int:
+def _refund_may_be_owed(conn: sqlite3.Connection, record: Record) -> bool:
+    """Whether the fund's share of this outage sale may still have to be handed to the patient.
+
+    ``Record.refund_owed_fen`` says what is owed now. A revoke central has not accepted yet
+    (pending) cancels the debt there, but if central rejects it the debt is back: for pruning,
+    only a settled revoke ends it.
+    """
+    if record.revoked_by is not None:
+        settled = conn.execute(
+            "SELECT 1 FROM records WHERE original_seq = ? AND status = 'settled' LIMIT 1", (record.seq,)
+        ).fetchone()
+        if settled is not None:
+            return False
+        record = replace(record, revoked_by=None)
+    return record.refund_owed_fen > 0
+
+
+def prune_in(
+    conn: sqlite3.Connection, retention_days: int, now: datetime | None, max_records: int | None = None
+) -> int:
     """Delete the oldest run of final records older than the retention; keep a checkpoint.
 
-    Only a prefix of the chain is pruned (up to the first record that is not
-    settled/resolved long enough), so what stays is still one verifiable chain
-    starting after the checkpoint's (seq, hash).
+    Only a prefix of the chain is pruned, up to the first record someone may still act on:
+    pending, rejected (not resolved), final for less than the retention (``updated_epoch``),
+    or an outage sale whose refund may still be owed (``_refund_may_be_owed``). What stays is
+    one verifiable chain starting after the checkpoint's (seq, hash). At most ``max_records``
+    go per call (None: no bound), so a large backlog of old records is pruned in several short
+    transactions rather than one that holds the write lock for seconds.
     """
     if not isinstance(retention_days, int) or retention_days < 0:
         raise InvalidRequest(f"retention_days must be a non-negative integer, got {retention_days!r}")
+    if max_records is not None and (type(max_records) is not int or max_records < 1):
+        raise InvalidRequest(f"max_records must be a positive integer or None, got {max_records!r}")
     moment = now if now is not None else datetime.now(UTC)
     if moment.tzinfo is None:
         raise InvalidRequest("now must be timezone-aware")
     cutoff = moment.timestamp() - retention_days * 86400
+    # Two subqueries: each is one b-tree lookup, where MIN and MAX side by side scan the table.
+    first, top = conn.execute("SELECT (SELECT MIN(seq) FROM records), (SELECT MAX(seq) FROM records)").fetchone()
+    if first is None:
+        return 0
+    # Every statement below walks seq order from the first record and stops early: the cost
+    # is the prefix examined (at most max_records), never the whole table.
+    limit = int(top) + 1 if max_records is None else min(int(top) + 1, int(first) + max_records)
     row = conn.execute(
-        "SELECT MIN(seq) FROM records WHERE status NOT IN ('settled', 'resolved') OR updated_epoch >= ?",
-        (cutoff,),
+        "SELECT seq FROM records WHERE seq < ? AND (status NOT IN ('settled', 'resolved') OR updated_epoch >= ?)"
+        " ORDER BY seq LIMIT 1",
+        (limit, cutoff),
     ).fetchone()
-    if row[0] is not None:
+    if row is not None:
         limit = int(row[0])
-    else:
-        top = conn.execute("SELECT MAX(seq) FROM records").fetchone()[0]
-        if top is None:
-            return 0
-        limit = int(top) + 1
+    owing = conn.execute(
+        f"SELECT {RECORD_COLUMNS} FROM records WHERE status = 'settled' AND seq < ? AND kind = 'settlement'"
+        " AND outage = 1 AND refund IS NULL ORDER BY seq",
+        (limit,),
+    )
+    try:
+        for found in owing:
+            record = Record.from_row(found)
+            if _refund_may_be_owed(conn, record):
+                limit = record.seq
+                break
+    finally:
+        owing.close()
     last = conn.execute(
         "SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1", (limit,)
     ).fetchone()
     if last is None:
         return 0
+    # connect() turns foreign_keys on, so ON DELETE CASCADE would remove these too; deleting
+    # them first keeps that from being the only thing between a prune and orphaned history.
     conn.execute("DELETE FROM history WHERE seq < ?", (limit,))
     deleted = conn.execute("DELETE FROM records WHERE seq < ?", (limit,)).rowcount
     conn.execute(

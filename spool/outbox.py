@@ -358,6 +358,35 @@ class Spool:
 
         return self._live_writer().run(lambda conn: transitions.resolve_in(conn, record_id, resolution, note))
 
+    def mark_outage(self, record_id: str, reason: str) -> Record:
+        """Fix that the POS was answered "pending" (the patient pays in full), unless central's
+        outcome came first; the record as stored either way (see transitions.mark_outage_in)."""
+        if not isinstance(reason, str) or not reason:
+            raise InvalidRequest("reason must be a non-empty string")
+        return self._live_writer().run(lambda conn: transitions.mark_outage_in(conn, record_id, reason))
+
+    def refund(self, record_id: str, paid_fen: int, operator: dict[str, Any]) -> Record:
+        """Record the hand-over of the fund's share owed for an outage sale (exactly that amount, once)."""
+        if type(paid_fen) is not int or paid_fen <= 0:
+            raise InvalidRequest(f"paid_fen must be a positive integer, got {paid_fen!r}")
+        if not isinstance(operator, dict):
+            raise InvalidRequest("operator must be a dict")
+        canonical_json(operator)
+        return self._live_writer().run(lambda conn: transitions.refund_in(conn, record_id, paid_fen, operator))
+
+    def followups(self, limit: int = 500) -> list[Record]:
+        """Settlements a person must act on, oldest first: outage sales central settled whose
+        refund is not handed over yet, and rejected ones not resolved yet."""
+        def q(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = 'settlement'"
+                " AND ((status = 'settled' AND outage = 1 AND refund IS NULL) OR status = 'rejected')"
+                " ORDER BY seq LIMIT ?", (_limit(limit),)).fetchall()
+            found = (Record.from_row(row) for row in rows)
+            return [r for r in found if r.status == "rejected" or r.refund_owed_fen > 0]
+
+        return self._read(q)
+
     # -- whole file --------------------------------------------------------------------------------
     def check(self) -> CheckReport:
         """Verify the whole chain and run PRAGMA integrity_check; problems stop further writes."""
@@ -372,11 +401,18 @@ class Spool:
         self._live_writer()
         return maintenance.export_file(self.path, Path(dest), fmt)
 
-    def prune(self, retention_days: int, now: datetime | None = None) -> int:
-        """Delete settled/resolved records final for longer than the retention, oldest first."""
+    def prune(self, retention_days: int, now: datetime | None = None, *, max_records: int | None = None) -> int:
+        """Delete settled/resolved records final for longer than the retention, oldest first.
+
+        Never a record someone may still act on (pending, rejected, a refund owed) nor anything
+        after it. At most ``max_records`` in this one transaction (None: all that may go); the
+        number deleted is returned, so a caller loops while it equals ``max_records``.
+        """
         if not isinstance(retention_days, int) or isinstance(retention_days, bool) or retention_days < 0:
             raise InvalidRequest(f"retention_days must be a non-negative integer, got {retention_days!r}")
-        return self._live_writer().run(lambda conn: maintenance.prune_in(conn, retention_days, now))
+        if max_records is not None and (type(max_records) is not int or max_records < 1):
+            raise InvalidRequest(f"max_records must be a positive integer or None, got {max_records!r}")
+        return self._live_writer().run(lambda conn: maintenance.prune_in(conn, retention_days, now, max_records))
 
     @property
     def commits(self) -> int:

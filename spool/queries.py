@@ -35,25 +35,44 @@ def load_tail(conn: sqlite3.Connection) -> tuple[int, str]:
 
 
 def pending_offline_fen(conn: sqlite3.Connection) -> int:
-    """The amount of the records pending that were taken offline, in fen."""
+    """The amount of the outage settlements (paid in full at the counter) still pending, in fen.
+
+    Revokes are not counted: their negative amounts must never make room for more sales.
+    """
     row = conn.execute(
-        "SELECT COALESCE(SUM(amount), 0) FROM status_totals WHERE status = 'pending' AND offline = 1"
+        "SELECT COALESCE(SUM(amount), 0) FROM status_totals"
+        " WHERE status = 'pending' AND kind = 'settlement' AND outage = 1"
     ).fetchone()
     return int(row[0])
 
 
-def status_totals(conn: sqlite3.Connection) -> dict[tuple[str, bool], tuple[int, int]]:
-    """(status, offline) -> (count, amount in fen), from the trigger-kept table."""
-    rows = conn.execute("SELECT status, offline, count, amount FROM status_totals")
-    return {(str(r[0]), bool(r[1])): (int(r[2]), int(r[3])) for r in rows}
+def status_totals(conn: sqlite3.Connection) -> dict[tuple[str, str, bool], tuple[int, int]]:
+    """(status, kind, outage) -> (count, amount in fen), from the trigger-kept table."""
+    rows = conn.execute("SELECT status, kind, outage, count, amount FROM status_totals")
+    return {(str(r[0]), str(r[1]), bool(r[2])): (int(r[3]), int(r[4])) for r in rows}
+
+
+def revoke_target(conn: sqlite3.Connection, record_id: str) -> tuple[int, str, str, int, str | None] | None:
+    """(seq, kind, status, total_fen, the revoke already cancelling it) of a revoke's original."""
+    row = conn.execute(
+        "SELECT seq, kind, status, total_fen,"
+        " (SELECT r.record_id FROM records r WHERE r.original_seq = records.seq"
+        "  AND r.status IN ('pending', 'settled') ORDER BY r.seq LIMIT 1)"
+        " FROM records WHERE record_id = ?",
+        (record_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return int(row[0]), str(row[1]), str(row[2]), int(row[3]), row[4]
 
 
 _INSERT = (
     "INSERT INTO records (seq, record_id, terminal_id, kind, business_time, business_date,"
     " spooled_at, offline, offline_reason, payload, prev_hash, hash, status, idempotency_key,"
-    " request_digest, total_fen, updated_at, updated_epoch) VALUES "
+    " request_digest, total_fen, updated_at, updated_epoch, original_seq, outage, outage_reason,"
+    " contact_phone) VALUES "
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _ON_TAKEN_KEY = " ON CONFLICT (idempotency_key) DO NOTHING"
 # Rows (or keys) per statement: well under SQLite's bound-variable limit, and few enough
 # statement shapes (one per length) to stay in the connection's statement cache.
@@ -98,9 +117,9 @@ def stats_in(conn: sqlite3.Connection) -> SpoolStats:
     finally:
         conn.execute("COMMIT")
 
-    def both(status: str) -> tuple[int, int]:  # online and offline together
-        online, offline = totals.get((status, False), (0, 0)), totals.get((status, True), (0, 0))
-        return online[0] + offline[0], online[1] + offline[1]
+    def both(status: str) -> tuple[int, int]:  # every kind, outage or not
+        parts = [value for key, value in totals.items() if key[0] == status]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
     pending, amount = both("pending")
     return SpoolStats(
@@ -111,16 +130,78 @@ def stats_in(conn: sqlite3.Connection) -> SpoolStats:
         settled_total=both("settled")[0],
         last_seq=last_seq,
         last_hash=last_hash,
-        pending_offline_fen=totals.get(("pending", True), (0, 0))[1],
+        pending_offline_fen=totals.get(("pending", "settlement", True), (0, 0))[1],
     )
 
 
+def _outcome_part(key: str) -> str:
+    """SQL: the integer ``key`` of a record's stored outcome, else NULL (never an error on bad JSON)."""
+    return (
+        f"CASE WHEN json_valid(outcome) THEN CASE WHEN json_type(outcome, '$.{key}') = 'integer'"
+        f" THEN json_extract(outcome, '$.{key}') END END"
+    )
+
+
+# Local status -> how central names it in `totals.by_status` (upstream-v1).
+_CENTRAL_WORDS = {"settled": "accepted", "rejected": "rejected", "resolved": "rejected", "pending": "pending"}
+_UNCERTAIN_LISTED = 1000
+
+
 def totals_on(conn: sqlite3.Connection, date: str) -> Totals:
-    """Count and sum of the records of business date ``date`` (YYYY-MM-DD), by status."""
-    rows = conn.execute(
-        "SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0) FROM records WHERE business_date = ? GROUP BY status",
-        (date,),
-    ).fetchall()
-    by_status = {row[0]: int(row[1]) for row in rows}
-    return Totals(date=date, count=sum(by_status.values()), total_fen=sum(int(row[2]) for row in rows),
-                  by_status=by_status)
+    """The business date ``date`` (YYYY-MM-DD) as central counts it: see ``Totals``.
+
+    Settled records (accepted by central) are counted and summed (revokes are negative);
+    every record is counted in ``by_status``; pending records and settled ones whose outcome
+    lacks the fund/account figures are named as ``uncertain``. One snapshot.
+    """
+    fund, account = _outcome_part("fund_paid_fen"), _outcome_part("account_paid_fen")
+    uncertain_where = (
+        f"business_date = ? AND (status NOT IN ('settled', 'rejected', 'resolved')"
+        f" OR (status = 'settled' AND ({fund} IS NULL OR {account} IS NULL)))"
+    )
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute(
+            f"SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0), COALESCE(SUM({fund}), 0),"
+            f" COALESCE(SUM({account}), 0) FROM records WHERE business_date = ? GROUP BY status",
+            (date,),
+        ).fetchall()
+        listed = conn.execute(
+            f"SELECT record_id, seq, kind, status, total_fen FROM records WHERE {uncertain_where}"
+            f" ORDER BY seq LIMIT {_UNCERTAIN_LISTED}",
+            (date,),
+        ).fetchall()
+        uncertain_count = len(listed)
+        if uncertain_count == _UNCERTAIN_LISTED:
+            uncertain_count = int(conn.execute(f"SELECT COUNT(*) FROM records WHERE {uncertain_where}", (date,))
+                                  .fetchone()[0])
+    finally:
+        conn.execute("COMMIT")
+    by_status: dict[str, int] = {}
+    settled = (0, 0, 0, 0)
+    for status, count, total, fund_sum, account_sum in rows:
+        word = _CENTRAL_WORDS.get(str(status), str(status))
+        by_status[word] = by_status.get(word, 0) + int(count)
+        if status == "settled":
+            settled = (int(count), int(total), int(fund_sum), int(account_sum))
+    uncertain = tuple(
+        {
+            "record_id": str(r[0]),
+            "seq": int(r[1]),
+            "kind": str(r[2]),
+            "status": str(r[3]),
+            "total_fen": int(r[4]),
+            "why": "outcome_missing" if r[3] == "settled" else "pending" if r[3] == "pending" else "unknown_status",
+        }
+        for r in listed
+    )
+    return Totals(
+        date=date,
+        count=settled[0],
+        total_fen=settled[1],
+        fund_paid_fen=settled[2],
+        account_paid_fen=settled[3],
+        by_status=by_status,
+        uncertain=uncertain,
+        uncertain_count=uncertain_count,
+    )

@@ -17,6 +17,7 @@ from spool.errors import InvalidRequest, SpoolCorrupt
 __all__ = [
     "FINAL_STATUSES",
     "RESOLUTIONS",
+    "REVOKING_STATUSES",
     "STATUSES",
     "AppendRequest",
     "AppendResult",
@@ -47,10 +48,18 @@ WIRE_FIELDS = (
     "hash",
 )
 
-# The column list every query selects, in Record field order.
+# The statuses of a revoke that count: a settlement with such a revoke is revoked. A revoke
+# central rejected cancelled nothing, so the settlement may be revoked again.
+REVOKING_STATUSES = ("pending", "settled")
+
+# The column list every query selects (always ``FROM records``), in Record field order. The
+# last one, the revoke that cancelled this settlement, is derived: one indexed lookup.
 RECORD_COLUMNS = (
     "record_id, seq, terminal_id, kind, business_time, spooled_at, offline, offline_reason, payload,"
-    " prev_hash, hash, status, outcome, resolution, idempotency_key, request_digest, updated_at"
+    " prev_hash, hash, status, outcome, resolution, idempotency_key, request_digest, updated_at,"
+    " original_seq, outage, outage_reason, contact_phone, refund,"
+    " (SELECT r.record_id FROM records r WHERE r.original_seq = records.seq"
+    "  AND r.status IN ('pending', 'settled') ORDER BY r.seq LIMIT 1)"
 )
 
 
@@ -73,6 +82,15 @@ class Record:
     idempotency_key: str
     request_digest: str
     updated_at: str
+    # Local facts outside the hashed record (schema step 3).
+    original_seq: int | None = None  # a revoke's original
+    # True: the patient paid the full amount at the counter (the POS was answered "pending");
+    # False/None: the POS got central's answer (None while the sale still waits for it).
+    outage: bool | None = None
+    outage_reason: str | None = None
+    contact_phone: str | None = None
+    refund: dict[str, Any] | None = None  # the fund's share handed to the patient, once
+    revoked_by: str | None = None  # the revoke (pending or settled) that cancels this settlement
 
     def wire(self) -> dict[str, Any]:
         """Exactly the upstream-v1 Record."""
@@ -114,7 +132,31 @@ class Record:
             idempotency_key=row[14],
             request_digest=row[15],
             updated_at=row[16],
+            original_seq=row[17],
+            outage=None if row[18] is None else bool(row[18]),
+            outage_reason=row[19],
+            contact_phone=row[20],
+            refund=None if row[21] is None else json.loads(row[21]),
+            revoked_by=row[22],
         )
+
+    @property
+    def paid_in_full(self) -> bool:
+        """The patient paid the whole amount at the counter: an outage sale."""
+        return self.outage is True
+
+    @property
+    def refund_owed_fen(self) -> int:
+        """What the fund owes the patient of an outage sale central settled (0 once handed over).
+
+        The fund's share (统筹 + 个人账户) of central's settlement: the patient paid it in cash.
+        A revoked sale owes nothing: the revoke refunded what the patient paid.
+        """
+        if (self.kind != "settlement" or self.status != "settled" or not self.paid_in_full
+                or self.revoked_by is not None or self.refund is not None or not self.outcome):
+            return 0
+        parts = [self.outcome.get(k, 0) for k in ("fund_paid_fen", "account_paid_fen")]
+        return sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p > 0)
 
 
 @dataclass(frozen=True)
@@ -129,6 +171,13 @@ class AppendRequest:
     # For an offline record: refuse it (OfflineLimitExceeded) if the amount pending offline,
     # this record's total_fen included, would pass this many fen.
     offline_limit_fen: int | None = None
+    # Set when the POS will be answered "pending" at once (nothing can settle now): the patient
+    # pays in full, decided in the commit. None: decided later (Spool.mark_outage, or settled).
+    outage_reason: str | None = None
+    # A revoke's original: the commit refuses (NotRevocable) a second revoke, a revoke of a
+    # revoke or of a rejected sale, and a revoke whose amount is not the original's negative.
+    original_record_id: str | None = None
+    contact_phone: str | None = None
 
     def validate(self) -> None:
         """Raise InvalidRequest naming the first bad field."""
@@ -144,6 +193,12 @@ class AppendRequest:
             raise InvalidRequest("offline must be a bool")
         if self.offline_reason is not None and not isinstance(self.offline_reason, str):
             raise InvalidRequest("offline_reason must be a string or None")
+        for name in ("outage_reason", "original_record_id", "contact_phone"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidRequest(f"{name} must be a non-empty string or None")
+        if self.original_record_id is not None and self.kind != "revoke":
+            raise InvalidRequest("original_record_id is only for a revoke")
         limit = self.offline_limit_fen
         if limit is not None and (type(limit) is not int or limit < 0):
             raise InvalidRequest("offline_limit_fen must be a non-negative int or None")
@@ -198,15 +253,33 @@ class SpoolStats:
     settled_total: int
     last_seq: int
     last_hash: str
-    pending_offline_fen: int = 0  # the part of pending_amount_fen taken offline
+    # Outage settlements (paid in full at the counter) still pending: the offline limit's
+    # measure. Revokes never lower it.
+    pending_offline_fen: int = 0
 
 
 @dataclass(frozen=True)
 class Totals:
+    """One business date as central counts it (upstream-v1 `totals`, reconciliation).
+
+    ``count`` and the sums cover the records central accepted (local status ``settled``)
+    only; a revoke carries its negative amounts, so the sums are net. fund/account are read
+    from each record's stored settlement. ``by_status`` counts every record of the date in
+    central's words: ``accepted`` (settled), ``rejected`` (rejected or resolved), ``pending``
+    (central has not answered). ``uncertain`` names, in seq order (at most 1000 of
+    ``uncertain_count``), the records whose money may differ from central's: pending ones and
+    settled ones without integer fund/account figures in their outcome, each as
+    ``{record_id, seq, kind, status, total_fen, why}``.
+    """
+
     date: str
     count: int
     total_fen: int
     by_status: dict[str, int]
+    fund_paid_fen: int = 0
+    account_paid_fen: int = 0
+    uncertain: tuple[dict[str, Any], ...] = ()
+    uncertain_count: int = 0
 
 
 @dataclass(frozen=True)

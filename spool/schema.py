@@ -88,4 +88,62 @@ STEPS: tuple[str, ...] = (
             WHERE status = OLD.status AND offline = OLD.offline;
     END;
     """,
+    # Step 3: the money facts decided after the append, outside the hashed record.
+    # - original_seq: a revoke's original (from its payload), so "revoked at most once" is one
+    #   indexed lookup inside the commit.
+    # - outage / outage_reason: whether the patient paid in full at the counter, fixed when the
+    #   POS got its answer (NULL while undecided: a sale still waiting for central). The hashed
+    #   `offline` says how the record was spooled; this says what the patient was told.
+    # - contact_phone: what the POS may send so staff can call the patient back (never uploaded).
+    # - refund: the hand-over of the fund's share to the patient, once.
+    # status_totals is keyed by (status, kind, outage) from here on: the offline limit counts the
+    # outage settlements pending, and a revoke's negative amount must never lower it.
+    """
+    ALTER TABLE records ADD COLUMN original_seq INTEGER;
+    ALTER TABLE records ADD COLUMN outage INTEGER CHECK (outage IN (0, 1));
+    ALTER TABLE records ADD COLUMN outage_reason TEXT;
+    ALTER TABLE records ADD COLUMN contact_phone TEXT;
+    ALTER TABLE records ADD COLUMN refund TEXT;
+    UPDATE records SET original_seq = (SELECT o.seq FROM records o
+                                       WHERE o.record_id = json_extract(records.payload, '$.original_record_id'))
+        WHERE kind = 'revoke';
+    UPDATE records SET outage = 1, outage_reason = offline_reason
+        WHERE offline = 1 AND offline_reason IN ('upstream_unreachable', 'planned_downtime');
+    CREATE INDEX records_original ON records (original_seq) WHERE original_seq IS NOT NULL;
+    DROP TRIGGER status_totals_insert;
+    DROP TRIGGER status_totals_move;
+    DROP TRIGGER status_totals_delete;
+    DROP TABLE status_totals;
+    CREATE TABLE status_totals (
+        status  TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        outage  INTEGER NOT NULL,
+        count   INTEGER NOT NULL,
+        amount  INTEGER NOT NULL,
+        PRIMARY KEY (status, kind, outage)
+    ) WITHOUT ROWID;
+    INSERT INTO status_totals (status, kind, outage, count, amount)
+        SELECT status, kind, COALESCE(outage, 0), COUNT(*), COALESCE(SUM(total_fen), 0) FROM records
+        GROUP BY status, kind, COALESCE(outage, 0);
+    CREATE TRIGGER status_totals_insert AFTER INSERT ON records
+    BEGIN
+        INSERT INTO status_totals (status, kind, outage, count, amount)
+            VALUES (NEW.status, NEW.kind, COALESCE(NEW.outage, 0), 1, NEW.total_fen)
+            ON CONFLICT (status, kind, outage) DO UPDATE SET count = count + 1, amount = amount + excluded.amount;
+    END;
+    CREATE TRIGGER status_totals_move AFTER UPDATE OF status, outage ON records
+        WHEN OLD.status IS NOT NEW.status OR COALESCE(OLD.outage, 0) IS NOT COALESCE(NEW.outage, 0)
+    BEGIN
+        UPDATE status_totals SET count = count - 1, amount = amount - OLD.total_fen
+            WHERE status = OLD.status AND kind = OLD.kind AND outage = COALESCE(OLD.outage, 0);
+        INSERT INTO status_totals (status, kind, outage, count, amount)
+            VALUES (NEW.status, NEW.kind, COALESCE(NEW.outage, 0), 1, NEW.total_fen)
+            ON CONFLICT (status, kind, outage) DO UPDATE SET count = count + 1, amount = amount + excluded.amount;
+    END;
+    CREATE TRIGGER status_totals_delete AFTER DELETE ON records
+    BEGIN
+        UPDATE status_totals SET count = count - 1, amount = amount - OLD.total_fen
+            WHERE status = OLD.status AND kind = OLD.kind AND outage = COALESCE(OLD.outage, 0);
+    END;
+    """,
 )

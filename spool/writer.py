@@ -12,7 +12,6 @@ chain tail is re-read from the file, and the thread goes on serving.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -23,9 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spool.chain import record_hash_spliced
-from spool.checkpointer import HINT_EVERY_COMMITS, WAL_LIMIT_BYTES, Checkpointer
+from spool.checkpointer import HINT_EVERY_COMMITS, Checkpointer
 from spool.errors import (
     IdempotencyConflict,
+    NotFound,
+    NotRevocable,
     OfflineLimitExceeded,
     SpoolClosed,
     SpoolCorrupt,
@@ -33,7 +34,7 @@ from spool.errors import (
 )
 from spool.ids import now_rfc3339, uuid7
 from spool.jobs import AppendDone, AppendJob, CallbackAppendJob, CallJob, Job
-from spool.queries import insert_rows, load_tail, pending_offline_fen, stored_with_keys
+from spool.queries import insert_rows, load_tail, pending_offline_fen, revoke_target, stored_with_keys
 from spool.records import AppendRequest, AppendResult, Record, business_date_of
 from spool.store import connect, translate
 from spool.witness import Witness
@@ -55,11 +56,16 @@ class _Plan:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     created: list[tuple[AppendJob, AppendResult]] = field(default_factory=list)
     repeats: list[tuple[AppendJob, Record]] = field(default_factory=list)
-    over_limit: list[AppendJob] = field(default_factory=list)
+    refused: list[tuple[AppendJob, SpoolError]] = field(default_factory=list)
+
+
+def _counts_offline(req: AppendRequest) -> bool:
+    """Does this record add to the amount pending offline (the offline limit's measure)?"""
+    return req.kind == "settlement" and req.outage_reason is not None
 
 
 def _limited(job: AppendJob) -> bool:
-    return job.req.offline and job.req.offline_limit_fen is not None
+    return job.req.offline_limit_fen is not None and _counts_offline(job.req)
 
 
 def _copy(error: SpoolError) -> SpoolError:
@@ -80,6 +86,8 @@ class Writer:
         witness: Witness,
         on_commit: Callable[[float], None] | None,
         on_corrupt: Callable[[str], None],
+        *,
+        wal_limit_bytes: int | None = None,
     ) -> None:
         self._path = path
         self._terminal_id = terminal_id
@@ -87,8 +95,17 @@ class Writer:
         self._on_commit = on_commit
         self._on_corrupt = on_corrupt
         self._conn: sqlite3.Connection | None = None
-        self._connection()
-        self._checkpointer = Checkpointer(path)
+        try:
+            tail = load_tail(self._connection())
+        except BaseException as exc:
+            witness.close()
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, path, "open") from exc
+            raise
+        # Before the first append, the witness holds the tail and is synced (recreated, with a
+        # warning, if it was missing); from then on every commit updates it (see witness.py).
+        witness.start(*tail)
+        self._checkpointer = Checkpointer(path, wal_limit_bytes)  # None: WAL_LIMIT_BYTES
         self._queue: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -178,16 +195,10 @@ class Writer:
     def _after_commit(self) -> None:
         self.commits += 1
         if self.commits % HINT_EVERY_COMMITS == 0:
+            # The Checkpointer copies the WAL into the file and, past its limit, empties it with a
+            # short bounded wait for old readers (the backstop). Never on this thread: a restart
+            # here waited up to the busy timeout (10 s) for readers while every append queued.
             self._checkpointer.hint()
-            try:
-                too_big = os.stat(f"{self._path}-wal").st_size > WAL_LIMIT_BYTES
-            except OSError:
-                too_big = False
-            if too_big and self._conn is not None:
-                try:  # waits for readers, then the next commit starts the WAL from the top
-                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                except sqlite3.Error as exc:
-                    log.warning("spool WAL restart failed: %s", exc)
 
     def _refuse_if_corrupt(self) -> None:
         if self.corrupt is not None:
@@ -209,7 +220,7 @@ class Writer:
             # up first. If the insert skipped a row, a key was taken: start over, looking. The
             # same for a refusal, which a repeat (answered before any limit) must never get.
             plan = self._plan(conn, jobs, {})
-            if insert_rows(conn, plan.rows) < len(plan.rows) or plan.over_limit:
+            if insert_rows(conn, plan.rows) < len(plan.rows) or plan.refused:
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 plan = self._plan(conn, jobs, stored_with_keys(conn, [job.req.idempotency_key for job in jobs]))
@@ -227,9 +238,8 @@ class Writer:
         self._notify(time.monotonic() - started)
         for job, result in plan.created:
             job.finish(result)
-        for job in plan.over_limit:
-            limit = job.req.offline_limit_fen or 0
-            job.fail(OfflineLimitExceeded(f"the amount pending offline would pass {limit} fen", limit))
+        for job, error in plan.refused:
+            job.fail(error)
         for job, existing in plan.repeats:
             if existing.request_digest == job.req.request_digest:
                 job.finish(AppendResult(existing, created=False))
@@ -244,25 +254,57 @@ class Writer:
         seq, prev_hash = load_tail(conn)
         plan = _Plan(seq, prev_hash)
         pending_offline = pending_offline_fen(conn) if any(_limited(job) for job in jobs) else 0
+        revoked: dict[str, str] = {}  # original record id -> the revoke planned in this batch
         for job in jobs:
             existing = by_key.get(job.req.idempotency_key)
             if existing is not None:  # in the file, or earlier in this batch (a concurrent twin)
                 plan.repeats.append((job, existing))
                 continue
-            record, row = self._new_record(job, plan.seq + 1, plan.prev_hash)
-            if job.req.offline:
-                limit = job.req.offline_limit_fen
-                if limit is not None and pending_offline + record.total_fen > limit:
-                    plan.over_limit.append(job)
+            original_seq = None
+            if job.req.original_record_id is not None:
+                original_seq, refusal = self._check_revoke(conn, job, revoked)
+                if refusal is not None:
+                    plan.refused.append((job, refusal))
                     continue
+            record, row = self._new_record(job, plan.seq + 1, plan.prev_hash, original_seq)
+            limit = job.req.offline_limit_fen
+            if limit is not None and _limited(job) and pending_offline + record.total_fen > limit:
+                plan.refused.append(
+                    (job, OfflineLimitExceeded(f"the amount pending offline would pass {limit} fen", limit)))
+                continue
+            if _counts_offline(job.req):
                 pending_offline += record.total_fen
+            if job.req.original_record_id is not None:
+                revoked[job.req.original_record_id] = record.record_id
             plan.seq, plan.prev_hash = record.seq, record.hash
             by_key[job.req.idempotency_key] = record
             plan.rows.append(row)
             plan.created.append((job, AppendResult(record, created=True)))
         return plan
 
-    def _new_record(self, job: AppendJob, seq: int, prev_hash: str) -> tuple[Record, tuple[Any, ...]]:
+    @staticmethod
+    def _check_revoke(conn: sqlite3.Connection, job: AppendJob,
+                      revoked: dict[str, str]) -> tuple[int | None, SpoolError | None]:
+        """The original's seq, or why this revoke is refused (the rules of docs/spool.md, "Revokes")."""
+        original_id = str(job.req.original_record_id)
+        original = revoke_target(conn, original_id)
+        if original is None:
+            return None, NotFound(f"no record {original_id!r} to revoke")
+        seq, kind, status, total_fen, revoked_by = original
+        if kind != "settlement":
+            return seq, NotRevocable(f"seq {seq} is a {kind}: only a settlement can be revoked")
+        if status in ("rejected", "resolved"):
+            return seq, NotRevocable(f"seq {seq} was rejected by central: there is nothing to revoke")
+        revoked_by = revoked_by or revoked.get(original_id)
+        if revoked_by is not None:
+            return seq, NotRevocable(f"seq {seq} is revoked already (by {revoked_by})")
+        amount = job.req.payload.get("total_fen")
+        if amount != -total_fen:
+            return seq, NotRevocable(f"a revoke of seq {seq} must carry total_fen {-total_fen}")
+        return seq, None
+
+    def _new_record(self, job: AppendJob, seq: int, prev_hash: str,
+                    original_seq: int | None = None) -> tuple[Record, tuple[Any, ...]]:
         """The record ``job`` becomes as ``seq``, and its row for ``insert_rows``."""
         req = job.req
         now = now_rfc3339()
@@ -279,6 +321,7 @@ class Writer:
         }
         wire["hash"] = record_hash_spliced(wire, job.payload_json)
         wire["payload"] = req.payload
+        outage = True if req.outage_reason is not None else None
         record = Record(
             **wire,
             status="pending",
@@ -287,13 +330,18 @@ class Writer:
             idempotency_key=req.idempotency_key,
             request_digest=req.request_digest,
             updated_at=now,
+            original_seq=original_seq,
+            outage=outage,
+            outage_reason=req.outage_reason,
+            contact_phone=req.contact_phone,
         )
         # No history row: the first transition is derived from the record (see Spool.history),
         # which keeps an append to five b-tree pages per commit.
         row = (seq, record.record_id, record.terminal_id, record.kind, record.business_time,
                business_date_of(record.business_time), now, int(record.offline), record.offline_reason,
                job.payload_json, prev_hash, record.hash, record.idempotency_key, record.request_digest,
-               record.total_fen, now, time.time())
+               record.total_fen, now, time.time(), original_seq, None if outage is None else 1,
+               req.outage_reason, req.contact_phone)
         return record, row
 
     def _run_call(self, job: CallJob) -> None:

@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from terminald import __version__, metrics
-from terminald.api import card, events, health, problems, receipts, reports, transactions
+from terminald.api import card, events, followups, health, problems, receipts, reports, transactions
+from terminald.api import upstream as upstream_api
 from terminald.config import Config
 from terminald.daemon import Daemon
 from terminald.security import AccessControl
@@ -33,8 +34,9 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.state.daemon = daemon
     problems.install(app)
     app.include_router(health.public_router, responses=problems.PUBLIC_PROBLEMS)
-    for module in (health, card, transactions, receipts, events, reports, metrics, web_routes):
+    for module in (health, card, transactions, followups, receipts, events, reports, metrics, web_routes):
         app.include_router(module.router, responses=problems.GUARDED_PROBLEMS)
+    app.include_router(upstream_api.router, responses=problems.GUARDED_PROBLEMS)
     return app
 
 

@@ -81,6 +81,17 @@ def status(config: ConfigOpt = None) -> None:
 
 
 @app.command()
+def followups(
+    config: ConfigOpt = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on standard output.")] = False,
+) -> None:
+    """Patients to contact: refunds owed after outage sales, rejections to settle; with deadlines."""
+    from terminald.clientcmd import print_followups
+
+    raise typer.Exit(print_followups(_config(config), as_csv=as_csv))
+
+
+@app.command()
 def doctor(
     config: ConfigOpt = None,
     print_page: Annotated[bool, typer.Option("--print", help="Also print a test page.")] = False,
@@ -159,6 +170,19 @@ def spool_export(
     raise typer.Exit(export(_config(config), dest, fmt))
 
 
+@spool_app.command("salvage")
+def spool_salvage(
+    src: Annotated[Path, typer.Argument(help="The damaged spool file: only read, never written.")],
+    dest: Annotated[Path, typer.Argument(help="The new spool to create (must not exist).")],
+    terminal_id: Annotated[str | None, typer.Option(
+        "--terminal-id", help="Only when SRC cannot say which terminal it belongs to.")] = None,
+) -> None:
+    """Copy every readable record of a damaged spool into a new one; report exactly what was lost."""
+    from terminald.spoolcmd import salvage
+
+    raise typer.Exit(salvage(src, dest, terminal_id))
+
+
 @spool_app.command("drain")
 def spool_drain(config: ConfigOpt = None) -> None:
     """Upload now, with a progress bar, until empty or Ctrl-C (which loses nothing)."""
@@ -190,6 +214,24 @@ def reconcile(
     from terminald.upload.commands import print_reconcile
 
     raise typer.Exit(print_reconcile(_config(config), date))
+
+
+upstream_app = typer.Typer(no_args_is_help=True, help="The link to central.")
+app.add_typer(upstream_app, name="upstream")
+
+
+@upstream_app.command("resume")
+def upstream_resume(
+    reason: Annotated[str, typer.Option("--reason", help="Why: logged with who.")],
+    config: ConfigOpt = None,
+    operator: Annotated[str | None, typer.Option(help="Who resumes (default: your login name).")] = None,
+    clear_downtime: Annotated[bool, typer.Option(
+        "--clear-downtime", help="Also drop the downtime window from central in force now.")] = False,
+) -> None:
+    """Clear an upload halt once its cause is fixed (central's cursor is checked again first)."""
+    from terminald.upload.commands import resume
+
+    raise typer.Exit(resume(_config(config), reason=reason, operator=operator, clear_downtime=clear_downtime))
 
 
 @sim_app.command("card")

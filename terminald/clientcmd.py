@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import sys
+from typing import Any
+
 import httpx
 from rich.console import Console
 from rich.table import Table
@@ -12,17 +16,42 @@ from terminald.privacy import mask_card, mask_name, mask_ssn
 console = Console()
 
 
-def api_get(cfg: Config, path: str, timeout_s: float = 5.0) -> httpx.Response:
+def api_call(cfg: Config, method: str, path: str, body: Any = None, timeout_s: float = 5.0) -> httpx.Response:
+    """One call to the running daemon's API, with its token, over TCP or the Unix socket."""
     token = cfg.token_path.read_text(encoding="ascii").strip()
     headers = {"Authorization": f"Bearer {token}"}
     if cfg.api.listen:
         host = cfg.api.host
         host = f"[{host}]" if ":" in host else host
         with httpx.Client(base_url=f"http://{host}:{cfg.api.port}", timeout=timeout_s) as client:
-            return client.get(path, headers=headers)
+            return client.request(method, path, headers=headers, json=body)
     transport = httpx.HTTPTransport(uds=cfg.api.unix_socket)
     with httpx.Client(transport=transport, base_url="http://localhost", timeout=timeout_s) as client:
-        return client.get(path, headers=headers)
+        return client.request(method, path, headers=headers, json=body)
+
+
+def api_get(cfg: Config, path: str, timeout_s: float = 5.0) -> httpx.Response:
+    return api_call(cfg, "GET", path, timeout_s=timeout_s)
+
+
+def api_json(cfg: Config, method: str, path: str, body: Any = None) -> Any:
+    """The answer's JSON, or None after printing why the daemon could not give it."""
+    try:
+        response = api_call(cfg, method, path, body)
+    except FileNotFoundError:
+        console.print(f"[red]no API token at {cfg.token_path}: is terminald running here?[/]")
+        return None
+    except httpx.HTTPError as exc:
+        console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/]")
+        return None
+    if response.status_code >= 300:
+        try:
+            problem = response.json()
+            console.print(f"[red]{problem.get('code')}: {problem.get('detail')}[/]")
+        except ValueError:
+            console.print(f"[red]terminald answered {response.status_code}: {response.text[:200]}[/]")
+        return None
+    return response.json()
 
 
 def _yuan(fen: int | None) -> str:
@@ -30,18 +59,9 @@ def _yuan(fen: int | None) -> str:
 
 
 def print_status(cfg: Config) -> int:
-    try:
-        response = api_get(cfg, "/v1/status")
-    except FileNotFoundError:
-        console.print(f"[red]no API token at {cfg.token_path}: is terminald running here?[/]")
+    s = api_json(cfg, "GET", "/v1/status")
+    if s is None:
         return 1
-    except httpx.HTTPError as exc:
-        console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/]")
-        return 1
-    if response.status_code != 200:
-        console.print(f"[red]terminald answered {response.status_code}: {response.text[:200]}[/]")
-        return 1
-    s = response.json()
     mode = s["mode"]
     colour = {"online": "green", "offline": "red", "planned_downtime": "yellow"}.get(mode, "white")
     label = {"online": "ONLINE 在线", "offline": "OFFLINE 离线", "planned_downtime": "停机 PLANNED DOWNTIME"}
@@ -55,6 +75,10 @@ def print_status(cfg: Config) -> int:
     console.print(f"pending: {sp['pending']} ({_yuan(sp['pending_amount_fen'])}), oldest "
                   f"{sp['oldest_pending_at'] or '-'}; rejected to follow up: {sp['rejected_unresolved']}; "
                   f"settled: {sp['settled_total']}; last seq {sp['last_seq']}; integrity {sp.get('integrity')}")
+    owed = s.get("followups") or {}
+    if owed.get("count"):
+        console.print(f"follow-ups: {owed['count']} ({owed.get('overdue', 0)} overdue), "
+                      f"refunds owed {_yuan(owed.get('owed_fen'))}: terminald followups")
     table = Table("device", "name", "state")
     for r in s["devices"]["readers"]:
         table.add_row("reader", r["name"], r["state"] + (" (card)" if r["card_present"] else ""))
@@ -113,4 +137,30 @@ def print_test_page(cfg: Config, printer_name: str | None) -> int:
     finally:
         printer.close()
     console.print(f"test page sent to {name} ({entry.uri}); printer status: {state}")
+    return 0
+
+
+FOLLOWUP_COLUMNS = ("seq", "id", "reason", "business_time", "total_yuan", "owed_yuan", "deadline", "overdue",
+                    "card", "name", "phone", "rejection")
+
+
+def print_followups(cfg: Config, *, as_csv: bool) -> int:
+    """`terminald followups`: patients to contact, oldest first (masked, as the API gives them)."""
+    body = api_json(cfg, "GET", "/v1/followups")
+    if body is None:
+        return 1
+    rows = [(str(i["seq"]), i["id"], i["reason"], i["business_time"], f"{i['total_fen'] / 100:.2f}",
+             f"{i['owed_fen'] / 100:.2f}", i["deadline"] or "", "yes" if i["overdue"] else "",
+             i["card"]["card_number"], i["card"]["name_masked"], i["contact_phone_masked"] or "",
+             (i["rejection"] or {}).get("code", "")) for i in body["items"]]
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(FOLLOWUP_COLUMNS)
+        writer.writerows(rows)
+        return 0
+    table = Table(*FOLLOWUP_COLUMNS, title=f"{body['count']} to follow up, {body['overdue']} overdue, "
+                                           f"refunds owed {_yuan(body['owed_fen'])}")
+    for row in rows:
+        table.add_row(*row, style="bold red" if row[7] else None)
+    console.print(table)
     return 0

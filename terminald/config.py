@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,6 +123,10 @@ class OfflineConfig(_Section):
     max_total_fen: int = Field(default=5_000_000, ge=0)
     require_card_present: bool = True
     deadline_working_days: int = Field(default=10, ge=1)
+    # Public holidays (not working days) and make-up working days (调休) for the re-entry and
+    # refund deadlines, as the offices announce them each year: ["2026-10-01", ...].
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
 
 
 class DowntimeWindow(_Section):

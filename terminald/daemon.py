@@ -26,6 +26,7 @@ from terminald.cardreads import CardReads
 from terminald.config import Config
 from terminald.events import EventBus
 from terminald.receipts.jobs import PrintQueue
+from terminald.retention import Retention
 from terminald.security import load_or_create_token
 from terminald.transactions import Recorder
 from terminald.upload.uploader import Uploader
@@ -70,6 +71,8 @@ class Daemon:
         await self.uploader.start()
         self.cards.start()
         self.print_queue.start()
+        self.retention = Retention(self.spool, cfg.spool_path, cfg.spool.retention_days)
+        self.retention.start()  # first run a few seconds from now, then daily: never delays readiness
         log.info("terminald %s started: terminal %s, spool %s, upstream %s", self.version, cfg.terminal.id,
                  cfg.spool_path, cfg.upstream.url or "(none)")
 
@@ -77,6 +80,8 @@ class Daemon:
         steps: list[tuple[str, Callable[[], object]]] = [
             ("print queue", self._stop_print_queue), ("card readers", self._stop_cards),
             ("printers", self._close_printers), ("events", self.events.close), ("spool", self._close_spool)]
+        if hasattr(self, "retention"):
+            await self.retention.stop()  # before the spool closes; never raises
         try:
             await self._stop_uploader()
         except Exception:

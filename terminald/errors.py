@@ -6,7 +6,7 @@ the HTTP status it maps to; `terminald.api.problems` turns them into
     ├── ConfigError              bad config file or env: startup stops, key named
     ├── ValidationFailed         422 validation_failed (with `errors`)
     ├── NotFoundError            404 not_found
-    ├── ConflictError            409 (e.g. not_rejected)
+    ├── ConflictError            409 (e.g. not_rejected; not_halted: upstream resume with no halt)
     ├── PolicyDenied             403 card_frozen / offline_limit_exceeded / card_not_present / card_expired
     ├── CardReadNotFound         422 card_read_unknown
     ├── PrinterNotConfigured     503 printer_unavailable

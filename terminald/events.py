@@ -213,3 +213,37 @@ class EventBus:
 @dataclass
 class _Marker:
     done: threading.Event
+
+
+REPLAY_MIN = 1000  # the contract: a reconnect with Last-Event-ID replays at least the last 1,000
+
+
+def prune_before(db_path: Path, before: datetime, keep_last: int = REPLAY_MIN) -> int:
+    """Delete stored events older than ``before``, oldest first, always keeping the newest ``keep_last``.
+
+    For the retention task (terminald/retention.py), on its own connection. Only a prefix of
+    ids goes, up to the first event at or after ``before`` (an event whose time cannot be read
+    does not stop it), so a replay never has a hole in the middle. The newest id always stays,
+    so ids are never used twice after a restart. Returns the number deleted.
+    """
+    if before.tzinfo is None:
+        raise ValueError("before must be timezone-aware")
+    if keep_last < 1:
+        raise ValueError("keep_last must be at least 1")
+    conn = connect(db_path)
+    try:
+        migrate(conn, "events", MIGRATIONS)
+        # Counted, not computed from ids: ids have gaps (CRASH_GAP after an unclean stop).
+        row = conn.execute("SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (keep_last - 1,)).fetchone()
+        if row is None:
+            return 0
+        keep_from = int(row[0])
+        stop = conn.execute(
+            "SELECT id FROM events WHERE id < ? AND julianday(at) >= julianday(?) ORDER BY id LIMIT 1",
+            (keep_from, before.isoformat()),
+        ).fetchone()
+        if stop is not None:
+            keep_from = int(stop[0])
+        return int(conn.execute("DELETE FROM events WHERE id < ?", (keep_from,)).rowcount)
+    finally:
+        conn.close()

@@ -31,3 +31,13 @@ def mask_card(card_number: str | None) -> str:
     if len(card_number) <= 4:
         return "*" * len(card_number)
     return card_number[:2] + "*" * (len(card_number) - 4) + card_number[-2:]
+
+
+def mask_phone(phone: str | None) -> str:
+    """A phone number keeps its first 3 and last 4 digits: 138****5678."""
+    if not phone:
+        return ""
+    digits = "".join(c for c in phone if c.isdigit())
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]

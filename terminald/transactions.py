@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from spool import AppendRequest, IdempotencyConflict, OfflineLimitExceeded, Record, Spool
+from spool import AppendRequest, IdempotencyConflict, NotFound, NotRevocable, OfflineLimitExceeded, Record, Spool
 from spool.chain import digest
 from spool.errors import InvalidRequest
 from terminald.api.models import TransactionIn
@@ -38,7 +38,7 @@ from terminald.errors import (
     ValidationFailed,
 )
 from terminald.policy import Candidate, check_offline
-from terminald.privacy import mask_name, mask_ssn
+from terminald.privacy import mask_name, mask_phone, mask_ssn
 
 # 1-64 visible ASCII characters, inner spaces allowed: HTTP trims a header's outer whitespace
 # and carries latin-1 only, so this is every key a POS can send and get back unchanged.
@@ -51,6 +51,7 @@ class UploaderView(Protocol):
     """What recording needs of the uploader (keeps this module testable alone)."""
 
     def offline_reason(self) -> str | None: ...
+    def can_settle_now(self) -> bool: ...
     def is_frozen(self, card_number: str) -> bool: ...
     def wake(self) -> None: ...
     async def wait_final(self, record_id: str, timeout_s: float) -> Record | None: ...
@@ -68,13 +69,37 @@ def mode_of(record: Record) -> str:
     return "offline" if record.offline else "online"
 
 
-def answer(record: Record, history: list[Any] | None = None, *, timed_out: bool = False) -> dict[str, Any]:
-    """The API's Transaction: personal data masked, money in fen."""
+def outage_of(record: Record) -> tuple[bool, str | None]:
+    """(offline, offline_reason) as the API reports them: what the POS was told.
+
+    Decided once (at the commit, or when the POS got its answer: ``Record.outage``); until
+    then, a sale still waiting for central shows how it was spooled.
+    """
+    if record.outage is not None:
+        return record.outage, record.outage_reason if record.outage else None
+    if record.status == "pending":
+        return record.offline, record.offline_reason
+    return False, None  # central decided before any "pending" answer: the POS had the outcome
+
+
+def paid_at_counter_fen(record: Record) -> int | None:
+    """What the patient paid at the counter: the whole amount for an outage sale, else the cash
+    part of central's settlement; None while undecided or when central rejected it in time."""
+    if record.kind != "settlement":
+        return None
+    if record.paid_in_full:
+        return record.total_fen
+    if record.status == "settled" and record.outcome:
+        cash = record.outcome.get("cash_paid_fen")
+        return cash if isinstance(cash, int) and not isinstance(cash, bool) else None
+    return None
+
+
+def answer(record: Record, history: list[Any] | None = None) -> dict[str, Any]:
+    """The API's Transaction: personal data masked, money in fen, the money facts as stored."""
     payload = record.payload
     card = payload.get("card") or {}
-    offline_reason = record.offline_reason
-    if offline_reason is None and timed_out and record.status == "pending":
-        offline_reason = "timeout"
+    offline, offline_reason = outage_of(record)
     body: dict[str, Any] = {
         "id": record.record_id,
         "seq": record.seq,
@@ -84,7 +109,7 @@ def answer(record: Record, history: list[Any] | None = None, *, timed_out: bool 
         "created_at": record.spooled_at,
         "business_time": record.business_time,
         "total_fen": int(payload.get("total_fen", 0)),
-        "offline": record.offline or offline_reason is not None,
+        "offline": offline,
         "offline_reason": offline_reason,
         "card": {
             "card_number": card.get("card_number", ""),
@@ -95,6 +120,11 @@ def answer(record: Record, history: list[Any] | None = None, *, timed_out: bool 
         "items": payload.get("items", []),
         "operator": payload.get("operator", {}),
         "original_id": payload.get("original_record_id"),
+        "revoked_by": record.revoked_by,
+        "paid_at_counter_fen": paid_at_counter_fen(record),
+        "refund_owed_fen": record.refund_owed_fen,
+        "refund": record.refund,
+        "contact_phone_masked": mask_phone(record.contact_phone) or None,
         "resolution": record.resolution,
         "history": [{"at": h.at, "status": h.status, "detail": h.detail} for h in (history or [])],
     }
@@ -117,8 +147,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _key_conflict() -> ConflictError:
-    return ConflictError("this Idempotency-Key was used with another body", code="idempotency_conflict")
+def _key_conflict(existing: Record) -> ConflictError:
+    return ConflictError(f"this Idempotency-Key was used with another body, for transaction {existing.record_id}",
+                         code="idempotency_conflict", existing_id=existing.record_id)
 
 
 def _policy_applies(offline_reason: str | None) -> bool:
@@ -159,35 +190,61 @@ class Recorder:
             raise ValidationFailed("the body is not valid JSON (a string is not valid Unicode)") from exc
 
         try:
-            request = await self._request(body, key, request_digest)
+            request = await self._request(body, key, request_digest, wait_s)
             result = await self.appender.append(request)
         except IdempotencyConflict as exc:  # the key is taken, by another body
-            raise _key_conflict() from exc
+            raise _key_conflict(exc.existing) from exc
         except OfflineLimitExceeded as exc:  # never for a repeat: the spool answers those first
             raise PolicyDenied("offline_limit_exceeded",
                                f"pending offline amount would exceed {exc.limit_fen} fen",
                                limit_fen=exc.limit_fen) from exc
-        except TerminaldError:
-            # Refused now (a card since frozen, a card read since expired)? A repeat of a
-            # request that was recorded still gets its stored answer.
+        except (TerminaldError, NotRevocable, NotFound) as exc:
+            # Refused now (a card since frozen, a card read since expired, a revoke whose
+            # original was revoked meanwhile)? A repeat of a request that was recorded still gets
+            # its stored answer.
             existing = await asyncio.to_thread(self.spool.find_by_key, key)
             if existing is not None:
-                return self._replay(existing, request_digest)
+                return await self._repeat(existing, request_digest, wait_s)
+            if isinstance(exc, NotFound):
+                raise NotFoundError(str(exc), field="original_id") from exc
             raise
         if not result.created:  # a repeat: the spool found the key with this very body
-            return Outcome(200, result.record)
+            return await self._repeat(result.record, request_digest, wait_s)
         self.uploader.wake()
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
-        wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
-        if not self.cfg.upstream.url:
-            wait = 0  # nobody will answer: waiting would only slow the counter down
-        final = await self.uploader.wait_final(result.record.record_id, wait) if wait > 0 else None
-        if final is not None:
-            return Outcome(201, final)
-        return Outcome(202, result.record)
+        return await self._answer(result.record, wait_s, first=True)
 
-    async def _request(self, body: dict[str, Any], key: str, request_digest: str) -> AppendRequest:
+    async def _answer(self, record: Record, wait_s: float | None, *, first: bool) -> Outcome:
+        """Wait up to `wait` for central, then fix what the POS is told (see docs/api.md).
+
+        The answer is a money fact: "pending" means the patient pays in full, so it is written
+        (`Spool.mark_outage`) before it is given, and only if central has not decided first.
+        """
+        settled_code = 201 if first else 200
+        if record.outage is not None or record.status != "pending":
+            return Outcome(202 if first and record.status == "pending" else settled_code, record)
+        wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
+        if not self.uploader.can_settle_now():
+            wait = 0  # nobody can answer within it: waiting would only hold the queue up
+        final = await self.uploader.wait_final(record.record_id, wait) if wait > 0 else None
+        if final is not None:
+            return Outcome(settled_code, final)
+        reason = record.offline_reason if record.offline_reason else "timeout"
+        fixed = await asyncio.to_thread(self.spool.mark_outage, record.record_id, reason)
+        if fixed.status != "pending":  # central's outcome was applied just before
+            return Outcome(settled_code, fixed)
+        return Outcome(202 if first else 200, fixed)
+
+    async def _repeat(self, record: Record, request_digest: str, wait_s: float | None) -> Outcome:
+        """A repeated key with the same body: the stored answer. A sale nobody was answered
+        "pending" for yet (the first request's client gave up) waits like the first request."""
+        if record.request_digest != request_digest:
+            raise _key_conflict(record)
+        return await self._answer(record, wait_s, first=False)
+
+    async def _request(self, body: dict[str, Any], key: str, request_digest: str,
+                       wait_s: float | None) -> AppendRequest:
         """Validate, apply the offline policy, and shape what the spool stores."""
         try:
             tx = TransactionIn.model_validate(body)
@@ -199,6 +256,10 @@ class Recorder:
         offline_reason = self.uploader.offline_reason()
         payload = await self._payload(tx, key, offline_reason)
         limited = tx.kind == "settlement" and _policy_applies(offline_reason)
+        wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
+        # Answered "pending" the moment it is committed (nothing can settle it, or the POS asked
+        # not to wait): the patient pays in full, and the commit says so.
+        at_once = not self.uploader.can_settle_now() or wait <= 0
         return AppendRequest(
             kind=tx.kind,
             business_time=(tx.business_time or datetime.now(self.tz)).isoformat(),
@@ -209,12 +270,10 @@ class Recorder:
             offline_reason=offline_reason,
             # The policy's total limit, decided by the spool inside the commit (see policy.py).
             offline_limit_fen=self.cfg.offline.max_total_fen if limited else None,
+            outage_reason=(offline_reason or "timeout") if at_once else None,
+            original_record_id=payload.get("original_record_id"),
+            contact_phone=tx.contact_phone,
         )
-
-    def _replay(self, record: Record, request_digest: str) -> Outcome:
-        if record.request_digest != request_digest:
-            raise _key_conflict()
-        return Outcome(200, record)
 
     async def _payload(self, tx: TransactionIn, key: str, offline_reason: str | None) -> dict[str, Any]:
         base: dict[str, Any] = {
@@ -225,9 +284,13 @@ class Recorder:
         if tx.kind == "revoke":
             assert tx.original_id is not None
             original = await asyncio.to_thread(self.spool.get, tx.original_id)
-            if original is None or original.kind != "settlement":
+            if original is None:
                 raise NotFoundError(f"no settlement {tx.original_id} on this terminal",
                                     field="original_id")
+            # The spool decides every revoke rule inside its commit (two revokes racing each
+            # other cannot both pass); these early answers only spare a write.
+            if original.kind != "settlement":
+                raise ConflictError("a revoke cannot be revoked", code="not_revocable")
             if original.status in ("rejected", "resolved"):
                 raise ConflictError("a settlement central rejected cannot be revoked", code="not_revocable")
             return {**base,

@@ -8,7 +8,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from terminald import followups
 from terminald.api.deps import daemon
+from terminald.api.followups import current as current_followups
 
 router = APIRouter()
 public_router = APIRouter()  # no token needed
@@ -43,6 +45,7 @@ async def status(request: Request) -> dict[str, Any]:
     d = daemon(request)
     assert d.spool is not None
     stats = await asyncio.to_thread(d.spool.stats)
+    owed = followups.summary(await current_followups(d))
     link = d.uploader.link
     return {
         "terminal_id": d.cfg.terminal.id,
@@ -72,5 +75,6 @@ async def status(request: Request) -> dict[str, Any]:
             "integrity": d.spool.integrity,
             "error": d.spool.integrity_error,
         },
+        "followups": owed,
         "devices": await asyncio.to_thread(devices_of, request),
     }

@@ -79,6 +79,10 @@ class TransactionIn(_In):
     business_time: datetime | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     original_id: str | None = Field(default=None, max_length=64)
+    # So staff can call the patient back about money owed (stored locally, never uploaded,
+    # shown masked): digits, with an optional leading + and inner spaces or dashes.
+    contact_phone: str | None = Field(default=None, min_length=5, max_length=20,
+                                      pattern=r"^\+?[0-9][0-9 -]*[0-9]$")
 
     @field_validator("business_time")
     @classmethod
@@ -106,9 +110,15 @@ class TransactionIn(_In):
         else:
             if not self.original_id:
                 raise ValueError("a revoke needs original_id")
-            if self.items or self.card or self.card_read_id or self.total_fen is not None:
+            if (self.items or self.card or self.card_read_id or self.total_fen is not None
+                    or self.contact_phone is not None):
                 raise ValueError("a revoke carries only original_id, operator, business_time and meta")
         return self
+
+
+class RefundIn(_In):
+    paid_fen: int = Field(gt=0, le=10**11)  # lax: 2500.0 is 2500, 2500.5 is refused
+    operator: OperatorIn
 
 
 class ResolveIn(_In):
@@ -176,6 +186,11 @@ class TransactionOut(BaseModel):
     rejection: dict[str, Any] | None = None
     resolution: dict[str, Any] | None = None
     original_id: str | None = None
+    revoked_by: str | None = None
+    paid_at_counter_fen: int | None = None
+    refund_owed_fen: int = 0
+    refund: dict[str, Any] | None = None
+    contact_phone_masked: str | None = None
     card: CardOut | None = None
     card_present: bool = False
     items: list[dict[str, Any]] = Field(default_factory=list)

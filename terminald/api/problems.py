@@ -40,6 +40,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "idempotency_conflict": 409,
     "not_found": 404,
     "invalid_transition": 409,
+    "not_revocable": 409,
+    "refund_amount_mismatch": 409,
 }
 
 TITLES: dict[int, str] = {

@@ -29,6 +29,14 @@ async def reconciliation(
     date: Annotated[str, Query(description="business day, YYYY-MM-DD", pattern=r"^\d{4}-\d{2}-\d{2}$",
                                json_schema_extra={"format": "date"})],
 ) -> dict[str, Any]:
+    """Local vs central totals of a business day: count and net sums of the records central accepted.
+
+    `{date, local{count,total_fen,fund_paid_fen,account_paid_fen,by_status}, central{…}|null, matches,
+    differences[, note][, error]}`. `matches` when central answered and count, total_fen, fund_paid_fen
+    and account_paid_fen are equal; otherwise `differences` lists each figure that differs, then the
+    local records of that day that can explain it (pending here, or settled without fund/account
+    figures): central's totals have no per-record detail. See docs/api.md, "Reconciliation".
+    """
     try:
         day = datetime.date.fromisoformat(date)
     except ValueError as exc:

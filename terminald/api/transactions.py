@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from spool import Transition
 from terminald.api.deps import SQLITE_MAX_INT, daemon, load_record
-from terminald.api.models import ResolveIn, TransactionIn, TransactionList, TransactionOut
+from terminald.api.models import RefundIn, ResolveIn, TransactionIn, TransactionList, TransactionOut
 from terminald.api.problems import problems
 from terminald.errors import ValidationFailed
 from terminald.transactions import KEY_MAX, KEY_PATTERN, answer
@@ -52,12 +52,12 @@ async def create(request: Request) -> JSONResponse:
     raw = await request.body()
     outcome = await d.recorder.record(raw, request.headers.get("idempotency-key"), wait)
     record = outcome.record
-    if outcome.status_code == 202:
-        # Just spooled and still pending in this snapshot: its history is that one entry.
+    if outcome.status_code == 202 and record.outage_reason == record.offline_reason:
+        # Spooled as an outage sale in this very commit: its history is that one entry.
         history = [Transition.spooled(record.spooled_at, record.offline, record.offline_reason)]
     else:
         history = await asyncio.to_thread(d.spool.history, record.record_id)  # type: ignore[union-attr]
-    body = answer(outcome.record, history, timed_out=outcome.status_code == 202)
+    body = answer(outcome.record, history)
     return JSONResponse(body, status_code=outcome.status_code)
 
 
@@ -97,6 +97,20 @@ async def list_all(
     records = await asyncio.to_thread(d.spool.records, status, after_seq, limit)
     return {"items": [answer(r) for r in records],
             "next_after_seq": records[-1].seq if len(records) == limit else None}
+
+
+@router.post("/v1/transactions/{record_id}/refund", response_model=TransactionOut,
+             responses=problems({404: "not_found", 409: "invalid_transition, refund_amount_mismatch",
+                                 422: "validation_failed", 503: "spool_unavailable", 507: "spool_full"}))
+async def refund(request: Request, record_id: str, body: Annotated[RefundIn, Body()]) -> dict[str, Any]:
+    """Record that the fund's share owed for an outage sale was handed to the patient: exactly
+    the amount owed (`refund_owed_fen`), once."""
+    d = daemon(request)
+    assert d.spool is not None
+    record = await asyncio.to_thread(d.spool.refund, record_id, body.paid_fen, body.operator.model_dump())
+    d.publish("transaction.refunded", {"id": record.record_id, "seq": record.seq, "paid_fen": body.paid_fen})
+    history = await asyncio.to_thread(d.spool.history, record_id)
+    return answer(record, history)
 
 
 @router.post("/v1/transactions/{record_id}/resolve", response_model=TransactionOut,

@@ -264,3 +264,41 @@ class PrintQueue:
         else:
             self._update(job_id, state="done", error=None)
         self._set_state(name, printer.status())
+
+
+def prune_before(db_path: str | Path, before: datetime) -> tuple[int, int]:
+    """Retention of print jobs (terminald/retention.py); returns (jobs deleted, jobs emptied).
+
+    Runs on its own connection to the spool's file, whose `records` table says which
+    transactions are still kept. A job a worker may still handle (queued, printing) is never
+    touched. A finished job goes when its transaction was pruned from the spool, or when it
+    failed and finished before ``before``. A done or unknown job of a transaction still kept
+    that finished before ``before`` keeps its row, because the row is what marks the next
+    receipt of that transaction as a reprint, but loses its bytes (the bulk of the row).
+    """
+    if before.tzinfo is None:
+        raise ValueError("before must be timezone-aware")
+    cutoff = before.astimezone(UTC).isoformat(timespec="milliseconds")
+    finished = "state IN ('done', 'failed', 'unknown')"
+    old = "julianday(updated_at) < julianday(?)"
+    conn = connect(db_path)
+    try:
+        migrate(conn, "print_jobs", MIGRATIONS)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = conn.execute(
+                f"DELETE FROM print_jobs WHERE {finished} AND (NOT EXISTS"
+                " (SELECT 1 FROM records r WHERE r.record_id = print_jobs.tx_id)"
+                f" OR (state = 'failed' AND {old}))",
+                (cutoff,),
+            ).rowcount
+            emptied = conn.execute(
+                f"UPDATE print_jobs SET data = x'' WHERE {finished} AND {old} AND length(data) > 0", (cutoff,)
+            ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(deleted), int(emptied)
+    finally:
+        conn.close()

@@ -5,6 +5,11 @@ sanitised, masked values and bad data is a `ReceiptDataError`, never a
 KeyError half-way through a printout. Masking is applied here even when the
 input is already masked (it is idempotent): full identity numbers never
 reach paper.
+
+The money facts (`offline`, `paid_at_counter_fen`, `refund_owed_fen`,
+`refund`, `revoked_by`) are read as the answer states them, never worked out
+again from `mode`, the settlement or the link state: the API decided them
+once, when the POS got its answer.
 """
 
 from __future__ import annotations
@@ -19,7 +24,21 @@ from drivers.printers.escpos import sanitise
 from terminald.errors import TerminaldError
 from terminald.privacy import mask_card, mask_name, mask_ssn
 
-__all__ = ["Item", "ReceiptData", "ReceiptDataError", "Settlement", "fen", "parse_transaction"]
+__all__ = [
+    "KINDS",
+    "STATUSES",
+    "Item",
+    "ReceiptData",
+    "ReceiptDataError",
+    "Refund",
+    "Settlement",
+    "fen",
+    "parse_transaction",
+]
+
+KINDS = ("settlement", "revoke")
+STATUSES = ("pending", "settled", "rejected", "resolved")
+RESOLUTIONS = ("self_pay", "voided")
 
 
 class ReceiptDataError(TerminaldError):
@@ -45,6 +64,15 @@ class Settlement:
 
 
 @dataclass(frozen=True)
+class Refund:
+    """The fund's share handed to the patient of an outage sale (once)."""
+
+    paid_fen: int
+    operator: str
+    at: str
+
+
+@dataclass(frozen=True)
 class ReceiptData:
     id: str
     seq: int | None
@@ -62,6 +90,18 @@ class ReceiptData:
     name: str
     operator: str
     items: tuple[Item, ...]
+    # What the patient paid at the counter (None: undecided, or a revoke).
+    paid_at_counter_fen: int | None = None
+    # The fund's share still owed to the patient of an outage sale central settled.
+    refund_owed_fen: int = 0
+    refund: Refund | None = None
+    revoked_by: str = ""
+    resolution: str = ""  # "" | self_pay | voided
+    resolution_note: str = ""
+    # A revoke: what the patient paid for the original and what of it was already
+    # handed back (the original's own answer, when the caller had it).
+    original_paid_fen: int | None = None
+    original_refunded_fen: int = 0
 
 
 def fen(amount: int) -> str:
@@ -83,13 +123,20 @@ def _int(tx: Mapping[str, Any], key: str, where: str, *, required: bool = True) 
     return value
 
 
-def _time(value: Any) -> str:
+def _optional_int(tx: Mapping[str, Any], key: str, where: str) -> int | None:
+    """An amount the answer states as null when it is not known (never guessed here)."""
+    if tx.get(key) is None:
+        return None
+    return _int(tx, key, where)
+
+
+def _time(value: Any, what: str = "business_time") -> str:
     if not isinstance(value, str):
-        raise ReceiptDataError("business_time must be an RFC 3339 string")
+        raise ReceiptDataError(f"{what} must be an RFC 3339 string")
     try:
         when = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ReceiptDataError(f"business_time {_text(value)!r} is not RFC 3339") from exc
+        raise ReceiptDataError(f"{what} {_text(value)!r} is not RFC 3339") from exc
     # Business time is printed as it happened at the counter, in its own offset.
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -151,14 +198,41 @@ def parse_transaction(tx: Mapping[str, Any]) -> ReceiptData:
     card = _mapping(tx.get("card"), "card")
     operator = _mapping(tx.get("operator"), "operator")
     rejection = _mapping(tx.get("rejection"), "rejection")
+    kind = _text(tx.get("kind")) or "settlement"
+    if kind not in KINDS:
+        raise ReceiptDataError(f"kind must be one of {KINDS}")
+    status = _text(tx.get("status"))
+    if status not in STATUSES:
+        # A document states the record's state: one it does not know cannot be printed.
+        raise ReceiptDataError(f"status must be one of {STATUSES}")
+    resolution = _mapping(tx.get("resolution"), "resolution")
+    resolved_as = _text(resolution.get("resolution"))
+    if status == "resolved" and resolved_as not in RESOLUTIONS:
+        raise ReceiptDataError(f"a resolved transaction needs resolution.resolution in {RESOLUTIONS}")
+    refund = None
+    raw_refund = _mapping(tx.get("refund"), "refund")
+    if raw_refund:
+        refund_operator = raw_refund.get("operator")
+        if isinstance(refund_operator, Mapping):
+            refund_operator = refund_operator.get("name") or refund_operator.get("id")
+        refund = Refund(
+            paid_fen=_int(raw_refund, "paid_fen", "refund."),
+            operator=_text(refund_operator),
+            at=_time(raw_refund.get("at"), "refund.at"),
+        )
+    offline = tx.get("offline")
+    if offline is not None and not isinstance(offline, bool):
+        raise ReceiptDataError("offline must be true or false")
+    original = _mapping(tx.get("original"), "original")
+    original_refund = _mapping(original.get("refund"), "original.refund")
     return ReceiptData(
         id=tx_id,
         seq=seq,
-        kind=_text(tx.get("kind")) or "settlement",
-        status=_text(tx.get("status")),
+        kind=kind,
+        status=status,
         business_time=_time(tx.get("business_time") or tx.get("created_at")),
         total_fen=_int(tx, "total_fen", ""),
-        offline=bool(tx.get("offline")),
+        offline=offline is True,
         offline_reason=_text(tx.get("offline_reason")),
         settlement=settlement,
         rejection=_text(rejection.get("message") or rejection.get("code")),
@@ -168,4 +242,12 @@ def parse_transaction(tx: Mapping[str, Any]) -> ReceiptData:
         name=mask_name(_text(card.get("name_masked") or card.get("name"))),
         operator=_text(operator.get("name") or operator.get("id")),
         items=tuple(items),
+        paid_at_counter_fen=_optional_int(tx, "paid_at_counter_fen", ""),
+        refund_owed_fen=_int(tx, "refund_owed_fen", "", required=False),
+        refund=refund,
+        revoked_by=_text(tx.get("revoked_by")),
+        resolution=resolved_as if status == "resolved" else "",
+        resolution_note=_text(resolution.get("note")),
+        original_paid_fen=_optional_int(original, "paid_at_counter_fen", "original."),
+        original_refunded_fen=_int(original_refund, "paid_fen", "original.refund.", required=False),
     )

@@ -15,6 +15,9 @@ Faults, switchable at runtime with `POST /_control` (JSON) or `CentralSim.contro
     drop_after_commit_rate      handle and commit a batch, then reset instead of answering
     garbage_rate: float 0..1    handle (and commit), then answer 200 with a body that is not JSON
     throttle_rate: float 0..1   429 with `Retry-After: retry_after_s`
+    bad_split: bool             answer each settlement with parts that do not add up (books stay right)
+    extra_fields: bool          add undocumented fields to every result, settlement and reason
+    fork_cursor: bool           answer `cursor` with another last_hash (central's books tell another history)
     seed: int                   seed the fault dice (reproducible runs)
 Actions (one-shot): down_for_s (go down, come back by itself: the way to do it over HTTP,
 since a down simulator cannot hear `{"down": false}`), freeze / unfreeze / not_insured
@@ -59,6 +62,9 @@ class Faults:
     garbage_rate: float = 0.0
     throttle_rate: float = 0.0
     retry_after_s: int = 1
+    bad_split: bool = False
+    extra_fields: bool = False
+    fork_cursor: bool = False
 
 
 class _Reset(Exception):
@@ -272,6 +278,7 @@ class CentralSim:
         if self._roll(faults.error_rate, "error"):
             return json_answer(503, {"error": "unavailable"})
         status, answer, extra = self._route(method, path, parse_qs(parts.query), headers, body)
+        answer = self._distort(path, answer)
         if (
             method == "POST"
             and status == 200
@@ -281,6 +288,33 @@ class CentralSim:
         if self._roll(faults.garbage_rate, "garbage"):
             return 200, [("Content-Type", "application/json")], b'{"results": [{"seq": \x00garbage<html>'
         return json_answer(status, answer, extra)
+
+    def _distort(self, path: str, answer: Any) -> Any:
+        """What the answer-changing faults do to an answer (central's books stay as they are)."""
+        faults = self.faults
+        if not isinstance(answer, dict):
+            return answer
+        if faults.fork_cursor and path.endswith("/cursor"):
+            self.injected["fork_cursor"] += 1
+            answer = {**answer, "last_hash": "e" * 64}
+        results = answer.get("results")
+        if (faults.bad_split or faults.extra_fields) and path.endswith("/records") and isinstance(results, list):
+            answer = {**answer, "results": [self._distort_result(r) for r in results]}
+        return answer
+
+    def _distort_result(self, result: dict[str, Any]) -> dict[str, Any]:
+        result = dict(result)
+        if self.faults.bad_split and isinstance(result.get("settlement"), dict):
+            self.injected["bad_split"] += 1
+            settlement = result["settlement"]
+            result["settlement"] = {**settlement, "cash_paid_fen": settlement["cash_paid_fen"] + 1}
+        if self.faults.extra_fields:
+            self.injected["extra_fields"] += 1
+            for key in ("settlement", "reason"):
+                if isinstance(result.get(key), dict):
+                    result[key] = {**result[key], "patient_phone": "13800138000", "internal_note": "<b>x</b>"}
+            result["debug_trace"] = {"node": "central-7"}
+        return result
 
     def _roll(self, rate: float, name: str) -> bool:
         if rate > 0 and self._dice.random() < rate:
@@ -367,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token")
     for f in fields(Faults):
         flag = "--" + f.name.replace("_", "-")
-        if f.name == "down":
+        if isinstance(getattr(Faults(), f.name), bool):
             parser.add_argument(flag, action="store_true")
         else:
             parser.add_argument(flag, type=type(getattr(Faults(), f.name)), default=getattr(Faults(), f.name))

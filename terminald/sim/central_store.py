@@ -7,6 +7,14 @@ bug in the terminal's canonical JSON must show up as `chain_broken` here.
 Everything is persisted (records, the frozen-card list with its versions, the
 not-insured list, downtime notices), so a simulator restarted on the same file
 answers `cursor`, `duplicate` and `totals` exactly as before.
+
+Revokes (docs/upstream.md, "The central simulator"): a revoke is accepted once per accepted
+settlement of the same terminal, for exactly the negative of its total, and its settlement
+is the negative of the original's, part by part (fund, account and cash are each <= 0 and
+add up to the revoke's negative `total_fen`). A second revoke of the same original is
+rejected `already_revoked`; a revoke of an unknown, rejected or revoke record is rejected
+`original_not_found`. `totals` (contract: pinned) counts accepted records only and sums
+their stored settlements, so an accepted revoke subtracts its original's amounts.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ CREATE TABLE IF NOT EXISTS frozen_log (
   version INTEGER PRIMARY KEY, card_number TEXT NOT NULL, op TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS not_insured (card_number TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS downtime (start TEXT NOT NULL, end TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS revokes (
+  original_record_id TEXT PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, terminal_id TEXT NOT NULL);
 """
 
 
@@ -154,6 +164,12 @@ class CentralStore:
                 datetime.now(UTC).isoformat(timespec="milliseconds"),
             ),
         )
+        if status == "accepted" and record.get("kind") == "revoke":
+            # The primary key makes "revoked at most once" a fact of the books, not only of _decide.
+            self._conn.execute(
+                "INSERT INTO revokes VALUES (?, ?, ?)",
+                (payload["original_record_id"], record["record_id"], tid),
+            )
         ctx["tail"] = (record["seq"], record["hash"])
         return {"seq": record["seq"], "record_id": record["record_id"], "status": status, **outcome}
 
@@ -162,16 +178,12 @@ class CentralStore:
         if not isinstance(payload, dict) or record.get("kind") not in ("settlement", "revoke"):
             return _reject("invalid_record", "the record has no payload or an unknown kind")
         total = payload.get("total_fen", 0)
-        if not isinstance(total, int) or total < 0:
-            return _reject("invalid_record", "total_fen must be a non-negative integer")
+        if not isinstance(total, int) or isinstance(total, bool):
+            return _reject("invalid_record", "total_fen must be an integer")
         if record["kind"] == "revoke":
-            original = payload.get("original_record_id")
-            row = self._conn.execute(
-                "SELECT status FROM records WHERE record_id = ? AND terminal_id = ?", (original, tid)
-            ).fetchone()
-            if row is None or row[0] != "accepted":
-                return _reject("original_not_found", "no accepted settlement with that original_record_id")
-            return "accepted", {"settlement": _settlement(record, 0)}
+            return self._decide_revoke(tid, record, payload, total)
+        if total < 0:
+            return _reject("invalid_record", "a settlement's total_fen must be a non-negative integer")
         raw_card = payload.get("card")
         card: dict[str, Any] = raw_card if isinstance(raw_card, dict) else {}
         number = card.get("card_number", "")
@@ -180,6 +192,31 @@ class CentralStore:
         if number in ctx["not_insured"]:
             return _reject("not_insured", "未参保或参保状态异常")
         return "accepted", {"settlement": _settlement(record, total)}
+
+    def _decide_revoke(
+        self, tid: str, record: dict[str, Any], payload: dict[str, Any], total: int
+    ) -> tuple[str, dict[str, Any]]:
+        """A revoke cancels one accepted settlement of this terminal, once, for its whole amount."""
+        original_id = payload.get("original_record_id")
+        if not isinstance(original_id, str):
+            return _reject("invalid_record", "a revoke needs payload.original_record_id")
+        row = self._conn.execute(
+            "SELECT status, outcome, total_fen, json_extract(body, '$.kind') FROM records"
+            " WHERE record_id = ? AND terminal_id = ?",
+            (original_id, tid),
+        ).fetchone()
+        if row is None or row[0] != "accepted" or row[3] != "settlement":
+            return _reject("original_not_found", "no accepted settlement with that original_record_id")
+        revoked = self._conn.execute(
+            "SELECT record_id FROM revokes WHERE original_record_id = ?", (original_id,)
+        ).fetchone()
+        if revoked is not None:
+            return _reject("already_revoked", f"the settlement was revoked already by {revoked[0]}")
+        if total != -row[2]:
+            return _reject("invalid_record", f"a revoke's total_fen must be {-row[2]}, the negative of its original's")
+        original = json.loads(row[1])["settlement"]
+        parts = {key: -int(original[key]) for key in _PARTS}
+        return "accepted", {"settlement": {"central_ref": _central_ref(record), **parts}}
 
     def notices(self, frozen_since: int | None) -> dict[str, Any]:
         with self._lock:
@@ -207,17 +244,27 @@ class CentralStore:
         return {"downtime": downtime, "frozen_cards": frozen}
 
     def totals(self, terminal_id: str, date: str) -> dict[str, Any]:
+        """The pinned `totals`: count and net sums over accepted records, every status counted."""
+        sums = ", ".join(f"COALESCE(SUM(json_extract(outcome, '$.settlement.{key}')), 0)" for key in _SUMMED)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0) FROM records"
+                f"SELECT status, COUNT(*), COALESCE(SUM(total_fen), 0), {sums} FROM records"
                 " WHERE terminal_id = ? AND business_date = ? GROUP BY status",
                 (terminal_id, date),
             ).fetchall()
+        by_status = {"accepted": 0, "rejected": 0}
+        accepted: tuple[Any, ...] = ("accepted", 0, 0, 0, 0)
+        for row in rows:
+            by_status[row[0]] = row[1]
+            if row[0] == "accepted":
+                accepted = tuple(row)
         return {
             "date": date,
-            "count": sum(r[1] for r in rows),
-            "total_fen": sum(r[2] for r in rows),
-            "by_status": {r[0]: r[1] for r in rows},
+            "count": accepted[1],
+            "total_fen": accepted[2],
+            "fund_paid_fen": accepted[3],
+            "account_paid_fen": accepted[4],
+            "by_status": by_status,
         }
 
     # -- control ----------------------------------------------------------------------------------
@@ -249,11 +296,19 @@ class CentralStore:
     def regress(self, terminal_id: str, count: int) -> int:
         """Forget the last `count` records of a terminal, like a central restored from an old backup."""
         with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
             cur = self._conn.execute(
                 "DELETE FROM records WHERE terminal_id = ? AND seq > "
                 "(SELECT COALESCE(MAX(seq), 0) - ? FROM records WHERE terminal_id = ?)",
                 (terminal_id, count, terminal_id),
             )
+            # A forgotten revoke revoked nothing: its original may be revoked again (by the same record re-sent).
+            self._conn.execute(
+                "DELETE FROM revokes WHERE terminal_id = ? AND record_id NOT IN"
+                " (SELECT record_id FROM records WHERE terminal_id = ?)",
+                (terminal_id, terminal_id),
+            )
+            self._conn.execute("COMMIT")
             return cur.rowcount
 
     def tamper_last_hash(self, terminal_id: str) -> None:
@@ -286,10 +341,18 @@ def _reject(code: str, message: str) -> tuple[str, dict[str, Any]]:
     return "rejected", {"reason": {"code": code, "message": message}}
 
 
+_PARTS = ("fund_paid_fen", "account_paid_fen", "cash_paid_fen")
+_SUMMED = ("fund_paid_fen", "account_paid_fen")
+
+
+def _central_ref(record: Mapping[str, Any]) -> str:
+    return f"C{record['seq']:08d}-{str(record['record_id'])[-8:]}"
+
+
 def _settlement(record: Mapping[str, Any], total: int) -> dict[str, Any]:
     fund = total * 7 // 10
     return {
-        "central_ref": f"C{record['seq']:08d}-{str(record['record_id'])[-8:]}",
+        "central_ref": _central_ref(record),
         "fund_paid_fen": fund,
         "account_paid_fen": 0,
         "cash_paid_fen": total - fund,

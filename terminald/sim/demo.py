@@ -242,8 +242,31 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     settled_later = counter.api().get(f"/v1/transactions/{tx['first_offline']['id']}").json()
     counter.print_receipt(settled_later["id"], document="notice")
     s["receipts"]["notice"] = counter.save_png(settled_later["id"], "4-settlement-notice", document="notice")
-    _say("", "staff resolved the rejection as self-pay; the settlement notice tells the other patient "
-             "the fund's share to be refunded")
+    owed = settled_later["refund_owed_fen"]
+    split = settled_later["settlement"]
+    if not settled_later["offline"] or owed != split["fund_paid_fen"] + split["account_paid_fen"] or owed <= 0:
+        raise DemoFailed(f"the sale answered 202 should owe the fund's share back: {settled_later}")
+    _say("", f"staff resolved the rejection as self-pay; the settlement notice tells the patient of "
+             f"order-1002 (paid {settled_later['paid_at_counter_fen'] / 100:.2f} in full) that "
+             f"{owed / 100:.2f} yuan is owed back")
+
+    followups = expect(counter.api().get("/v1/followups"), 200, "follow-up list")
+    owed_ids = [i["id"] for i in followups["items"] if i["reason"] == "refund"]
+    if settled_later["id"] not in owed_ids or tx["planned"]["id"] not in owed_ids:
+        raise DemoFailed(f"the follow-up list misses a refund owed: {followups}")
+    for item in followups["items"]:
+        _say("", f"follow up: seq {item['seq']} {item['reason']} {item['owed_fen'] / 100:.2f} yuan "
+                 f"by {item['deadline']}, card {item['card']['card_number']}")
+    r = counter.api().post(f"/v1/transactions/{settled_later['id']}/refund",
+                           json={"paid_fen": owed, "operator": {"id": "op7", "name": "王芳"}})
+    expect(r, 200, "record the refund handed over")
+    left = expect(counter.api().get("/v1/followups"), 200, "follow-up list after the refund")
+    if settled_later["id"] in [i["id"] for i in left["items"]]:
+        raise DemoFailed("a refund handed over is still listed as owed")
+    s["followups"] = {"before": followups["count"], "after": left["count"], "refunded_fen": owed,
+                      "still_owed_fen": left["owed_fen"]}
+    _say("", f"the patient of order-1002 comes back: {owed / 100:.2f} yuan handed over and recorded; "
+             f"{left['count']} follow-up(s) left, {left['owed_fen'] / 100:.2f} yuan still owed")
 
     date = datetime.now(TZ).date().isoformat()
     rec = expect(counter.api().get("/v1/reconciliation", params={"date": date}), 200, "reconciliation")
@@ -268,6 +291,9 @@ def _print_summary(s: dict[str, Any], work: Path) -> None:
                   f"{status['spool']['settled_total']}; last seq {status['spool']['last_seq']}")
     console.print(f"uploaded to central: {s['uploaded']} records, in order, each once")
     console.print(f"refused offline: {', '.join(s['refused'])}")
+    f = s["followups"]
+    console.print(f"follow-ups: {f['before']} listed; refund of {f['refunded_fen'] / 100:.2f} yuan handed over; "
+                  f"{f['after']} left ({f['still_owed_fen'] / 100:.2f} yuan still owed)")
     for o in s["outages"]:
         console.print(f"outage: {o['started_at']} → {o['ended_at'] or 'now'} ({o['duration_s']:.0f} s, "
                       f"{'planned' if o['planned'] else 'unplanned'}: {o['cause']})")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-__all__ = ["active_window", "now_iso", "parse_time", "working_days_between"]
+__all__ = ["WorkCalendar", "active_window", "now_iso", "parse_time", "working_days_between"]
 
 
 def now_iso(tz: tzinfo) -> str:
@@ -22,17 +22,47 @@ def parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def working_days_between(start: date, end: date) -> int:
-    """Working days (Mon-Fri) after `start` up to and including `end`; 0 when end <= start."""
-    if end <= start:
-        return 0
-    days = (end - start).days
-    weeks, rest = divmod(days, 7)
-    count = weeks * 5
-    for offset in range(1, rest + 1):
-        if (start + timedelta(days=offset)).weekday() < 5:
-            count += 1
-    return count
+class WorkCalendar:
+    """Which days are working days: Monday to Friday, less the public holidays, plus the
+    make-up working days (调休, a Saturday or Sunday worked) that the offices announce."""
+
+    def __init__(self, holidays: Iterable[date] = (), workdays: Iterable[date] = ()) -> None:
+        self._holidays = frozenset(holidays)
+        self._workdays = frozenset(workdays)
+
+    def is_working(self, day: date) -> bool:
+        if day in self._workdays:
+            return True
+        return day.weekday() < 5 and day not in self._holidays
+
+    def between(self, start: date, end: date) -> int:
+        """Working days after `start` up to and including `end`; 0 when end <= start."""
+        if end <= start:
+            return 0
+        days = (end - start).days
+        weeks, rest = divmod(days, 7)
+        count = weeks * 5
+        for offset in range(1, rest + 1):
+            if (start + timedelta(days=offset)).weekday() < 5:
+                count += 1
+        # The exceptions are few: correct the plain count by each one inside the span.
+        count -= sum(1 for d in self._holidays if start < d <= end and d.weekday() < 5)
+        count += sum(1 for d in self._workdays if start < d <= end and d.weekday() >= 5)
+        return count
+
+    def add(self, start: date, working_days: int) -> date:
+        """The day `working_days` working days after `start` (the deadline of a 补录 window)."""
+        day, left = start, working_days
+        while left > 0:
+            day += timedelta(days=1)
+            if self.is_working(day):
+                left -= 1
+        return day
+
+
+def working_days_between(start: date, end: date, calendar: WorkCalendar | None = None) -> int:
+    """Working days after `start` up to and including `end`; 0 when end <= start."""
+    return (calendar or WorkCalendar()).between(start, end)
 
 
 def active_window(windows: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any] | None:

@@ -1,13 +1,16 @@
 """Protocol v1 client: one httpx.AsyncClient, explicit timeouts, typed answers and errors.
 
 Every call either returns a parsed, checked value or raises an UpstreamError
-subclass (see errors.py); httpx exceptions never leave this module.
+subclass (see errors.py); httpx exceptions never leave this module. An answer
+body is read up to MAX_ANSWER_BYTES (8 MiB, after content decoding): past it,
+the answer is garbage (BadAnswer, retried), whatever it says.
 """
 
 from __future__ import annotations
 
 import json
 import ssl
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -22,7 +25,7 @@ from terminald.upload.answers import (
     CentralTotals,
     Cursor,
     Notices,
-    check_results_match,
+    SentRecord,
     parse_batch,
     parse_cursor,
     parse_notices,
@@ -38,9 +41,21 @@ from terminald.upload.errors import (
     Unreachable,
 )
 
-__all__ = ["CentralClient", "parse_retry_after"]
+__all__ = ["MAX_ANSWER_BYTES", "CentralClient", "parse_retry_after"]
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+# An answer body past this (after content decoding) is garbage: read no further, retry later.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer read in full, within MAX_ANSWER_BYTES."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -110,9 +125,14 @@ class CentralClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, path: str, **kwargs: Any) -> _Answer:
         try:
-            return await self._http.request(method, path, **kwargs)
+            request = self._http.build_request(method, path, **kwargs)
+            response = await self._http.send(request, stream=True)
+            try:
+                return await self._read(response)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise Unreachable(f"no answer from central within {self._cfg.timeout_s} s", "timeout") from exc
         except httpx.ConnectError as exc:
@@ -121,15 +141,29 @@ class CentralClient:
             raise Unreachable(f"connection to central lost: {exc}", "connection_lost") from exc
         except httpx.TransportError as exc:
             raise Unreachable(f"transport error talking to central: {exc}", "transport") from exc
+        except httpx.DecodingError as exc:
+            raise BadAnswer(f"central's answer cannot be decoded: {exc}") from exc
 
     @staticmethod
-    def _json(response: httpx.Response) -> Any:
+    async def _read(response: httpx.Response) -> _Answer:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            raise BadAnswer(f"HTTP {response.status_code} answer of {declared} bytes is over the bound")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise BadAnswer(f"HTTP {response.status_code} answer is over {MAX_ANSWER_BYTES} bytes")
+        return _Answer(response.status_code, response.reason_phrase, response.headers, bytes(body))
+
+    @staticmethod
+    def _json(response: _Answer) -> Any:
         try:
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadAnswer(f"HTTP {response.status_code} answer is not JSON") from exc
 
-    def _check_status(self, response: httpx.Response) -> None:
+    def _check_status(self, response: _Answer) -> None:
         status = response.status_code
         if status in _RETRYABLE_STATUS or status >= 500:
             raise ServerBusy(status, parse_retry_after(response.headers.get("Retry-After")))
@@ -158,7 +192,9 @@ class CentralClient:
 
     async def post_records(self, wires: list[dict[str, Any]]) -> BatchAnswer:
         """Send one batch; SequenceGap / ChainBroken carry the results decided before the stop."""
-        sent = [(int(w["seq"]), str(w["record_id"])) for w in wires]
+        # Each answer is checked against what was sent: seq, record_id, and the total the parts
+        # of a settlement must add up to.
+        sent = [SentRecord.of(w) for w in wires]
         body = json.dumps({"records": wires}, ensure_ascii=False, separators=(",", ":")).encode()
         response = await self._call(
             "POST",
@@ -170,15 +206,13 @@ class CentralClient:
             answer = self._json(response)
             error = answer.get("error") if isinstance(answer, dict) else None
             if response.status_code == 409 and error == "sequence_gap":
-                results = parse_results(answer.get("results", []))
-                check_results_match(results, sent)
+                results = parse_results(answer.get("results", []), sent)
                 expected = answer.get("expected_seq")
                 if not isinstance(expected, int) or isinstance(expected, bool) or expected < 1:
                     raise BadAnswer("sequence_gap without a valid expected_seq")
                 raise SequenceGap(expected, results)
             if response.status_code == 422 and error == "chain_broken":
-                results = parse_results(answer.get("results", []))
-                check_results_match(results, sent)
+                results = parse_results(answer.get("results", []), sent)
                 seq = answer.get("seq")
                 raise ChainBroken(seq if isinstance(seq, int) else -1, results)
         self._check_status(response)

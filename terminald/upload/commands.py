@@ -1,4 +1,5 @@
-"""Command bodies for the CLI: `spool drain`, `outages`, `reconcile` (wired into typer by cli.py).
+"""Command bodies for the CLI: `spool drain`, `outages`, `reconcile`, `upstream resume` (wired into
+typer by cli.py).
 
 Each returns the exit code: 0 ok, 1 failure. Also runnable on its own,
 `python -m terminald.upload.commands drain --config FILE` (used by the crash tests).
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv as csv_module
+import getpass
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -24,7 +27,7 @@ from terminald.errors import TerminaldError
 from terminald.reports import outages, reconcile
 from terminald.upload.uploader import Uploader
 
-__all__ = ["drain", "main", "print_outages", "print_reconcile"]
+__all__ = ["drain", "main", "print_outages", "print_reconcile", "resume"]
 
 INTERRUPTED = 130
 
@@ -121,6 +124,7 @@ def print_outages(cfg: Config, reportable: bool, csv: bool) -> int:
 
 
 def print_reconcile(cfg: Config, date: str) -> int:
+    """`terminald reconcile --date D`: what `GET /v1/reconciliation` answers, as a table; 1 unless it matches."""
     from terminald.spoolcmd import with_spool
 
     return with_spool(cfg, lambda spool: _show_reconcile(asyncio.run(reconcile(spool, cfg, date))))
@@ -128,23 +132,80 @@ def print_reconcile(cfg: Config, date: str) -> int:
 
 def _show_reconcile(result: dict[str, Any]) -> int:
     console = Console()
+    figures = ("count", "total_fen", "fund_paid_fen", "account_paid_fen")
     table = Table(title=f"reconciliation {result['date']}")
-    for column in ("", "count", "total_fen", "by_status"):
+    for column in ("", *figures, "by_status"):
         table.add_column(column)
     for side in ("local", "central"):
         part = result[side]
         if part is None:
-            table.add_row(side, "-", "-", result.get("error", "unavailable"))
+            table.add_row(side, *["-"] * len(figures), result.get("error", "unavailable"))
         else:
             table.add_row(
-                side,
-                str(part["count"]),
-                str(part["total_fen"]),
-                json.dumps(part["by_status"], ensure_ascii=False),
+                side, *(str(part[f]) for f in figures), json.dumps(part["by_status"], ensure_ascii=False)
             )
     console.print(table)
+    for item in result.get("differences", []):
+        if "figure" in item:
+            console.print(f"differs: {item['figure']} local {item['local']} central {item['central']}")
+        else:
+            console.print(
+                f"record {item['record_id']} seq {item['seq']} {item['kind']} {item['status']} "
+                f"{item['total_fen']} fen: {item['why']} ({item['detail']})",
+                markup=False,
+            )
+    if "note" in result:
+        console.print(result["note"], markup=False)
     console.print("[green]matches[/green]" if result["matches"] else "[red]does not match[/red]")
     return 0 if result["matches"] else 1
+
+
+def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downtime: bool = False) -> int:
+    """Ask the running daemon to clear its upload halt (and/or central's window in force now).
+
+    The daemon logs who (`operator`, by default the login name) and why, checks central's
+    cursor again and answers the upstream status: exit 0 when no longer halted, 1 when it
+    halted again (the cause is not fixed), nothing was halted, or the daemon did not answer.
+    """
+    import httpx
+
+    from terminald.clientcmd import api_call
+
+    console = Console()
+    who = operator or _login_name()
+    body = {"operator": who, "reason": reason, "clear_downtime": clear_downtime}
+    try:
+        response = api_call(cfg, "POST", "/v1/upstream/resume", body, timeout_s=30.0)
+    except FileNotFoundError:
+        console.print(f"[red]no API token at {cfg.token_path}: is terminald running here?[/red]")
+        return 1
+    except httpx.HTTPError as exc:
+        console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/red]")
+        return 1
+    if response.status_code != 200:
+        try:
+            problem = response.json()
+            detail = f"{problem.get('code')}: {problem.get('detail')}"
+        except ValueError:
+            detail = response.text[:200]
+        console.print(f"terminald answered {response.status_code}: {detail}", style="red", markup=False)
+        return 1
+    link = response.json()
+    if link.get("halted"):
+        console.print("[red]uploading halted again: the cause is not fixed[/red]")
+        for alarm in link.get("alarms") or []:
+            console.print(f"{alarm.get('code')}: {alarm.get('message')}", style="red", markup=False)
+        return 1
+    cause = f" ({link['cause']})" if link.get("cause") else ""
+    console.print(f"resumed by {who}: upstream {link.get('state')}{cause}", markup=False)
+    return 0
+
+
+def _login_name() -> str:
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def _duration(seconds: float) -> str:

@@ -7,8 +7,12 @@ UpstreamError                  code "upstream_error"; never escapes the uploader
 │   └── BadAnswer              an answer that is not what protocol v1 says (not JSON, bad fields)
 ├── Refused                    any other 4xx (bad token, unknown terminal): retry only after a pause
 ├── SequenceGap                409 sequence_gap: `.expected_seq`, `.results` decided before the gap
-├── ChainBroken                422 chain_broken: `.seq`, `.results`; uploading stops, alarm
-└── CursorRegression           central knows less than it acknowledged; uploading stops, alarm
+└── Halt                       central's books disagree with ours: uploading stops (halt), alarm `code`,
+    │                          until `terminald upstream resume`; nothing is lost or rewritten
+    ├── ChainBroken            422 chain_broken: `.seq`, `.results`
+    ├── CursorRegression       central knows less than it acknowledged
+    ├── ChainForked            central's cursor hash is not our record's hash at that seq
+    └── CursorAhead            central's cursor is past our last seq (records we do not have)
 """
 
 from __future__ import annotations
@@ -90,7 +94,13 @@ class SequenceGap(UpstreamError):
         self.results = results
 
 
-class ChainBroken(UpstreamError):
+class Halt(UpstreamError):
+    """Uploading must stop until staff resume it: sending more could only make things worse."""
+
+    code = "upstream_halt"
+
+
+class ChainBroken(Halt):
     code = "chain_broken"
 
     def __init__(self, seq: int, results: list[RecordResult]) -> None:
@@ -99,7 +109,7 @@ class ChainBroken(UpstreamError):
         self.results = results
 
 
-class CursorRegression(UpstreamError):
+class CursorRegression(Halt):
     code = "cursor_regression"
 
     def __init__(self, central_seq: int, acked_seq: int) -> None:
@@ -109,3 +119,27 @@ class CursorRegression(UpstreamError):
         )
         self.central_seq = central_seq
         self.acked_seq = acked_seq
+
+
+class ChainForked(Halt):
+    code = "chain_forked"
+
+    def __init__(self, seq: int, central_hash: str, local_hash: str) -> None:
+        super().__init__(
+            f"central's cursor says seq {seq} has hash {central_hash[:12]}…, ours has {local_hash[:12]}…: "
+            "central holds another history of this terminal (a fork); uploading stopped, nothing is lost locally"
+        )
+        self.seq = seq
+
+
+class CursorAhead(Halt):
+    code = "cursor_ahead"
+
+    def __init__(self, central_seq: int, local_seq: int) -> None:
+        super().__init__(
+            f"central's cursor is at seq {central_seq} but this spool ends at seq {local_seq}: central holds "
+            "records this terminal does not have (another PC with this terminal id, or an old spool "
+            "restored); uploading stopped, nothing is lost locally"
+        )
+        self.central_seq = central_seq
+        self.local_seq = local_seq

@@ -7,7 +7,7 @@ from typing import Any
 
 from spool import Record, SpoolStats
 from terminald.privacy import mask_card, mask_name, mask_ssn
-from terminald.upload.calendar import now_iso, parse_time, working_days_between
+from terminald.upload.calendar import WorkCalendar, now_iso, parse_time, working_days_between
 
 __all__ = ["backlog_event", "overdue_message", "transaction_event"]
 
@@ -43,12 +43,13 @@ def backlog_event(stats: SpoolStats, tz: tzinfo) -> dict[str, Any]:
     }
 
 
-def overdue_message(oldest_pending: Record | None, now: datetime, tz: tzinfo, limit_days: int) -> str | None:
+def overdue_message(oldest_pending: Record | None, now: datetime, tz: tzinfo, limit_days: int,
+                    calendar: WorkCalendar | None = None) -> str | None:
     """Why the re-entry deadline has passed for the oldest pending record, or None when it has not."""
     when = parse_time(oldest_pending.business_time) if oldest_pending is not None else None
     if oldest_pending is None or when is None:
         return None
-    if working_days_between(when.astimezone(tz).date(), now.astimezone(tz).date()) <= limit_days:
+    if working_days_between(when.astimezone(tz).date(), now.astimezone(tz).date(), calendar) <= limit_days:
         return None
     return (
         f"pending records from {oldest_pending.business_time} are older than {limit_days} working days: "

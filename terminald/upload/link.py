@@ -25,6 +25,10 @@ log = logging.getLogger("terminald.upload")
 
 EmitFn = Callable[[str, dict[str, Any]], None]
 NO_UPSTREAM = "no upstream configured"
+# Every halt alarm ends with this: staff must know how to clear it without a restart.
+RESUME_HINT = (
+    "once the cause is fixed: terminald upstream resume --reason '…' (or POST /v1/upstream/resume)"
+)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class LinkTracker:
         # An outage left open by a previous run: continued by the first failure, or closed
         # (at the time it was last seen going on) by the first success.
         self._resumed = state.open_outage() if state is not None else None
+        self._halt_codes: set[str] = set()
 
     def _now(self) -> str:
         return now_iso(self._tz)
@@ -122,11 +127,17 @@ class LinkTracker:
         if self.link.cause != NO_UPSTREAM:
             self._move("offline", NO_UPSTREAM, self._now(), planned=None)
 
+    def reached(self) -> None:
+        """Central answered, but the state stays what it is (a notice read inside a window)."""
+        self.link.last_ok_at = self._now()
+
     def halt(self, code: str, message: str) -> None:
-        """Stop uploading for good (until restart): central's books disagree with ours."""
+        """Stop uploading until staff resume it (`resume`): central's books disagree with ours."""
         now = self._now()
+        message = f"{message}; {RESUME_HINT}"
         self.link.halted = True
         self.link.last_error = message
+        self._halt_codes.add(code)
         self.alarm(code, message)
         if self._state is not None and self.link.state == "online":
             self._state.begin_outage(now, code, planned=False)
@@ -137,6 +148,16 @@ class LinkTracker:
             {"at": now, "cause": code, "planned": False, "alarm": {"code": code, "message": message}},
         )
         log.error("upload stopped: %s", message)
+
+    def resume(self) -> list[str]:
+        """Clear the halt and its alarm (the uploader checks central's cursor again next);
+        return the halt codes cleared."""
+        codes = sorted(self._halt_codes)
+        self.link.halted = False
+        self._halt_codes.clear()
+        for code in codes:
+            self.clear_alarm(code)
+        return codes
 
     def alarm(self, code: str, message: str) -> bool:
         """Raise an alarm once; True when it is new."""

@@ -1,7 +1,8 @@
 """The uploader's own tables, kept in the spool's SQLite file (namespace "upload").
 
 - `upload_state`: key/value: the highest seq central acknowledged (`acked_seq`),
-  the frozen-card list version, the downtime notices last received.
+  the frozen-card list version, the downtime notices last received (those
+  kept), the windows from central that staff cleared (until they end).
 - `upload_frozen_cards`: the frozen-card list last synced from central.
 - `upload_outages`: one row per offline period (open while `ended_at` is NULL);
   `checked_at` is the last time the outage was seen still going, so a daemon
@@ -92,6 +93,14 @@ class UploadState:
 
     def set_notice_downtime(self, windows: list[dict[str, str]]) -> None:
         self._set("notice_downtime", json.dumps(windows, ensure_ascii=False))
+
+    def dismissed_downtime(self) -> list[dict[str, str]]:
+        """Windows from central that staff cleared (`upstream resume --clear-downtime`)."""
+        raw = self._get("dismissed_downtime")
+        return list(json.loads(raw)) if raw else []
+
+    def set_dismissed_downtime(self, windows: list[dict[str, str]]) -> None:
+        self._set("dismissed_downtime", json.dumps(windows, ensure_ascii=False))
 
     # -- outages ----------------------------------------------------------------------------------
 

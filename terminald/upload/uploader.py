@@ -9,10 +9,14 @@ records again: central answers `duplicate` with the stored outcome.
 Transient failures (transport, 408/425/429/5xx, unparseable answers) retry
 the same records with exponential backoff and full jitter (tenacity), capped
 at `retry_cap_s`, honouring Retry-After; the link goes offline on the first
-one. `sequence_gap` reads the cursor and resyncs. A cursor below what central
-acknowledged, a fork of our sequence, or `chain_broken` halt uploading with an
-alarm: nothing is lost, nothing rewritten. Inside a planned downtime window
-nothing is attempted.
+one. Central's cursor is checked against the local chain at start, after
+`sequence_gap` and after a resume: below what central acknowledged, past our
+last seq, or another hash at that seq (a fork) halt uploading, as does
+`chain_broken`, with an alarm: nothing is lost, nothing rewritten. A halt lasts
+until staff resume (`resume`, from `terminald upstream resume` or
+`POST /v1/upstream/resume`); the cursor is checked again first. Inside a
+planned downtime window nothing is sent but one read of the notices every
+`notices_every_s`, so that central can withdraw a window it announced.
 """
 
 from __future__ import annotations
@@ -29,15 +33,18 @@ from zoneinfo import ZoneInfo
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from spool import Outcome, Record, Spool, SpoolError
+from spool import GENESIS_HASH, Outcome, Record, Spool, SpoolError, SpoolStats
 from terminald.config import Config
-from terminald.errors import ConfigError
-from terminald.upload.answers import Cursor, RecordResult
-from terminald.upload.calendar import now_iso, parse_time
+from terminald.errors import ConfigError, ConflictError
+from terminald.upload.answers import Cursor, Notices, RecordResult
+from terminald.upload.calendar import WorkCalendar, now_iso, parse_time
 from terminald.upload.client import CentralClient
 from terminald.upload.errors import (
     ChainBroken,
+    ChainForked,
+    CursorAhead,
     CursorRegression,
+    Halt,
     Refused,
     SequenceGap,
     Transient,
@@ -84,6 +91,7 @@ class Uploader:
         self._on_event = on_event
         self._on_error = on_error
         self._tz = ZoneInfo(cfg.terminal.timezone)
+        self._calendar = WorkCalendar(cfg.offline.holidays, cfg.offline.workdays)
         self._clock = clock or (lambda: datetime.now(self._tz))
         self._base, self._cap = retry_base_s, retry_cap_s
         self._idle_probe_s, self._notices_every_s = idle_probe_s, notices_every_s
@@ -101,6 +109,8 @@ class Uploader:
         self._backlog_due = 0.0
         self._applying: asyncio.Task[None] | None = None
         self._sent_through = 0
+        self._kick = asyncio.Event()  # staff resumed, or cleared a window: look again now
+        self._checked = asyncio.Event()  # replaced after each check of the cursor (ok, or halted)
 
     # -- the daemon's interface -------------------------------------------------------------------
 
@@ -158,11 +168,55 @@ class Uploader:
             return "backlog"
         return None
 
+    def can_settle_now(self) -> bool:
+        """Could central decide a sale within the POS's wait? Not while the link is down (and
+        the uploader backs off), halted, inside a planned window, or with no upstream at all:
+        then the POS is answered "pending" as soon as the sale is committed."""
+        link = self.link
+        if not self._cfg.upstream.url or link.halted or self.downtime_now() is not None:
+            return False
+        never_tried = link.last_ok_at is None and link.last_error is None  # the first sync is under way
+        return link.state == "online" or never_tried
+
     def is_frozen(self, card_number: str) -> bool:
         return self._notices.is_frozen(card_number)
 
     def downtime_now(self) -> dict[str, Any] | None:
         return self._notices.downtime_at(self._clock())
+
+    async def resume(self, *, operator: str, reason: str, clear_downtime: bool = False) -> dict[str, Any]:
+        """Staff clear a halt, and with `clear_downtime` the window from central in force now.
+
+        Logged at WARNING with who and why, and published as `upstream.resumed`. After a halt
+        the loop checks central's cursor again before sending anything, so a cause not fixed
+        halts again with the same alarm; this waits a few seconds at most for that check and
+        returns the link as it then is. ConflictError `not_halted` when there is nothing to do.
+        """
+        cleared = self._notices.clear_central(self._clock()) if clear_downtime else []
+        halted = self.link.halted
+        if not halted and not cleared:
+            extra = " and no downtime window from central is in force" if clear_downtime else ""
+            raise ConflictError(f"uploading is not halted{extra}: nothing to resume", code="not_halted")
+        checked = self._checked
+        codes = self._tracker.resume() if halted else []
+        for window in cleared:
+            log.warning(
+                "downtime window from central %s to %s (%s) cleared by %s: %s",
+                window["start"], window["end"], window["reason"], operator, reason,
+            )
+        if codes:
+            log.warning("uploading resumed by %s after %s: %s", operator, ", ".join(codes), reason)
+        self._emit(
+            "upstream.resumed",
+            {"at": now_iso(self._tz), "operator": operator, "reason": reason, "halt": codes,
+             "cleared_downtime": cleared},
+        )
+        self._kick.set()
+        self._wake.set()
+        if halted:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(checked.wait(), min(self._cfg.upstream.timeout_s + 1.0, 10.0))
+        return self.link.as_dict()
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -171,11 +225,13 @@ class Uploader:
             self._tracker.no_upstream()
             await self._stop.wait()
             return
-        try:
-            self._client = CentralClient(self._cfg.upstream, self._cfg.terminal.id, transport=self._transport)
-        except ConfigError as exc:
-            self._tracker.halt("upstream_config", exc.detail)
-            return
+        while self._client is None:
+            try:
+                self._client = CentralClient(self._cfg.upstream, self._cfg.terminal.id, transport=self._transport)
+            except ConfigError as exc:
+                self._halt("upstream_config", exc.detail)
+                if not await self._until_resumed():
+                    return
         while not self._stop.is_set():
             try:
                 await self._loop()
@@ -200,9 +256,14 @@ class Uploader:
             window = self.downtime_now()
             if window is not None:
                 self._tracker.planned(window)
+                if time.monotonic() >= self._notices_due:
+                    # Central may have withdrawn or corrected the window: read, then look again.
+                    await self._notices_in_window()
+                    continue
                 end = parse_time(window["end"])
                 left = (end - self._clock()).total_seconds() if end else 30.0
-                await self._pause(min(max(left, 0.05), 30.0), wakeable=False)
+                due = self._notices_due - time.monotonic()
+                await self._pause(min(max(left, 0.05), max(due, 0.05), 30.0), wakeable=False, kick=True)
                 continue
             try:
                 if not synced:
@@ -214,9 +275,11 @@ class Uploader:
                     await self._idle()
             except (_Stopping, _Downtime):
                 continue
-            except (ChainBroken, CursorRegression) as exc:
-                self._tracker.halt(exc.code, exc.detail)
-                return
+            except Halt as exc:
+                self._halt(exc.code, exc.detail)
+                if not await self._until_resumed():
+                    return
+                synced = False  # the cursor is checked again before anything is sent
             except Refused as exc:
                 self._failed(exc)
                 await self._pause(self._cap, wakeable=False)
@@ -272,13 +335,33 @@ class Uploader:
         if self._on_error is not None:
             self._on_error(exc.cause)
 
-    async def _pause(self, seconds: float, *, wakeable: bool) -> None:
+    async def _pause(self, seconds: float, *, wakeable: bool, kick: bool = False) -> None:
         waiters = [asyncio.ensure_future(self._stop.wait())]
         if wakeable:
             waiters.append(asyncio.ensure_future(self._wake.wait()))
+        if kick:
+            waiters.append(asyncio.ensure_future(self._kick.wait()))
         _, _pending = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
+        if kick:
+            self._kick.clear()
+
+    # -- halts ------------------------------------------------------------------------------------
+
+    def _halt(self, code: str, detail: str) -> None:
+        self._tracker.halt(code, detail)
+        self._mark_checked()
+
+    async def _until_resumed(self) -> bool:
+        """Halted: wait for staff to resume (True) or for stop() (False)."""
+        while self.link.halted and not self._stop.is_set():
+            await self._pause(3600.0, wakeable=False, kick=True)
+        return not self._stop.is_set()
+
+    def _mark_checked(self) -> None:
+        previous, self._checked = self._checked, asyncio.Event()
+        previous.set()
 
     def _api(self) -> CentralClient:
         assert self._client is not None, "the loop creates the client before any call"
@@ -293,15 +376,69 @@ class Uploader:
     async def _sync(self) -> None:
         cursor = await self._api().cursor()
         self._tracker.ok()
-        if cursor.last_seq < self._state.acked_seq:
-            raise CursorRegression(cursor.last_seq, self._state.acked_seq)
+        await self._check_cursor(cursor)
+        self._mark_checked()
         await self._sync_notices()
+
+    async def _check_cursor(self, cursor: Cursor) -> None:
+        """Central's cursor against the local chain: below what central acknowledged
+        (regression), past our last seq (ahead), or another hash at that seq (fork) halts."""
+        acked = self._state.acked_seq
+        if cursor.last_seq < acked:
+            raise CursorRegression(cursor.last_seq, acked)
+        stats = await asyncio.to_thread(self._spool.stats)
+        if cursor.last_seq > stats.last_seq:
+            raise CursorAhead(cursor.last_seq, stats.last_seq)
+        local = await asyncio.to_thread(self._local_hash, cursor.last_seq, stats)
+        if local is None:
+            log.warning("central's cursor (seq %d) cannot be compared: that record was pruned here", cursor.last_seq)
+        elif local != cursor.last_hash:
+            raise ChainForked(cursor.last_seq, cursor.last_hash, local)
+
+    def _local_hash(self, seq: int, stats: SpoolStats) -> str | None:
+        """Our hash of record `seq`: the record's; if pruned, the next record's prev_hash; if every
+        record was pruned, the spool's tail (the prune checkpoint); None past that."""
+        if seq == 0:
+            return GENESIS_HASH
+        record = self._spool.get_seq(seq)
+        if record is not None:
+            return record.hash
+        following = self._spool.get_seq(seq + 1)
+        if following is not None:
+            return following.prev_hash
+        return stats.last_hash if seq == stats.last_seq else None
 
     async def _sync_notices(self) -> None:
         notices = await self._api().notices(self._notices.frozen_version or None)
         self._tracker.ok()
-        self._notices.apply(notices)
+        self._apply_notices(notices)
+
+    async def _notices_in_window(self) -> None:
+        """Inside a window: one read of the notices with its own timeout and no retry; the link
+        state stays `planned_downtime` (central is expected to be away)."""
         self._notices_due = time.monotonic() + self._notices_every_s
+        try:
+            notices = await asyncio.wait_for(
+                self._api().notices(self._notices.frozen_version or None), self._cfg.upstream.timeout_s + 1.0
+            )
+        except (UpstreamError, TimeoutError) as exc:
+            log.debug("notices not read inside the downtime window: %s", exc)
+            return
+        self._tracker.reached()
+        self._apply_notices(notices)
+
+    def _apply_notices(self, notices: Notices) -> None:
+        ignored = self._notices.apply(notices, self._clock())
+        self._notices_due = time.monotonic() + self._notices_every_s
+        suspicious = [item for item in ignored if item.suspicious]
+        if not suspicious:
+            self._tracker.clear_alarm("downtime_notice_ignored")
+            return
+        more = f" (and {len(suspicious) - 1} more)" if len(suspicious) > 1 else ""
+        self._tracker.alarm(
+            "downtime_notice_ignored",
+            f"a downtime window announced by central is ignored: {suspicious[0].describe()}{more}",
+        )
 
     async def _upload_batch(self) -> int:
         """Send the next pending records; return how many were decided (0: backlog empty).
@@ -320,7 +457,7 @@ class Uploader:
             self._tracker.ok()
             await self._finish_apply()
             await self._apply(gap.results)
-            self._resync(await self._api().cursor(), batch[0].seq + len(gap.results))
+            await self._resync(await self._api().cursor(), batch[0].seq + len(gap.results))
             return max(len(gap.results), 1)
         except ChainBroken as broken:
             await self._finish_apply()
@@ -343,11 +480,9 @@ class Uploader:
             finally:
                 self._sent_through = 0
 
-    def _resync(self, cursor: Cursor, next_seq: int) -> None:
+    async def _resync(self, cursor: Cursor, next_seq: int) -> None:
         """After a sequence_gap: central's cursor decides whether to go on or to stop."""
-        acked = self._state.acked_seq
-        if cursor.last_seq < acked:
-            raise CursorRegression(cursor.last_seq, acked)
+        await self._check_cursor(cursor)
         if cursor.last_seq < next_seq - 1:
             # Central lacks records this terminal already has outcomes for: its books lost them.
             raise CursorRegression(cursor.last_seq, next_seq - 1)
@@ -389,7 +524,7 @@ class Uploader:
     def _check_deadline(self) -> None:
         first = self._spool.backlog(0, 1)
         limit = self._cfg.offline.deadline_working_days
-        message = overdue_message(first[0] if first else None, self._clock(), self._tz, limit)
+        message = overdue_message(first[0] if first else None, self._clock(), self._tz, limit, self._calendar)
         if message is None:
             self._tracker.clear_alarm("reentry_deadline")
         elif self._tracker.alarm("reentry_deadline", message):

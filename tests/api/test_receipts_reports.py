@@ -6,13 +6,16 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from terminald.sim.central import CentralSim
 from terminald.sim.printer import PrinterSim
-from tests.api.helpers import assert_problem, post_tx, sale
+from tests.api.helpers import TYPED_CARD, assert_problem, central_config, item, post_tx, revoke, sale
 from tests.fixtures.daemon import DaemonProcess
+from tests.waiting import wait_for
 
 OFFLINE_TYPED = "[offline]\nrequire_card_present = false\n"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -102,13 +105,53 @@ def test_reports_and_metrics(daemon_proc: Callable[..., DaemonProcess]) -> None:
     rec = api.get("/v1/reconciliation", params={"date": "2026-03-04"})
     assert rec.status_code == 200, rec.text
     body = rec.json()
-    assert body["date"] == "2026-03-04" and body["local"]["count"] == 1
-    assert body["local"]["total_fen"] == tx["total_fen"]
+    # A pending sale carries no money yet: only what central accepted is counted.
+    assert body["date"] == "2026-03-04" and tx["status"] == "pending"
+    assert body["local"] == {"count": 0, "total_fen": 0, "fund_paid_fen": 0, "account_paid_fen": 0,
+                             "by_status": {"pending": 1}}
+    assert body["central"] is None and body["matches"] is False and body["differences"] == []
+    assert body["error"] == "no upstream configured"
     for bad in ("2026-3-4", "yesterday", ""):
         assert_problem(api.get("/v1/reconciliation", params={"date": bad}), 422, "validation_failed")
     assert_problem(api.get("/v1/reconciliation"), 422, "validation_failed")
     metrics = api.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+
+
+def test_reconciliation_against_central(central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    """Through the daemon: settled sales and a revoke give equal net sums at both ends; a sale central
+    committed whose answer was lost is named until it is uploaded again."""
+    day = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    central_sim.control(freeze=["A10000009"])
+    d = daemon_proc(config=central_config(central_sim.url) + OFFLINE_TYPED)  # the default zone: Asia/Shanghai
+    api = d.client()
+    wait_for(lambda: api.get("/v1/status").json()["mode"] == "online", what="online")
+    first = post_tx(api, sale(items=[item(unit_price_fen=1001, qty=1)]), "rc-1", wait=10).json()
+    second = post_tx(api, sale(items=[item(unit_price_fen=999, qty=3)]), "rc-2", wait=10).json()
+    frozen = post_tx(api, sale(card={**TYPED_CARD, "card_number": "A10000009"}), "rc-3", wait=10).json()
+    assert [t["status"] for t in (first, second, frozen)] == ["settled", "settled", "rejected"]
+    revoked = post_tx(api, revoke(first["id"]), "rc-4", wait=10).json()
+    assert revoked["status"] == "settled" and revoked["total_fen"] == -1001
+    assert revoked["settlement"]["fund_paid_fen"] == -first["settlement"]["fund_paid_fen"]
+
+    body = api.get("/v1/reconciliation", params={"date": day}).json()
+    fund = second["settlement"]["fund_paid_fen"]
+    expected = {"count": 3, "total_fen": 2997, "fund_paid_fen": fund, "account_paid_fen": 0}
+    assert body["local"] == {**expected, "by_status": {"accepted": 3, "rejected": 1}}
+    assert body["central"] == {**expected, "by_status": {"accepted": 3, "rejected": 1}}
+    assert body["matches"] is True and body["differences"] == []
+
+    central_sim.control(drop_after_commit_rate=1.0)
+    lost = post_tx(api, sale(), "rc-5", wait=0).json()
+    wait_for(lambda: len(central_sim.records("T0001")) == 5, what="central committed the sale")
+    body = api.get("/v1/reconciliation", params={"date": day}).json()
+    assert body["matches"] is False
+    assert {"figure": "count", "local": 3, "central": 4} in body["differences"]
+    named = [x for x in body["differences"] if "record_id" in x]
+    assert [(x["record_id"], x["why"]) for x in named] == [(lost["id"], "pending")]
+    central_sim.control(drop_after_commit_rate=0.0)
+    wait_for(lambda: api.get(f"/v1/transactions/{lost['id']}").json()["status"] == "settled", what="settled")
+    assert api.get("/v1/reconciliation", params={"date": day}).json()["matches"] is True
 
 
 @pytest.mark.parametrize(("method", "path"), [("DELETE", "/v1/transactions"), ("PUT", "/v1/status")])

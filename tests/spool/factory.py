@@ -39,4 +39,6 @@ def make_request(
         request_digest=digest(payload),
         offline=offline,
         offline_reason=offline_reason,
+        # Spooled offline, the daemon answers "pending" at once: an outage sale from the commit.
+        outage_reason=(offline_reason or "upstream_unreachable") if offline else None,
     )

@@ -185,11 +185,13 @@ def test_reads_backlog_records_stats_totals(tmp_spool: Spool) -> None:
     assert stats.last_seq == 9 and stats.last_hash == recs[-1].hash
     assert stats.pending_offline_fen == sum(r.total_fen for r in recs[2:] if r.offline)
     # The date of business_time in its own offset, not converted to local or UTC.
+    # Central's view of the day: money it accepted (settled here) only; every record by status.
     day = tmp_spool.totals("2026-11-23")
     on_23 = [r for r in recs if r.business_time.startswith("2026-11-23")]
-    assert day.count == len(on_23) == 6
-    assert day.total_fen == sum(r.total_fen for r in on_23)
-    assert day.by_status == {"settled": 1, "pending": 5}
+    assert len(on_23) == 6 and on_23[0].seq == recs[0].seq
+    assert day.count == 1 and day.total_fen == recs[0].total_fen
+    assert day.by_status == {"accepted": 1, "pending": 5}
+    assert day.uncertain_count == 6  # 5 pending, and the settled one has no fund/account figures
     assert tmp_spool.totals("2026-11-25").count == 0
     with pytest.raises(InvalidRequest):
         tmp_spool.totals("23/11/2026")
@@ -316,7 +318,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(spool_pkg.__all__) == sorted(
         [
             "GENESIS_HASH", "AppendRequest", "AppendResult", "CheckReport", "IdempotencyConflict",
-            "InvalidRequest", "InvalidTransition", "NotFound", "OfflineLimitExceeded", "Outcome", "Record",
+            "InvalidRequest", "InvalidTransition", "NotFound", "NotRevocable", "OfflineLimitExceeded", "Outcome",
+            "Record", "RefundMismatch",
             "Spool", "SpoolClosed",
             "SpoolCorrupt", "SpoolError", "SpoolFull", "SpoolIOError", "SpoolStats", "Totals", "Transition",
             "canonical_json", "connect", "digest", "migrate", "record_hash",

@@ -98,7 +98,7 @@ def test_edited_amount_column_is_pinpointed_by_check(tmp_path: Path) -> None:
         report = sp.check()
         assert report.problems[0] == "seq 7: stored total_fen or business_date does not match the record's content"
         # The per-status totals were kept from the true amount: they no longer add up either.
-        assert report.problems[1:] == ["status_totals (pending, offline=0) does not match the records"]
+        assert report.problems[1:] == ["status_totals (pending, settlement, outage=0) does not match the records"]
 
 
 def test_edited_tail_record_is_refused_at_open(tmp_path: Path) -> None:

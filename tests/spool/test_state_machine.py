@@ -118,7 +118,8 @@ class SpoolMachine(RuleBasedStateMachine):
         assert stats.settled_total == sum(v == "settled" for v in self.status.values())
         assert [r.seq for r in self.spool.backlog(limit=1000)] == pending
         totals = self.spool.totals("2026-11-23")
-        assert totals.count == len(self.status) and totals.total_fen == sum(self.amount.values())
+        settled = [s for s, v in self.status.items() if v == "settled"]
+        assert totals.count == len(settled) and totals.total_fen == sum(self.amount[s] for s in settled)
         assert [r.seq for r in self.spool.records(limit=1000)] == sorted(self.status)
 
     def teardown(self) -> None:

@@ -1,0 +1,34 @@
+"""Follow-ups: the patients staff must contact (refunds owed, rejections to settle)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+
+from terminald import followups
+from terminald.api.deps import daemon
+from terminald.api.problems import problems
+from terminald.daemon import Daemon
+
+router = APIRouter(tags=["followups"])
+
+
+async def current(d: Daemon) -> list[followups.Followup]:
+    """Every follow-up now, oldest first (also what /v1/status counts)."""
+    assert d.spool is not None
+    records = await asyncio.to_thread(d.spool.followups)
+    today = datetime.now(ZoneInfo(d.cfg.terminal.timezone)).date()
+    return followups.followups_of(records, d.cfg, today)
+
+
+@router.get("/v1/followups", responses=problems({503: "spool_unavailable"}))
+async def list_followups(request: Request) -> dict[str, Any]:
+    """Patients to contact, oldest first: `reason` "refund" (the fund's share of an outage sale
+    is owed: hand it over and record it with POST /v1/transactions/{id}/refund) or "rejected"
+    (settle as self-pay or void: POST /v1/transactions/{id}/resolve)."""
+    items = await current(daemon(request))
+    return {"items": [followups.answer(i) for i in items], **followups.summary(items)}

@@ -1,0 +1,200 @@
+"""The money rules, through the API as a POS calls it (default parameters: no `?wait`).
+
+Each rule is decided once, where it happens (the spool's commit, the answer given to
+the POS), and read everywhere else:
+- a settlement is revoked at most once, whatever the keys and however the revokes race;
+- a revoke of a revoke is refused; revokes never make room under the offline limit;
+- a 202 means the patient paid in full: the record says so (`offline: true`) from then on,
+  and once central settles it the fund's share is owed and listed until handed over;
+- a retry of a sale nobody was answered for yet waits for central like the first request;
+- a key reused with another body names the transaction that holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from terminald.sim.central import CentralSim
+from tests.api.helpers import assert_problem, central_config, item, revoke, sale
+from tests.fixtures.daemon import DaemonProcess
+from tests.waiting import wait_for
+
+OFFLINE_TYPED = "[offline]\nrequire_card_present = false\n"
+
+
+def post(client: httpx.Client, body: dict[str, Any], key: str, **params: Any) -> httpx.Response:
+    """As the POS sends it: no `wait` unless a test says so."""
+    return client.post("/v1/transactions", json=body, headers={"Idempotency-Key": key}, params=params)
+
+
+def get(client: httpx.Client, tx_id: str) -> dict[str, Any]:
+    r = client.get(f"/v1/transactions/{tx_id}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def settled_online(api: httpx.Client, key: str, **body: Any) -> dict[str, Any]:
+    r = post(api, sale(**body), key)
+    assert r.status_code == 201, r.text
+    tx: dict[str, Any] = r.json()
+    assert tx["status"] == "settled" and tx["offline"] is False and tx["offline_reason"] is None
+    return tx
+
+
+def test_twenty_concurrent_revokes_of_one_sale_accept_exactly_one(
+        central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    d = daemon_proc(config=central_config(central_sim.url))
+    api = d.client()
+    original = settled_online(api, "sale-1")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda n: post(d.client(), revoke(original["id"]), f"revoke-{n}"), range(20)))
+    accepted = [r for r in answers if r.status_code in (201, 202)]
+    assert len(accepted) == 1, [(r.status_code, r.text[:80]) for r in answers]
+    for refused in (r for r in answers if r not in accepted):
+        assert_problem(refused, 409, "not_revocable")
+    the_revoke = accepted[0].json()
+    assert the_revoke["original_id"] == original["id"] and the_revoke["total_fen"] == -original["total_fen"]
+
+    # The revoke settles at central; the original knows it, and nothing else was recorded.
+    wait_for(lambda: get(api, the_revoke["id"])["status"] == "settled", what="the revoke settled")
+    assert get(api, original["id"])["revoked_by"] == the_revoke["id"]
+    assert api.get("/v1/status").json()["spool"]["last_seq"] == 2
+    # A retry of the accepted revoke gets its stored answer; a third key is still refused.
+    again = post(api, revoke(original["id"]), f"revoke-{answers.index(accepted[0])}")
+    assert again.status_code == 200 and again.json()["id"] == the_revoke["id"]
+    assert_problem(post(api, revoke(original["id"]), "revoke-late"), 409, "not_revocable")
+    # Central holds exactly one revoke of it.
+    revokes = [r for r in central_sim.records("T0001") if r["kind"] == "revoke"]
+    assert len(revokes) == 1
+
+
+def test_a_revoke_cannot_be_revoked(central_sim: CentralSim,
+                                    daemon_proc: Callable[..., DaemonProcess]) -> None:
+    api = daemon_proc(config=central_config(central_sim.url)).client()
+    original = settled_online(api, "sale-1")
+    the_revoke = post(api, revoke(original["id"]), "revoke-1").json()
+    assert_problem(post(api, revoke(the_revoke["id"]), "revoke-of-revoke"), 409, "not_revocable")
+
+
+def test_a_pending_offline_sale_is_revoked_once(daemon_proc: Callable[..., DaemonProcess]) -> None:
+    api = daemon_proc(config=OFFLINE_TYPED).client()
+    original = post(api, sale(), "sale-1")
+    assert original.status_code == 202 and original.json()["offline"] is True
+    first = post(api, revoke(original.json()["id"]), "revoke-1")
+    assert first.status_code == 202
+    assert_problem(post(api, revoke(original.json()["id"]), "revoke-2"), 409, "not_revocable")
+    assert get(api, original.json()["id"])["revoked_by"] == first.json()["id"]
+
+
+def test_a_revoke_never_makes_room_under_the_offline_limit(
+        central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    d = daemon_proc(config=central_config(central_sim.url)
+                    + "[offline]\nrequire_card_present = false\nmax_total_fen = 10000\n")
+    api = d.client()
+    old = settled_online(api, "online-1", items=[item(qty=1, unit_price_fen=8000)])
+    central_sim.control(down=True)
+    wait_for(lambda: api.get("/v1/status").json()["mode"] == "offline", what="the link offline")
+    for n in range(2):
+        r = post(api, sale(items=[item(qty=1, unit_price_fen=5000)]), f"offline-{n}")
+        assert r.status_code == 202 and r.json()["offline_reason"] == "upstream_unreachable"
+    assert_problem(post(api, sale(items=[item(qty=1, unit_price_fen=100)]), "over"), 403, "offline_limit_exceeded")
+    # Revoking the old online sale (8,000 fen) while offline is taken, and frees nothing.
+    assert post(api, revoke(old["id"]), "revoke-old").status_code == 202
+    assert_problem(post(api, sale(items=[item(qty=1, unit_price_fen=100)]), "over-2"), 403,
+                   "offline_limit_exceeded")
+    # Revoking a pending offline sale does not free room either: it is still pending at central.
+    pending = api.get("/v1/transactions", params={"status": "pending"}).json()["items"]
+    offline_sale = next(t for t in pending if t["kind"] == "settlement")
+    assert post(api, revoke(offline_sale["id"]), "revoke-offline").status_code == 202
+    assert_problem(post(api, sale(items=[item(qty=1, unit_price_fen=100)]), "over-3"), 403,
+                   "offline_limit_exceeded")
+
+
+def test_a_sale_central_answers_after_the_wait_is_an_outage_sale_with_a_refund_owed(
+        central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    d = daemon_proc(config=central_config(central_sim.url) + "[offline]\ndeadline_working_days = 10\n")
+    api = d.client()
+    wait_for(lambda: api.get("/v1/status").json()["mode"] == "online", what="the link online")
+    # Central is up but slower than the POS's default wait (upstream.wait_s = 5 s).
+    central_sim.control(latency_ms=6000)
+    body = sale(items=[item(qty=2, unit_price_fen=1250)], contact_phone="138 0013 8000")
+    first = post(api, body, "slow-1")
+    assert first.status_code == 202, first.text
+    tx = first.json()
+    assert tx["status"] == "pending" and tx["offline"] is True and tx["offline_reason"] == "timeout"
+    assert tx["paid_at_counter_fen"] == 2500 and tx["contact_phone_masked"] == "138****8000"
+    # A later GET tells the same story as the 202 did.
+    assert {k: get(api, tx["id"])[k] for k in ("offline", "offline_reason")} == {"offline": True,
+                                                                               "offline_reason": "timeout"}
+    central_sim.control(latency_ms=0)
+    settled = wait_for(lambda: (t := get(api, tx["id"]))["status"] == "settled" and t, timeout_s=60,
+                       what="the slow sale settled")
+    split = settled["settlement"]
+    owed = split["fund_paid_fen"] + split["account_paid_fen"]
+    assert owed > 0, split
+    # Still an outage sale: the patient paid the whole amount, the fund's share is owed back.
+    assert settled["offline"] is True and settled["paid_at_counter_fen"] == 2500
+    assert settled["refund_owed_fen"] == owed
+
+    listed = api.get("/v1/followups").json()
+    assert [(i["id"], i["reason"], i["owed_fen"]) for i in listed["items"]] == [(tx["id"], "refund", owed)]
+    assert listed["items"][0]["deadline"] and listed["items"][0]["overdue"] is False
+    assert listed["items"][0]["contact_phone_masked"] == "138****8000"
+    assert api.get("/v1/status").json()["followups"]["owed_fen"] == owed
+
+    operator = {"id": "op7", "name": "王芳"}
+    wrong = api.post(f"/v1/transactions/{tx['id']}/refund", json={"paid_fen": owed + 1, "operator": operator})
+    assert assert_problem(wrong, 409, "refund_amount_mismatch")
+    paid = api.post(f"/v1/transactions/{tx['id']}/refund", json={"paid_fen": owed, "operator": operator})
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["refund"]["paid_fen"] == owed and paid.json()["refund_owed_fen"] == 0
+    twice = api.post(f"/v1/transactions/{tx['id']}/refund", json={"paid_fen": owed, "operator": operator})
+    assert_problem(twice, 409, "invalid_transition")
+    assert api.get("/v1/followups").json()["items"] == []
+
+
+def test_a_retry_after_a_client_timeout_waits_for_central_like_the_first_request(
+        central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    d = daemon_proc(config=central_config(central_sim.url))
+    api = d.client()
+    settled_online(api, "warm-up")  # the link is online
+    central_sim.control(latency_ms=2500)
+    body = sale(items=[item(qty=3, unit_price_fen=990)])
+    impatient = d.client(timeout=0.5)
+    try:
+        post(impatient, body, "retried")
+        raise AssertionError("the POS's short timeout should have fired")
+    except httpx.TimeoutException:
+        pass
+    # The POS rebuilds its request and retries with the same key, still without `wait`.
+    retry = post(api, sale(items=[item(qty=3, unit_price_fen=990)]), "retried")
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "settled" and retry.json()["offline"] is False
+    assert retry.json()["paid_at_counter_fen"] == retry.json()["settlement"]["cash_paid_fen"]
+
+
+def test_a_sale_answered_pending_stays_pending_for_its_retries(
+        daemon_proc: Callable[..., DaemonProcess]) -> None:
+    # Central unreachable: the first answer is 202 at once (nothing can settle it), and a retry
+    # is answered at once too, with the same outage facts.
+    api = daemon_proc(config='[upstream]\nurl = "http://127.0.0.1:9"\n' + OFFLINE_TYPED).client()
+    first = post(api, sale(), "k")
+    assert first.status_code == 202 and first.json()["offline"] is True
+    again = post(api, sale(), "k")
+    assert again.status_code == 200
+    assert {k: again.json()[k] for k in ("id", "status", "offline", "offline_reason")} == \
+        {k: first.json()[k] for k in ("id", "status", "offline", "offline_reason")}
+
+
+def test_a_key_reused_with_another_body_names_the_transaction(
+        daemon_proc: Callable[..., DaemonProcess]) -> None:
+    api = daemon_proc(config=OFFLINE_TYPED).client()
+    first = post(api, sale(), "same-key")
+    problem = assert_problem(post(api, sale(items=[item(qty=5)]), "same-key"), 409, "idempotency_conflict")
+    assert problem["existing_id"] == first.json()["id"] and first.json()["id"] in problem["detail"]

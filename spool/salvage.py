@@ -106,6 +106,7 @@ class SalvageReport:
     break_reason: str | None
     after_break: int  # records readable after the break, written to after_break_file
     after_break_seqs: tuple[int, int] | None  # the first and last of them
+    after_break_held: int  # how many of them central acknowledged
     after_break_file: Path | None
     acked_seq: int | None  # upload_state.acked_seq: what central acknowledged (None: unknown)
     witness_seq: int | None  # the -seq witness beside SRC (None: absent or unreadable)
@@ -154,6 +155,8 @@ class _State:
     break_reason: str | None = None
     after_break: int = 0
     after_break_seqs: tuple[int, int] | None = None
+    after_break_held: int = 0
+    acked: int | None = None
     prev_stored_hash: str | None = None  # stored hash of the seq just before (None: not readable)
     extras: tuple[str, ...] = ()  # local columns beyond _CORE that SRC and DEST both have
     lost: list[LostRange] = field(default_factory=list)
@@ -217,7 +220,7 @@ def _salvage(src: Path, dest: Path, side: Path, terminal_id: str | None, work: P
         if checkpoint:
             state.expected_prev = checkpoint[1]
         state.prev_stored_hash = state.expected_prev
-        acked = _acked_seq(conn)
+        acked = state.acked = _acked_seq(conn)
         witness = read_witness(src)
         witness_seq = witness[0] if witness else None
         src_steps = _schema_steps(conn, state)
@@ -267,6 +270,7 @@ def _salvage(src: Path, dest: Path, side: Path, terminal_id: str | None, work: P
         break_reason=state.break_reason,
         after_break=state.after_break,
         after_break_seqs=state.after_break_seqs,
+        after_break_held=state.after_break_held,
         after_break_file=side if state.after_break else None,
         acked_seq=acked,
         witness_seq=witness_seq,
@@ -718,7 +722,8 @@ def _take(out: sqlite3.Connection, side: IO[str], state: _State, row: _Row,
     """One readable row: into DEST's chain if it continues it, else into the side file."""
     seq, wire = row.seq, row.wire
     links = None if wire is None or state.prev_stored_hash is None else wire["prev_hash"] == state.prev_stored_hash
-    state.prev_stored_hash = str(wire["hash"]) if wire is not None else None
+    stored = row.values["hash"]  # even a malformed row's hash column says what the next one links to
+    state.prev_stored_hash = stored if isinstance(stored, str) else None
     if wire is None:
         problems = [str(row.problem)]
     else:
@@ -744,6 +749,7 @@ def _take(out: sqlite3.Connection, side: IO[str], state: _State, row: _Row,
     state.stop_chain(seq, problems[0] if problems else f"seq {seq}: follows the break")
     state.after_break += 1
     state.after_break_seqs = (state.after_break_seqs[0] if state.after_break_seqs else seq, seq)
+    state.after_break_held += 1 if state.acked is not None and seq <= state.acked else 0
     line = _side_line(row, state.extras, history, problems, links)
     side.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
 

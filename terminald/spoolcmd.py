@@ -139,8 +139,7 @@ def print_salvage(report: SalvageReport) -> None:
         say(f"[bold red]LOST[/]      {escape(str(lost))}{central}")
     if report.after_break and report.after_break_seqs and report.after_break_file:
         first, last = report.after_break_seqs
-        held = report.held_by_central(first, last)
-        central = f"; central holds {held} of them" if held else ""
+        central = f"; central holds {report.after_break_held} of them" if report.after_break_held else ""
         say(f"[yellow]AFTER[/]     {report.after_break} readable records after the break ({_seqs(first, last)}), "
             f"not chainable, in {escape(str(report.after_break_file))}{central}")
     if report.acked_seq is None:

@@ -12,7 +12,8 @@ from terminald.api.deps import daemon, load_record
 from terminald.api.models import PrintSubmitted, ReceiptIn
 from terminald.api.problems import problems
 from terminald.errors import NotFoundError, PrinterNotConfigured
-from terminald.receipts.documents import receipt_bytes, receipt_png
+from terminald.receipts.documents import receipt_png, receipt_tx, renderer
+from terminald.receipts.templates import document_kind
 
 router = APIRouter(tags=["receipts"])
 
@@ -27,9 +28,12 @@ async def print_receipt(request: Request, record_id: str,
     name = args.printer or next(iter(d.printers), None)
     if name is None or name not in d.printers:
         raise PrinterNotConfigured(f"no printer named {name!r} is configured" if name else "no printer is configured")
-    reprint = await asyncio.to_thread(d.print_queue.printed_count, record_id) > 0
-    data = receipt_bytes(d, record, d.printers[name].cfg, document=args.document, reprint=reprint)
-    job_id = await asyncio.to_thread(d.print_queue.submit, record_id, data, name, args.copies, reprint)
+    tx = await asyncio.to_thread(receipt_tx, d, record)
+    render = renderer(d, tx, d.printers[name].cfg, args.document)
+    # The first copy of each document (receipt, notice) is the original; the queue counts
+    # per (transaction, document) and queues under one lock, so a race cannot make two originals.
+    job_id, reprint = await asyncio.to_thread(d.print_queue.submit_document, record_id,
+                                              document_kind(args.document), render, name, args.copies)
     return JSONResponse({"job_id": job_id, "printer": name, "reprint": reprint}, status_code=202)
 
 

@@ -11,6 +11,12 @@ would lose. Per printer, jobs print strictly in submission order.
 
 A job found in `printing` at start-up was cut off by a crash: it becomes
 `unknown`, never printed again automatically.
+
+Each job is one document (`receipt` or `notice`) of one transaction. The
+first job of a document for a transaction is the original; any later one of
+the same document (all but `failed` ones count) is a reprint. `submit_document`
+decides that and queues the job under the queue's lock, the only writer of
+the table, so two requests at once get one original and one reprint.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from drivers.printers.status import BLOCKING
 from spool.store import connect, migrate
 from terminald.errors import PrinterNotConfigured, ValidationFailed
 
-__all__ = ["JOB_STATES", "PrintQueue"]
+__all__ = ["DOCUMENT_KINDS", "JOB_STATES", "PrintQueue"]
 
 log = logging.getLogger(__name__)
 
 JOB_STATES = ("queued", "printing", "done", "failed", "unknown")
+DOCUMENT_KINDS = ("receipt", "notice")
 MIGRATIONS = [
     """
     CREATE TABLE print_jobs (
@@ -56,9 +63,21 @@ MIGRATIONS = [
     );
     CREATE INDEX print_jobs_queue ON print_jobs (printer, state, seq);
     CREATE INDEX print_jobs_tx ON print_jobs (tx_id);
+    """,
+    # Step 2: which document a job prints, so "reprint" counts per (transaction, document).
+    # Jobs queued before it carry no kind: a notice is recognised by its title (GBK
+    # "补录结算通知", or "Settlement notice" in English); everything else was a receipt.
     """
+    ALTER TABLE print_jobs ADD COLUMN document TEXT NOT NULL DEFAULT 'receipt'
+        CHECK (document IN ('receipt', 'notice'));
+    UPDATE print_jobs SET document = 'notice'
+        WHERE instr(data, X'B2B9C2BCBDE1CBE3CDA8D6AA') > 0 OR instr(data, CAST('Settlement notice' AS BLOB)) > 0;
+    DROP INDEX print_jobs_tx;
+    CREATE INDEX print_jobs_tx ON print_jobs (tx_id, document);
+    """,
 ]
-_PUBLIC = "job_id, tx_id, printer, copies, reprint, state, error, attempts, created_at, updated_at"
+_PUBLIC = "job_id, tx_id, document, printer, copies, reprint, state, error, attempts, created_at, updated_at"
+_ISSUED = "SELECT COUNT(*) AS n FROM print_jobs WHERE tx_id = ? AND document = ? AND state != 'failed'"
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -150,26 +169,51 @@ class PrintQueue:
                 self._db.close()
                 self._db = None
 
-    def submit(self, tx_id: str, data: bytes, printer: str, copies: int = 1, reprint: bool = False) -> str:
-        """Queue a receipt; returns the job id. The caller renders `data`
-        with the reprint banner when `printed_count(tx_id)` is not zero."""
+    def _check(self, tx_id: str, document: str, printer: str, copies: int) -> None:
         if printer not in self.printers:
             raise PrinterNotConfigured(f"no printer named {printer!r} is configured")
         if not isinstance(copies, int) or isinstance(copies, bool) or not 1 <= copies <= 3:
             raise ValidationFailed("copies must be 1, 2 or 3")
-        if not isinstance(data, bytes | bytearray) or not data:
-            raise ValidationFailed("a print job needs some bytes")
         if not isinstance(tx_id, str) or not tx_id:
             raise ValidationFailed("a print job needs a transaction id")
+        if document not in DOCUMENT_KINDS:
+            raise ValidationFailed(f"document must be one of {DOCUMENT_KINDS}")
+
+    def _insert(self, tx_id: str, document: str, data: bytes, printer: str, copies: int, reprint: bool) -> str:
+        """Queue one job; the caller holds `_db_lock`."""
+        if not isinstance(data, bytes | bytearray) or not data:
+            raise ValidationFailed("a print job needs some bytes")
         job_id = f"pj-{uuid.uuid4().hex}"
         now = _now()
-        self._execute(
-            "INSERT INTO print_jobs (job_id, tx_id, printer, copies, reprint, state, created_at, updated_at,"
-            " data) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            (job_id, tx_id, printer, copies, int(bool(reprint)), now, now, bytes(data)),
+        self._conn().execute(
+            "INSERT INTO print_jobs (job_id, tx_id, document, printer, copies, reprint, state, created_at,"
+            " updated_at, data) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (job_id, tx_id, document, printer, copies, int(bool(reprint)), now, now, bytes(data)),
         )
+        return job_id
+
+    def submit(self, tx_id: str, data: bytes, printer: str, copies: int = 1, reprint: bool = False,
+               document: str = "receipt") -> str:
+        """Queue bytes already rendered; returns the job id. To print a document
+        marked as a reprint exactly when it is one, use `submit_document`."""
+        self._check(tx_id, document, printer, copies)
+        with self._db_lock:
+            job_id = self._insert(tx_id, document, data, printer, copies, reprint)
         self._wake[printer].set()
         return job_id
+
+    def submit_document(self, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
+                        copies: int = 1) -> tuple[str, bool]:
+        """Queue `document` of the transaction: an original if none was issued yet, else a
+        reprint. `render(reprint)` gives the bytes; it runs under the queue's lock, between the
+        count and the insert (so it must not call the queue). Returns (job id, reprint)."""
+        self._check(tx_id, document, printer, copies)
+        with self._db_lock:
+            issued = self._conn().execute(_ISSUED, (tx_id, document)).fetchone()[0]
+            reprint = int(issued) > 0
+            job_id = self._insert(tx_id, document, render(reprint), printer, copies, reprint)
+        self._wake[printer].set()
+        return job_id, reprint
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         rows = self._execute(f"SELECT {_PUBLIC} FROM print_jobs WHERE job_id = ?", (job_id,))
@@ -179,14 +223,11 @@ class PrintQueue:
         job["reprint"] = bool(job["reprint"])
         return job
 
-    def printed_count(self, tx_id: str) -> int:
-        """Receipts issued for the transaction: printed, maybe printed or
-        about to print (everything but `failed`). Non-zero means the next one
-        is a reprint."""
-        rows = self._execute(
-            "SELECT COUNT(*) AS n FROM print_jobs WHERE tx_id = ? AND state != 'failed'", (tx_id,)
-        )
-        return int(rows[0]["n"])
+    def printed_count(self, tx_id: str, document: str = "receipt") -> int:
+        """Copies of `document` issued for the transaction: printed, maybe
+        printed or about to print (everything but `failed`). Non-zero means the
+        next one of that document is a reprint; another document does not count."""
+        return int(self._execute(_ISSUED, (tx_id, document))[0]["n"])
 
     def printer_states(self) -> dict[str, str]:
         return {name: self._states.get(name, "unknown") for name in self.printers}

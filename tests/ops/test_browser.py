@@ -92,6 +92,12 @@ def test_status_page_live_offline_to_online_reprint_and_language(
     expect(row).to_contain_text("欧**珠")
     expect(row).to_contain_text("¥25.00")
     expect(page.locator("#outages tbody tr")).not_to_have_count(0, timeout=LIVE_TIMEOUT_MS)
+    # Both sales were outage sales: one rejected (settle as self-pay), one settled with the
+    # fund's share owed back to the patient. The page shows both to follow up, and what is owed.
+    followups = api.get("/v1/followups").json()
+    assert followups["count"] == 2 and followups["owed_fen"] > 0
+    expect(page.locator("#followups-count")).to_have_text("2", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator("#refunds-owed")).to_have_text(f"¥{followups['owed_fen'] / 100:.2f}")
     assert any(url.endswith("/v1/events") for url in requests)
 
     content = page.content()

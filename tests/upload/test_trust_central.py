@@ -294,3 +294,30 @@ def test_staff_clear_a_window_central_keeps_announcing(central_sim: CentralSim, 
     [resumed] = _named(events, "upstream.resumed")
     assert resumed["halt"] == [] and resumed["cleared_downtime"][0]["reason"] == window["reason"]
     assert_exactly_once(central_sim, spool)
+
+
+def test_an_unreadable_token_file_halts_until_fixed_and_resumed(tmp_path: Path, spool: Spool) -> None:
+    sim = CentralSim(tmp_path / "c.db", token="s3cret")
+    sim.start()
+    token = tmp_path / "token"
+    append(spool, 2)
+    events: Events = []
+
+    async def main() -> None:
+        up = _uploader(spool, sim.url, events, cfg={"upstream": {"token_file": str(token)}})
+        await up.start()
+        await until(lambda: up.link.halted)
+        assert [a["code"] for a in up.link.alarms] == ["upstream_config"]
+        link = await up.resume(operator="it", reason="token not there yet")
+        assert link["halted"]
+        token.write_text("s3cret\n")
+        link = await up.resume(operator="it", reason="token file restored")
+        assert not link["halted"]
+        await until(lambda: spool.stats().pending == 0)
+        await up.stop()
+
+    try:
+        asyncio.run(main())
+        assert_exactly_once(sim, spool)
+    finally:
+        sim.stop()

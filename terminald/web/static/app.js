@@ -122,6 +122,12 @@
     $("pending-amount").textContent = sp.pending == null ? "—" : yuan(sp.pending_amount_fen);
     $("rejected-count").textContent = sp.rejected_unresolved == null ? "—" : String(sp.rejected_unresolved);
     $("settled-total").textContent = sp.settled_total == null ? "—" : String(sp.settled_total);
+    // Money owed to patients after outage sales, and rejections to settle: `terminald followups`.
+    const fu = (s && s.followups) || null;
+    const count = $("followups-count");
+    count.textContent = fu ? String(fu.count) + (fu.overdue ? ` · ${t("followups_overdue", { n: fu.overdue })}` : "") : "—";
+    count.dataset.level = fu && fu.overdue ? "bad" : fu && fu.count ? "warn" : "ok";
+    $("refunds-owed").textContent = fu ? yuan(fu.owed_fen) : "—";
     const oldest = sp.oldest_pending_at;
     $("oldest").textContent = oldest ? `${when(oldest)} (${t("ago", { t: duration(age(oldest)) })})` : "—";
     const dl = $("deadline");

@@ -418,7 +418,7 @@ def _terminal_id(conn: sqlite3.Connection, src: Path, given: str | None) -> tupl
     row = _one(conn, "SELECT terminal_id FROM records ORDER BY seq LIMIT 1")
     if row and isinstance(row[0], str) and row[0]:
         return row[0], f"meta.terminal_id unreadable: using the first record's terminal {row[0]!r}"
-    raise InvalidRequest(f"cannot tell which terminal {src} belongs to: give the terminal id")
+    raise InvalidRequest(f"cannot tell which terminal {src} belongs to: give its terminal id (--terminal-id)")
 
 
 def _checkpoint(conn: sqlite3.Connection, state: _State) -> tuple[int, str, int, str] | None:
@@ -836,7 +836,7 @@ def _readable_in_dest(out: sqlite3.Connection, state: _State) -> None:
     """Every record of DEST must read as a Record (what Spool and check do); a later step's column
     that does not (a refund that is not JSON, say) is cleared, and said so."""
     bad: list[int] = []
-    for row in out.execute(f"SELECT {RECORD_COLUMNS} FROM records ORDER BY seq").fetchall():
+    for row in out.execute(f"SELECT {RECORD_COLUMNS} FROM records ORDER BY seq"):
         try:
             Record.from_row(row)
         except SpoolCorrupt:

@@ -194,10 +194,12 @@ class Writer:
 
     def _after_commit(self) -> None:
         self.commits += 1
+        if self._checkpointer.due and self._conn is not None:
+            # The WAL backstop (checkpointer.py): the Checkpointer found the WAL past its limit
+            # after copying what it could. Emptying it takes the write lock, which this thread
+            # has no need to win from itself; it waits at most RESTART_BUSY_MS for old readers.
+            self._checkpointer.run_due(self._conn)
         if self.commits % HINT_EVERY_COMMITS == 0:
-            # The Checkpointer copies the WAL into the file and, past its limit, empties it with a
-            # short bounded wait for old readers (the backstop). Never on this thread: a restart
-            # here waited up to the busy timeout (10 s) for readers while every append queued.
             self._checkpointer.hint()
 
     def _refuse_if_corrupt(self) -> None:

@@ -18,7 +18,7 @@ from terminald.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="terminald: social-security cards, receipts and a durable outbox to central.")
-spool_app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export and drain the spool.")
+spool_app = typer.Typer(no_args_is_help=True, help="Inspect, verify, export, drain and salvage the spool.")
 card_app = typer.Typer(no_args_is_help=True, help="Card readers.")
 print_app = typer.Typer(no_args_is_help=True, help="Printers.")
 sim_app = typer.Typer(no_args_is_help=True, help="Run one simulator by itself (for tests and demos).")

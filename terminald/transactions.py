@@ -225,12 +225,14 @@ class Recorder:
         if record.outage is not None or record.status != "pending":
             return Outcome(202 if first and record.status == "pending" else settled_code, record)
         wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
-        if not self.uploader.can_settle_now():
+        can_settle = self.uploader.can_settle_now()
+        if not can_settle:
             wait = 0  # nobody can answer within it: waiting would only hold the queue up
         final = await self.uploader.wait_final(record.record_id, wait) if wait > 0 else None
         if final is not None:
             return Outcome(settled_code, final)
-        reason = record.offline_reason if record.offline_reason else "timeout"
+        # Why the patient pays in full: how it was spooled, else what the link says now.
+        reason = record.offline_reason or (None if can_settle else self.uploader.offline_reason()) or "timeout"
         fixed = await asyncio.to_thread(self.spool.mark_outage, record.record_id, reason)
         if fixed.status != "pending":  # central's outcome was applied just before
             return Outcome(settled_code, fixed)

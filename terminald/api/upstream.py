@@ -5,23 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from terminald.api.deps import daemon
 from terminald.api.problems import problems
 
 router = APIRouter(tags=["upstream"])
 
-# Printable text only: operator and reason go to the journal and the event stream as they are.
-_TEXT = r"^[^\x00-\x1f\x7f]+$"
+# Printable text, no blank at either end: operator and reason go to the journal and the event
+# stream as they are (not stripped: a schema-valid value is never refused).
+_TEXT = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
 
 
 class ResumeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     operator: str = Field(min_length=1, max_length=64, pattern=_TEXT, description="who resumes (logged)")
     reason: str = Field(min_length=1, max_length=500, pattern=_TEXT, description="why (logged)")
-    clear_downtime: bool = Field(
+    clear_downtime: StrictBool = Field(
         default=False, description="also drop the downtime window from central in force now"
     )
 

@@ -1,6 +1,7 @@
-"""Each document at 32/42/48 columns, decoded back to text, against the
-goldens in tests/receipts/golden/. Regenerate after a deliberate change with
-UPDATE_GOLDENS=1 and review the diff."""
+"""Each document in each state, in both languages, at 32/42/48 columns, decoded
+back to text, against the goldens in tests/receipts/golden/ (`<state>-<W>.txt`,
+`<state>_en-<W>.txt`). Regenerate after a deliberate change with
+UPDATE_GOLDENS=1 and review the diff line by line."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from terminald.receipts.templates import render_receipt
 from .samples import DOCUMENTS
 
 GOLDEN = Path(__file__).parent / "golden"
+WIDTHS = (32, 42, 48)
 
 
 def render(name: str, columns: int, chinese: str = "fs") -> bytes:
@@ -27,7 +29,7 @@ def render(name: str, columns: int, chinese: str = "fs") -> bytes:
     )
 
 
-@pytest.mark.parametrize("columns", [32, 42, 48])
+@pytest.mark.parametrize("columns", WIDTHS)
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 def test_golden(name: str, columns: int) -> None:
     text = decode(render(name, columns)).text(columns) + "\n"
@@ -37,11 +39,11 @@ def test_golden(name: str, columns: int) -> None:
     assert text == path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("columns", [32, 42, 48])
+@pytest.mark.parametrize("columns", WIDTHS)
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 def test_no_line_overflows_and_one_cut_one_qr(name: str, columns: int) -> None:
     doc = decode(render(name, columns))
-    for item in doc.items:
+    for item in doc.items:  # at the printed size: the golden text cannot show double width
         if hasattr(item, "cols"):
             assert item.cols <= columns, item
     assert sum(isinstance(i, Cut) for i in doc.items) == 1
@@ -66,8 +68,22 @@ def test_other_chinese_modes_decode_to_the_same_layout(chinese: str) -> None:
         assert latin and all(ln in other.splitlines() for ln in latin)
 
 
-def test_widths_in_goldens_match_the_printer_model() -> None:
-    text = (GOLDEN / "offline-32.txt").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        if not line.startswith("["):
-            assert display_width(line) <= 32, line
+def _placeholder(line: str) -> bool:
+    """The decoder's stand-in for a picture (the QR code, a bitmap line): not printed text."""
+    return line.lstrip().startswith(("[QR ", "[image "))
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_golden_line_fits_the_paper(name: str, columns: int) -> None:
+    """Measured with the encoder's own width function (CJK, GBK punctuation 2 columns)."""
+    lines = (GOLDEN / f"{name}-{columns}.txt").read_text(encoding="utf-8").splitlines()
+    assert lines
+    for line in lines:
+        if not _placeholder(line):
+            assert display_width(line) <= columns, f"{name}-{columns}: {line!r} is {display_width(line)} columns"
+
+
+def test_every_golden_belongs_to_a_sample() -> None:
+    expected = {f"{name}-{columns}.txt" for name in DOCUMENTS for columns in WIDTHS}
+    assert {p.name for p in GOLDEN.glob("*.txt")} == expected

@@ -85,14 +85,23 @@ FIELDS: dict[str, Setter] = {
     "original_id": _at("original_id"),
     "offline_reason": _at("offline_reason"),
 }
+# Fields only some states print: field -> (state in samples.DOCUMENTS, where it goes).
+STATE_FIELDS: dict[str, tuple[str, Setter]] = {
+    "revoked_by": ("revoked_original", _at("revoked_by")),
+    "rejection_message": ("rejected", _at("rejection", "message")),
+    "revoke_rejection": ("revoke_rejected", _at("rejection", "message")),
+    "resolution_note": ("resolved_self_pay", _at("resolution", "note")),
+    "refund_operator": ("notice_refunded", _at("refund", "operator", "name")),
+    "timeout_reason": ("pending_timeout", _at("offline_reason")),
+}
 STRUCTURE_FREE = {"FS &", "FS .", "LF"}  # follow the text, not the template
 
 
 def _render(
-    tx: dict[str, Any], chinese: str, institution: str = "示例大药房", terminal: str = "T0001"
+    tx: dict[str, Any], chinese: str, institution: str = "示例大药房", terminal: str = "T0001", **kwargs: Any
 ) -> bytes:
     return render_receipt(
-        tx, institution=institution, terminal_id=terminal, columns=32, chinese=chinese, language="zh-CN"
+        tx, institution=institution, terminal_id=terminal, columns=32, chinese=chinese, language="zh-CN", **kwargs
     )
 
 
@@ -119,6 +128,22 @@ def test_every_byte_and_prefix_in_every_field(field: str, chinese: str) -> None:
         tx = copy.deepcopy(base)
         FIELDS[field](tx, f"x{payload}x")
         _check(_render(tx, chinese), expected, allowed)
+
+
+@pytest.mark.parametrize("chinese", ["fs", "raw"])
+@pytest.mark.parametrize("field", sorted(STATE_FIELDS))
+def test_every_byte_and_prefix_in_the_fields_of_each_state(field: str, chinese: str) -> None:
+    state, put = STATE_FIELDS[field]
+    base, kwargs = DOCUMENTS[state]
+    benign = copy.deepcopy(base)
+    put(benign, "x")
+    reference = _render(benign, chinese, **kwargs)
+    expected = _structure(reference)
+    allowed = set(decode(reference).commands) | STRUCTURE_FREE
+    for payload in PAYLOADS:
+        tx = copy.deepcopy(base)
+        put(tx, f"x{payload}x")
+        _check(_render(tx, chinese, **kwargs), expected, allowed)
 
 
 @pytest.mark.parametrize("chinese", ["fs", "raw"])

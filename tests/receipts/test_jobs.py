@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from drivers.printers import Printer, PrinterConfig
+from spool.store import connect, migrate, schema_version
 from terminald.errors import PrinterNotConfigured, ValidationFailed
-from terminald.receipts.jobs import PrintQueue
+from terminald.receipts.jobs import MIGRATIONS, PrintQueue
 from terminald.receipts.templates import render_receipt
 from terminald.sim.printer import PrinterSim
 from tests.waiting import wait_for
@@ -22,8 +24,8 @@ from .samples import DOCUMENTS
 Events = list[tuple[str, dict[str, Any]]]
 
 
-def receipt(reprint: bool = False) -> bytes:
-    tx, _ = DOCUMENTS["online"]
+def receipt(reprint: bool = False, state: str = "online", language: str = "zh-CN") -> bytes:
+    tx, kwargs = DOCUMENTS[state]
     return render_receipt(
         tx,
         reprint=reprint,
@@ -31,7 +33,8 @@ def receipt(reprint: bool = False) -> bytes:
         terminal_id="T0001",
         columns=42,
         chinese="fs",
-        language="zh-CN",
+        language=language,
+        **kwargs,
     )
 
 
@@ -167,3 +170,95 @@ def test_preview_printer_writes_files(make_queue: Any, tmp_path: Path) -> None:
     wait_for(lambda: state(q, job) == "done")
     assert (tmp_path / "receipts" / f"{job}.png").stat().st_size > 0
     assert (tmp_path / "receipts" / f"{job}.bin").read_bytes() == receipt()
+
+
+def test_reprint_is_counted_per_document(make_queue: Any, printer_sim: PrinterSim) -> None:
+    """The issue: the first notice of a sale whose receipt was printed came out as a reprint."""
+    q, _ = make_queue(printer_sim.uri)
+    issued = []
+    for document in ("receipt", "notice", "notice", "receipt"):
+        sample = "settled_after_outage" if document == "receipt" else "settled_after_outage_notice"
+        issued.append(q.submit_document("tx-1", document, lambda reprint, s=sample: receipt(reprint, s), "receipt"))
+    assert [reprint for _, reprint in issued] == [False, False, True, True]
+    wait_for(lambda: all(state(q, job) == "done" for job, _ in issued))
+    jobs = printer_sim.jobs_text(42)
+    assert ["重打 REPRINT" in j for j in jobs] == [False, False, True, True]
+    assert ["补录结算通知" in j for j in jobs] == [False, True, True, False]
+    assert q.printed_count("tx-1") == 2 and q.printed_count("tx-1", "notice") == 2
+    assert q.printed_count("tx-2", "notice") == 0
+    job = q.get(issued[1][0])
+    assert job is not None and job["document"] == "notice" and job["reprint"] is False
+    with pytest.raises(ValidationFailed):
+        q.submit_document("tx-1", "invoice", receipt, "receipt")
+
+
+def test_a_failed_print_issued_nothing(make_queue: Any) -> None:
+    q, _ = make_queue("memory://")
+    job, reprint = q.submit_document("tx-1", "notice", lambda r: receipt(r, "notice"), "receipt")
+    assert reprint is False
+    q._update(job, state="failed", error="unprintable")
+    assert q.printed_count("tx-1", "notice") == 0
+    assert q.submit_document("tx-1", "notice", lambda r: receipt(r, "notice"), "receipt")[1] is False
+
+
+def test_a_render_that_fails_queues_nothing(make_queue: Any) -> None:
+    q, _ = make_queue("memory://")
+
+    def broken(reprint: bool) -> bytes:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        q.submit_document("tx-1", "receipt", broken, "receipt")
+    assert q.printed_count("tx-1") == 0
+    assert q.submit_document("tx-1", "receipt", receipt, "receipt")[1] is False
+
+
+@pytest.mark.parametrize("document", ["receipt", "notice"])
+def test_concurrent_requests_get_one_original(make_queue: Any, document: str) -> None:
+    """Requests racing for one sale: exactly one original, the rest reprints, even when
+    rendering is slow enough for every request to have counted before any has queued."""
+    q, _ = make_queue("memory://?status=none")
+    n = 8
+    gate = threading.Barrier(n)
+    answers: list[bool] = []
+
+    def slow(reprint: bool) -> bytes:
+        time.sleep(0.02)
+        return receipt(reprint)
+
+    def request() -> None:
+        gate.wait()
+        answers.append(q.submit_document("tx-1", document, slow, "receipt")[1])
+
+    threads = [threading.Thread(target=request) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(answers) == [False] + [True] * (n - 1)
+    assert q.printed_count("tx-1", document) == n
+
+
+def test_jobs_queued_before_the_document_column_are_classified(tmp_path: Path, make_queue: Any) -> None:
+    """Migration step 2 adds `document`; a job from before it is a notice when its bytes carry
+    a notice's title (Chinese or English), a receipt otherwise."""
+    db = connect(tmp_path / "spool.db")
+    migrate(db, "print_jobs", MIGRATIONS[:1])
+    insert = (
+        "INSERT INTO print_jobs (job_id, tx_id, printer, copies, reprint, state, created_at, updated_at,"
+        " data) VALUES (?, 'tx-1', 'receipt', 1, ?, 'done', 'x', 'x', ?)"
+    )
+    db.execute(insert, ("pj-receipt", 0, receipt()))
+    db.execute(insert, ("pj-notice", 1, receipt(state="notice")))
+    db.execute(insert, ("pj-notice-en", 1, receipt(state="notice", language="en")))
+    db.close()
+    q, _ = make_queue("memory://")
+    assert [(q.get(j) or {})["document"] for j in ("pj-receipt", "pj-notice", "pj-notice-en")] == [
+        "receipt", "notice", "notice"]
+    assert q.printed_count("tx-1") == 1 and q.printed_count("tx-1", "notice") == 2
+    q.stop()
+    db = sqlite3.connect(tmp_path / "spool.db")
+    assert schema_version(db, "print_jobs") == len(MIGRATIONS) == 2
+    with pytest.raises(sqlite3.IntegrityError):  # the column only takes the two kinds
+        db.execute("UPDATE print_jobs SET document = 'poster'")
+    db.close()

@@ -43,6 +43,8 @@ def test_resume_through_the_api(daemon_proc: Callable[..., DaemonProcess], centr
     tx_id = sold.json()["id"]
 
     with EventStream(d, since=0) as stream:
+        anonymous = httpx.post(d.url + "/v1/upstream/resume", json={"operator": "x", "reason": "y"})
+        assert_problem(anonymous, 401, "unauthorized")
         assert_problem(api.post("/v1/upstream/resume", json={"reason": "no operator"}), 422, "validation_failed")
         assert_problem(api.post("/v1/upstream/resume", json={"operator": "ops-li", "reason": "x\u0007"}), 422,
                        "validation_failed")

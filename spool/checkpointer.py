@@ -67,6 +67,8 @@ class Checkpointer:
         # One checkpoint at a time from this process: a second one would get SQLITE_BUSY at once.
         self._lock = threading.Lock()
         self.due = False  # a TRUNCATE is wanted; read by the writer after each commit
+        self._due_since = 0.0
+        self._writer_seen = 0.0  # when the writer last came to run it (monotonic)
         self.checkpoints = 0  # PASSIVE passes that ran
         self.truncations = 0  # backstop TRUNCATEs that emptied the WAL
         self.busy_truncations = 0  # backstop attempts that came back busy
@@ -89,7 +91,10 @@ class Checkpointer:
 
         Skipped (and left due) while this thread is checkpointing: the next commit tries again.
         """
-        if not self.due or not self._lock.acquire(blocking=False):
+        if not self.due:
+            return
+        self._writer_seen = time.monotonic()
+        if not self._lock.acquire(blocking=False):
             return
         try:
             if not self.due:
@@ -173,9 +178,11 @@ class Checkpointer:
             if now < self._next_attempt:
                 return self._next_attempt - now
             if not self.due:
-                self.due = True  # for the writer's next commit
+                self.due, self._due_since = True, now  # for the writer's next commit
                 return RETRY_FIRST_S
-            # Still due since the last pass: no commit came to run it. With the writer idle
-            # this thread can have the write lock without a fight.
+            if min(now - self._due_since, now - self._writer_seen) < RETRY_FIRST_S:
+                return RETRY_FIRST_S  # the writer is busy: it runs it after a commit
+            # Due, and no commit for a while: with the writer idle this thread can have the
+            # write lock without a fight.
             self._truncate(conn)
             return RETRY_FIRST_S

@@ -168,6 +168,11 @@ def _checkpoint_wal(db_path: Path) -> None:
     """
     conn = connect(db_path)
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # Appends that commit meanwhile leave frames behind: go again for those (a few, fast)
+        # so the checkpoint is complete, which is what lets the next commit restart the WAL.
+        for _ in range(5):
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if busy or copied >= frames:
+                return
     finally:
         conn.close()

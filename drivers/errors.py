@@ -7,7 +7,12 @@ class (the local API's `code` where there is one), causes kept with
         ├── PrinterConfigError       printer_config_invalid  bad URI or option: fix the config
         ├── PrintDataError           print_data_invalid      content that cannot be encoded (QR too long)
         ├── PrinterUnavailable       printer_unavailable     nothing was sent: safe to retry
+        │   └── PrinterTimeout       printer_timeout         took no byte within the timeout: nothing sent
         └── PrintInterrupted         print_interrupted       data may be partly sent: outcome unknown
+            └── PrintTimeout         print_timeout           stopped taking data mid-job for the timeout
+
+Every write to hardware has a deadline; a transport that hits it raises one of
+the two timeouts, so a printer out of paper never holds its worker forever.
 
 Card-reader errors hang off `DriverError` too (`drivers.cards.errors`: CardError and its tree).
 """
@@ -18,8 +23,10 @@ __all__ = [
     "DriverError",
     "PrintDataError",
     "PrintInterrupted",
+    "PrintTimeout",
     "PrinterConfigError",
     "PrinterError",
+    "PrinterTimeout",
     "PrinterUnavailable",
 ]
 
@@ -56,3 +63,17 @@ class PrintInterrupted(PrinterError):
     The job's outcome is unknown and it must not be reprinted automatically."""
 
     code = "print_interrupted"
+
+
+class PrinterTimeout(PrinterUnavailable):
+    """The printer took no byte of the job within the transport's timeout (paper out on a
+    printer that does not say so, a wedged device). Nothing was sent: the job waits and retries."""
+
+    code = "printer_timeout"
+
+
+class PrintTimeout(PrintInterrupted):
+    """The printer stopped taking data part-way through the job and did not resume within
+    the transport's timeout. Part of the job may have printed: the outcome is unknown."""
+
+    code = "print_timeout"

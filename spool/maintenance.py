@@ -178,10 +178,13 @@ def export_file(path: Path, dest: Path, fmt: str) -> int:
             count = int(conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
             if fmt == "sqlite":
                 conn.close()
+                os.chmod(snap, 0o600)  # every patient's identity: the owner's eyes only
                 os.replace(snap, dest)
                 return count
             tmp = workdir / "out"
-            with tmp.open("w", encoding="utf-8", newline="") as fh:
+            # 0600 whatever the umask: the export holds every patient's full identity.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "w", encoding="utf-8", newline="") as fh:
                 if fmt == "jsonl":
                     for record in _records_from(conn, -1):
                         full = record.wire() | {

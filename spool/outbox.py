@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _EXPECTED_TABLES = {"records", "history", "meta", "checkpoint", "schema_migrations", "status_totals"}
+# The expression schema step 4 indexes: a query must use it as written to use that index.
+POS_ORDER_ID = "json_extract(payload, '$.meta.pos_order_id')"
 
 
 class Spool:
@@ -307,6 +309,52 @@ class Spool:
             "WHERE status = ? AND seq > ? ORDER BY seq LIMIT ?", (status, after_seq, _limit(limit))
         )
 
+    def search(
+        self,
+        status: str | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+        *,
+        idempotency_key: str | None = None,
+        pos_order_id: str | None = None,
+        business_date: str | None = None,
+    ) -> list[Record]:
+        """``records`` narrowed by every filter given (all must hold), in seq order.
+
+        Each filter has an index: the key its unique one, ``business_date`` its own, and
+        ``pos_order_id`` (the POS's ``meta.pos_order_id``) the expression index of schema step 4.
+        An order id written as a JSON number is found by its decimal text too (``"1001"`` finds
+        ``1001``).
+        """
+        where = ["seq > ?"]
+        args: list[Any] = [after_seq]
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+            where.append("status = ?")
+            args.append(status)
+        if idempotency_key is not None:
+            where.append("idempotency_key = ?")
+            args.append(idempotency_key)
+        if business_date is not None:
+            try:
+                date = datetime.strptime(business_date, "%Y-%m-%d").date().isoformat()
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest(f"business_date must be YYYY-MM-DD, got {business_date!r}") from exc
+            where.append("business_date = ?")
+            args.append(date)
+        if pos_order_id is not None:
+            if not isinstance(pos_order_id, str):
+                raise InvalidRequest(f"pos_order_id must be a string, got {pos_order_id!r}")
+            wanted: list[Any] = [pos_order_id]
+            number = _integer(pos_order_id)
+            if number is not None:
+                wanted.append(number)
+            where.append(f"{POS_ORDER_ID} IN ({', '.join('?' * len(wanted))})")
+            args += wanted
+        args.append(_limit(limit))
+        return self._select(f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", tuple(args))
+
     def history(self, record_id: str) -> list[Transition]:
         def q(conn: sqlite3.Connection) -> list[Transition]:
             row = conn.execute(
@@ -424,3 +472,12 @@ def _limit(limit: int) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise InvalidRequest(f"limit must be a positive integer, got {limit!r}")
     return limit
+
+
+def _integer(text: str) -> int | None:
+    """``text`` as the SQLite integer it is the canonical decimal of ("1001"; not "01", "+1")."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    value = int(text)
+    return value if str(value) == text and -(2**63) <= value < 2**63 else None

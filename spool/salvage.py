@@ -233,7 +233,9 @@ def _salvage(src: Path, dest: Path, side: Path, terminal_id: str | None, work: P
             migrate(out, NAMESPACE, STEPS[:src_steps])
             state.extras = _extra_columns(conn, out)
             _write_meta(out, tid, checkpoint)
-            with tmp_side.open("w", encoding="utf-8") as side_fh:
+            # 0600 whatever the umask: the records after the break, with full identities.
+            side_fd = os.open(tmp_side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(side_fd, "w", encoding="utf-8") as side_fh:
                 _copy_records(conn, out, side_fh, state, chain_start, acked, witness_seq)
                 side_fh.flush()
                 os.fsync(side_fh.fileno())

@@ -146,4 +146,14 @@ STEPS: tuple[str, ...] = (
             WHERE status = OLD.status AND kind = OLD.kind AND outage = COALESCE(OLD.outage, 0);
     END;
     """,
+    # Step 4: the POS finds its sale by its own order id (`GET /v1/transactions?pos_order_id=`),
+    # the `meta.pos_order_id` it sent. An index on the expression rather than a stored column:
+    # the payload is the hashed record and stays the one place the value lives, the writer's
+    # insert and every reader are unchanged, and SQLite computes the key in the same commit.
+    # Partial: sales without one cost no index entry. A query must use this exact expression
+    # (spool.outbox.POS_ORDER_ID) for SQLite to use the index.
+    """
+    CREATE INDEX records_pos_order_id ON records (json_extract(payload, '$.meta.pos_order_id'))
+        WHERE json_extract(payload, '$.meta.pos_order_id') IS NOT NULL;
+    """,
 )

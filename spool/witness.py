@@ -103,8 +103,10 @@ class Witness:
             log.warning(
                 "spool witness %s was missing or unreadable at open: a lost WAL tail could not be detected "
                 "this time; recreated at seq %d", self._path, seq)
-        if self.found is None or self.found[0] < seq:
-            self.write(seq, hash_)
+        if (self.found is None or self.found[0] < seq) and self._put(seq, hash_):
+            with self._cond:  # synced here and now: nothing for the sync thread to do
+                self._latest = (seq, hash_)
+                self._changes += 1
             self._sync()
         if self._created:
             try:  # the file's name must survive a power cut too, not only its content
@@ -114,19 +116,25 @@ class Witness:
             self._created = False
 
     def write(self, seq: int, hash_: str) -> None:
-        if self._fd is None:
-            return
-        line = f"{seq} {hash_}".ljust(_SIZE - 1) + "\n"
-        try:
-            os.pwrite(self._fd, line.encode("ascii"), 0)
-        except OSError as exc:  # the commit is durable already; never report it as failed
-            log.warning("spool witness %s not updated: %s", self._path, exc)
+        """After a durable commit: overwrite the value; the sync thread syncs it within the interval."""
+        if not self._put(seq, hash_):
             return
         with self._cond:
             self._latest = (seq, hash_)
             self._changes += 1
             if self._idle:  # a wake-up per commit would cost the writer the interpreter lock
                 self._cond.notify()
+
+    def _put(self, seq: int, hash_: str) -> bool:
+        if self._fd is None:
+            return False
+        line = f"{seq} {hash_}".ljust(_SIZE - 1) + "\n"
+        try:
+            os.pwrite(self._fd, line.encode("ascii"), 0)
+        except OSError as exc:  # the commit is durable already; never report it as failed
+            log.warning("spool witness %s not updated: %s", self._path, exc)
+            return False
+        return True
 
     def close(self) -> None:
         if self._fd is None:

@@ -126,6 +126,17 @@ def print_test(
     raise typer.Exit(print_test_page(_config(config), printer))
 
 
+@print_app.command("retry")
+def print_retry(
+    job: Annotated[str, typer.Argument(help="The print job (pj-…) whose outcome is unknown.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Print a job whose outcome is unknown again, marked as a reprint (through the running daemon)."""
+    from terminald.clientcmd import retry_print_job
+
+    raise typer.Exit(retry_print_job(_config(config), job))
+
+
 @spool_app.command("list")
 def spool_list(
     config: ConfigOpt = None,
@@ -232,6 +243,22 @@ def upstream_resume(
     from terminald.upload.commands import resume
 
     raise typer.Exit(resume(_config(config), reason=reason, operator=operator, clear_downtime=clear_downtime))
+
+
+token_app = typer.Typer(no_args_is_help=True, help="The API's bearer tokens.")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("rotate")
+def token_rotate(
+    config: ConfigOpt = None,
+    status_page: Annotated[bool, typer.Option(
+        "--status-page", help="The status page's read-only token instead of the POS's.")] = False,
+) -> None:
+    """Write a new random token (same mode and owner); the running daemon refuses the old one at once."""
+    from terminald.clientcmd import rotate_token
+
+    raise typer.Exit(rotate_token(_config(config), status_page=status_page))
 
 
 @sim_app.command("card")

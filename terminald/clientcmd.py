@@ -164,3 +164,70 @@ def print_followups(cfg: Config, *, as_csv: bool) -> int:
         table.add_row(*row, style="bold red" if row[7] else None)
     console.print(table)
     return 0
+
+
+def retry_print_job(cfg: Config, job_id: str) -> int:
+    """`terminald print retry JOB`: print an `unknown` job again, as a reprint (POST /v1/print-jobs/{id}/retry)."""
+    from urllib.parse import quote
+
+    body = api_json(cfg, "POST", f"/v1/print-jobs/{quote(job_id, safe='')}/retry")
+    if body is None:
+        return 1
+    console.print(f"print job {job_id} is printed again as {body['job_id']} on {body['printer']} "
+                  f"({body['document']}, marked reprint)")
+    return 0
+
+
+def rotate_token(cfg: Config, *, status_page: bool) -> int:
+    """`terminald token rotate [--status-page]`: a new random token, written atomically with the old
+    file's mode and owner; the running daemon refuses the old token from its next request."""
+    import grp
+    import pwd
+
+    from terminald.security import api_group_id
+    from terminald.security import rotate_token as rotate
+
+    path = cfg.status_token_path if status_page else cfg.token_path
+    which = "status-page token" if status_page else "API token (the POS's)"
+    try:
+        done = rotate(path, api_group_id(cfg.api.group))
+    except OSError as exc:
+        console.print(f"[red]cannot write {path}: {exc.strerror or exc}[/]")
+        return 1
+
+    def name(lookup: Any, ident: int) -> str:
+        try:
+            return str(lookup(ident)[0])
+        except KeyError:
+            return str(ident)
+
+    owner = f"{name(pwd.getpwuid, done.uid)}:{name(grp.getgrgid, done.gid)}"
+    console.print(f"{'created' if done.created else 'new'} {which} in {path} "
+                  f"(mode {done.mode:04o}, owner {owner})")
+    # The daemon picks the file up on its next request: show that it did, when one runs here.
+    try:
+        probe = "/v1/status"
+        response = _call_with(cfg, done.token, probe)
+    except httpx.HTTPError:
+        console.print("terminald does not answer here: it reads the new token when it starts")
+        return 0
+    if response.status_code != 200:
+        console.print(f"[red]the running daemon refuses the new token ({response.status_code}): can the "
+                      f"terminald user read {path}?[/]")
+        return 1
+    console.print("the running daemon accepts the new token and refuses the old one; "
+                  + ("update the status page's desktop shortcut (#token=...)" if status_page
+                     else "the POS must read the token file again"))
+    return 0
+
+
+def _call_with(cfg: Config, token: str, path: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"}
+    if cfg.api.listen:
+        host = cfg.api.host
+        host = f"[{host}]" if ":" in host else host
+        with httpx.Client(base_url=f"http://{host}:{cfg.api.port}", timeout=5.0) as client:
+            return client.get(path, headers=headers)
+    transport = httpx.HTTPTransport(uds=cfg.api.unix_socket)
+    with httpx.Client(transport=transport, base_url="http://localhost", timeout=5.0) as client:
+        return client.get(path, headers=headers)

@@ -74,6 +74,11 @@ class ApiConfig(_Section):
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The status page's read-only token (default: `status-token` beside `token_file`).
+    status_token_file: str = ""
+    # The group that may use the API: it gets the token files (0640) and the Unix socket (0660);
+    # "" or a group that does not exist leaves them with the daemon's own group.
+    group: str = Field(default="terminald-api", pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$")
 
     @field_validator("listen")
     @classmethod
@@ -211,6 +216,12 @@ class Config(_Sources):
     @property
     def token_path(self) -> Path:
         return Path(self.api.token_file) if self.api.token_file else self.state_dir / "api-token"
+
+    @property
+    def status_token_path(self) -> Path:
+        if self.api.status_token_file:
+            return Path(self.api.status_token_file)
+        return self.token_path.with_name("status-token")
 
     @property
     def receipts_dir(self) -> Path:

@@ -27,7 +27,7 @@ from terminald.config import Config
 from terminald.events import EventBus
 from terminald.receipts.jobs import PrintQueue
 from terminald.retention import Retention
-from terminald.security import load_or_create_token
+from terminald.security import ApiTokens, make_private
 from terminald.transactions import Recorder
 from terminald.upload.uploader import Uploader
 
@@ -42,7 +42,9 @@ class Daemon:
         self.version = __version__
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         cfg.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        self.token = load_or_create_token(cfg.token_path)
+        make_private(cfg.spool_path)  # 0600: an older version left it readable by group terminald
+        self.tokens = ApiTokens.load(cfg.token_path, cfg.status_token_path, cfg.api.group)
+        self.token = self.tokens  # what app.build hands to AccessControl: the live token files
         self.card_reads = CardReads()
         self.spool: Spool | None = None
         self.events = EventBus(cfg.spool_path, ZoneInfo(cfg.terminal.timezone))

@@ -6,6 +6,10 @@ inherit it on Linux; without it a keep-alive answer waits for the client's
 delayed ACK). READY=1 goes out only after the spool is open and the API
 listens. The watchdog is fed only while the event loop turns and the spool
 answers a query: a wedged daemon gets restarted by systemd.
+
+Everything the daemon creates is private (umask 0077: the spool and, through
+SQLite, its -wal and -shm are 0600), except what the API group must reach:
+the token files (0640) and the Unix socket (0660), both given to `api.group`.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ import uvicorn
 
 from terminald.app import build
 from terminald.config import Config
+from terminald.errors import ConfigError
 from terminald.notify import notify, watchdog_interval_s
+from terminald.security import api_group_id
 
 log = logging.getLogger("terminald")
 
 EXECUTOR_THREADS = 32
+# Whatever the caller's umask (systemd's UMask=, a shell's 0022), the daemon's files are its own.
+UMASK = 0o077
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:
@@ -42,15 +50,22 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _unix_socket(path: str) -> socket.socket:
+def _unix_socket(path: str, group: str = "") -> socket.socket:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(target.lstat().st_mode):
             target.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, 0o660)  # owner and the terminald group (the POS user joins it)
+    sock.bind(path)  # made 0700 by the umask: nobody connects before it is chmod-ed below
+    gid = api_group_id(group)
+    if gid is not None and gid != os.getegid():
+        try:
+            os.chown(path, -1, gid)
+        except PermissionError:
+            log.warning("cannot give the socket %s to group %s (this user is not a member): "
+                        "members of that group cannot connect", path, group)
+    os.chmod(path, 0o660)  # owner and the API group (the POS user joins it), nobody else
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -61,7 +76,7 @@ def sockets_for(cfg: Config) -> list[socket.socket]:
     if cfg.api.listen:
         sockets.append(_tcp_socket(cfg.api.host, cfg.api.port))
     if cfg.api.unix_socket:
-        sockets.append(_unix_socket(cfg.api.unix_socket))
+        sockets.append(_unix_socket(cfg.api.unix_socket, cfg.api.group))
     if not sockets:
         raise SystemExit("api.listen and api.unix_socket are both empty: nothing to serve on")
     return sockets
@@ -123,7 +138,11 @@ async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -
     # terminald/appender.py.
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="io"))
-    daemon, app = build(cfg)
+    os.umask(UMASK)
+    try:
+        daemon, app = build(cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"terminald: {exc.detail}") from exc
     sockets = sockets if sockets is not None else sockets_for(cfg)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, server_header=False)

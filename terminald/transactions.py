@@ -103,6 +103,8 @@ def answer(record: Record, history: list[Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": record.record_id,
         "seq": record.seq,
+        "idempotency_key": record.idempotency_key,
+        "meta": payload.get("meta") or {},
         "kind": record.kind,
         "status": record.status,
         "mode": mode_of(record),
@@ -147,6 +149,16 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _validated(body: dict[str, Any]) -> TransactionIn:
+    try:
+        return TransactionIn.model_validate(body)
+    except ValidationError as exc:
+        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+                  for e in exc.errors(include_url=False, include_input=False)]
+        detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
+        raise ValidationFailed(detail, errors=errors) from exc
+
+
 def _key_conflict(existing: Record) -> ConflictError:
     return ConflictError(f"this Idempotency-Key was used with another body, for transaction {existing.record_id}",
                          code="idempotency_conflict", existing_id=existing.record_id)
@@ -160,6 +172,50 @@ def _policy_applies(offline_reason: str | None) -> bool:
 def _qty_json(qty: Decimal) -> int | float:
     # Integral quantities stay integers; others go as the shortest decimal float ("0.5").
     return int(qty) if qty == qty.to_integral_value() else float(qty)
+
+
+def request_digest(tx: TransactionIn) -> str:
+    """What a repeat is compared by: the validated request's meaning, not its bytes.
+
+    The canonical JSON of the fields that differ from their defaults, so leaving a default out
+    (`kind`, `"meta": {}`) or sending it is the same request, and a field added later with a
+    default leaves the digest of an old request unchanged. Key order and outer whitespace do not
+    count (the model strips strings); `qty` counts as its canonical decimal (1, 1.0, "1.000" are
+    one quantity); the SSN's check letter in either case; `business_time` only when sent (left
+    out, it is the time of the first request, and a retry must not differ by it), as the instant
+    with the offset sent.
+    """
+    body = tx.model_dump(mode="json", exclude_defaults=True, exclude={"items", "business_time"})
+    if tx.items:
+        body["items"] = [{**item.model_dump(mode="json", exclude_defaults=True),
+                          "qty": format(item.qty.normalize(), "f")} for item in tx.items]
+    if tx.card is not None:
+        body["card"]["ssn"] = tx.card.ssn.upper()
+    if tx.business_time is not None:
+        body["business_time"] = tx.business_time.isoformat()
+    return digest(body)
+
+
+class _Digests:
+    """The digests a stored record's `request_digest` may equal for this request to be a repeat.
+
+    `meaning` (`request_digest`) is what this version stores. A record stored by an earlier
+    version holds the digest of the raw body (`spool.chain.digest` of the JSON as sent): the very
+    same bytes still match it, a rebuilt body does not (it is refused 409 as before). That one is
+    computed only when the first does not match.
+    """
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.meaning: str | None = None  # None until the body validates
+
+    def match(self, stored: str) -> bool:
+        if stored == self.meaning:
+            return True
+        try:
+            return stored == digest(self.body)
+        except (InvalidRequest, ValueError):  # not JSON that can be encoded: never stored either
+            return False
 
 
 class Recorder:
@@ -184,15 +240,18 @@ class Recorder:
             raise ValidationFailed("the body is not valid JSON") from exc
         if not isinstance(body, dict):
             raise ValidationFailed("the body must be a JSON object")
+        digests = _Digests(body)
         try:
-            request_digest = digest(body)
-        except (InvalidRequest, ValueError) as exc:  # e.g. a lone surrogate (\ud800) in a string
-            raise ValidationFailed("the body is not valid JSON (a string is not valid Unicode)") from exc
-
-        try:
-            request = await self._request(body, key, request_digest, wait_s)
+            tx = _validated(body)
+            try:
+                digests.meaning = meaning = request_digest(tx)
+            except (InvalidRequest, ValueError) as exc:  # e.g. a lone surrogate (\ud800) in a string
+                raise ValidationFailed("the body is not valid JSON (a string is not valid Unicode)") from exc
+            request = await self._request(tx, key, meaning, wait_s)
             result = await self.appender.append(request)
-        except IdempotencyConflict as exc:  # the key is taken, by another body
+        except IdempotencyConflict as exc:  # the key is taken, by another body (or by this one,
+            if digests.match(exc.existing.request_digest):  # stored by an earlier version)
+                return await self._repeat(exc.existing, digests, wait_s)
             raise _key_conflict(exc.existing) from exc
         except OfflineLimitExceeded as exc:  # never for a repeat: the spool answers those first
             raise PolicyDenied("offline_limit_exceeded",
@@ -204,12 +263,12 @@ class Recorder:
             # its stored answer.
             existing = await asyncio.to_thread(self.spool.find_by_key, key)
             if existing is not None:
-                return await self._repeat(existing, request_digest, wait_s)
+                return await self._repeat(existing, digests, wait_s)
             if isinstance(exc, NotFound):
                 raise NotFoundError(str(exc), field="original_id") from exc
             raise
-        if not result.created:  # a repeat: the spool found the key with this very body
-            return await self._repeat(result.record, request_digest, wait_s)
+        if not result.created:  # a repeat: the spool found the key with this very request
+            return await self._repeat(result.record, digests, wait_s)
         self.uploader.wake()
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
@@ -238,23 +297,16 @@ class Recorder:
             return Outcome(settled_code, fixed)
         return Outcome(202 if first else 200, fixed)
 
-    async def _repeat(self, record: Record, request_digest: str, wait_s: float | None) -> Outcome:
-        """A repeated key with the same body: the stored answer. A sale nobody was answered
+    async def _repeat(self, record: Record, digests: _Digests, wait_s: float | None) -> Outcome:
+        """A repeated key with the same request: the stored answer. A sale nobody was answered
         "pending" for yet (the first request's client gave up) waits like the first request."""
-        if record.request_digest != request_digest:
+        if not digests.match(record.request_digest):
             raise _key_conflict(record)
         return await self._answer(record, wait_s, first=False)
 
-    async def _request(self, body: dict[str, Any], key: str, request_digest: str,
+    async def _request(self, tx: TransactionIn, key: str, request_digest: str,
                        wait_s: float | None) -> AppendRequest:
-        """Validate, apply the offline policy, and shape what the spool stores."""
-        try:
-            tx = TransactionIn.model_validate(body)
-        except ValidationError as exc:
-            errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-                      for e in exc.errors(include_url=False, include_input=False)]
-            detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
-            raise ValidationFailed(detail, errors=errors) from exc
+        """Apply the offline policy, and shape what the spool stores."""
         offline_reason = self.uploader.offline_reason()
         payload = await self._payload(tx, key, offline_reason)
         limited = tx.kind == "settlement" and _policy_applies(offline_reason)

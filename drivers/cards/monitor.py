@@ -41,9 +41,14 @@ class ReaderMonitor:
     """Keeps a snapshot of accepted readers and emits ``card.inserted`` / ``card.removed``."""
 
     def __init__(
-        self, accept: Callable[[str], bool], on_event: EventSink | None, poll_s: float = 0.5
+        self,
+        accept: Callable[[str], bool],
+        on_event: EventSink | None,
+        poll_s: float = 0.5,
+        establish: Callable[[], PcscContext] = PcscContext,
     ) -> None:
         self._accept = accept
+        self._establish = establish
         self._on_event = on_event
         self._poll_ms = max(1, int(poll_s * 1000))
         self._stop = threading.Event()
@@ -110,7 +115,7 @@ class ReaderMonitor:
         backoff = 0.2
         while not self._stop.is_set():
             try:
-                self._ctx = PcscContext()
+                self._ctx = self._establish()
             except CardError:
                 self._publish("pcscd_unavailable", {})
                 self._stop.wait(backoff)
@@ -118,6 +123,8 @@ class ReaderMonitor:
                 continue
             backoff = 0.2
             try:
+                if self._stop.is_set():  # stop() came while the context was being established
+                    break
                 self._follow(self._ctx)
             except CardError as exc:
                 log.info("card monitor lost pcscd (%s); reconnecting", exc.code)

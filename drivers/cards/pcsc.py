@@ -10,6 +10,7 @@ high-level layer's observer threads.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -55,6 +56,9 @@ _CARD_TROUBLE = {
     int(scard.SCARD_F_COMM_ERROR),
     int(scard.SCARD_W_UNSUPPORTED_CARD),
 }
+# Outside an exchange with a card (listing readers, a status wait) this means the
+# client library lost its socket to pcscd: pcscd was killed or restarted.
+_COMM_ERROR = int(scard.SCARD_F_COMM_ERROR)
 SUCCESS = int(scard.SCARD_S_SUCCESS)
 TIMEOUT = int(scard.SCARD_E_TIMEOUT)
 CANCELLED = int(scard.SCARD_E_CANCELLED)
@@ -106,17 +110,32 @@ class ReaderState:
 
 
 class PcscContext:
-    """A PC/SC context. Not for concurrent use; make one per thread."""
+    """A PC/SC context (one ``SCardEstablishContext``). Not for concurrent use; make one per
+    thread. :meth:`cancel` and :meth:`close` may come from any thread; once closed, every call
+    raises PcscdUnavailable."""
 
     def __init__(self) -> None:
         hresult, handle = _call("establish context", scard.SCardEstablishContext, scard.SCARD_SCOPE_USER)
         if hresult != SUCCESS:
             raise translate(hresult, "establish context")
         self._handle: Any = handle
+        self._close_lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def _live(self, what: str) -> Any:
+        handle = self._handle
+        if handle is None:
+            raise PcscdUnavailable(f"{what}: the PC/SC context was released")
+        return handle
 
     def close(self) -> None:
-        if self._handle is not None:
+        """``SCardReleaseContext``, once; a second call does nothing."""
+        with self._close_lock:
             handle, self._handle = self._handle, None
+        if handle is not None:
             with contextlib.suppress(scard.error, SystemError):  # pcscd may already be gone
                 scard.SCardReleaseContext(handle)
 
@@ -127,22 +146,27 @@ class PcscContext:
         self.close()
 
     def list_readers(self) -> list[str]:
-        hresult, names = _call("list readers", scard.SCardListReaders, self._handle, [])
+        hresult, names = _call("list readers", scard.SCardListReaders, self._live("list readers"), [])
         if hresult & 0xFFFFFFFF in _NO_READER:
             return []
+        if hresult & 0xFFFFFFFF == _COMM_ERROR:
+            raise PcscdUnavailable("list readers: lost the connection to pcscd")
         if hresult != SUCCESS:
             raise translate(hresult, "list readers")
         return [str(n) for n in names]
 
     def wait(self, known: Sequence[tuple[str, int]], timeout_ms: int) -> list[ReaderState] | None:
         """Block until a reader's state differs from ``known`` (name, flags); None on timeout/cancel."""
+        handle = self._live("wait for reader change")
         hresult, states = _call(
-            "wait for reader change", scard.SCardGetStatusChange, self._handle, timeout_ms, list(known)
+            "wait for reader change", scard.SCardGetStatusChange, handle, timeout_ms, list(known)
         )
         if hresult in (TIMEOUT, CANCELLED):
             return None
         if hresult & 0xFFFFFFFF in _NO_READER:
             raise NoReader("wait for reader change: reader list changed")
+        if hresult & 0xFFFFFFFF == _COMM_ERROR:
+            raise PcscdUnavailable("wait for reader change: lost the connection to pcscd")
         if hresult != SUCCESS:
             raise translate(hresult, "wait for reader change")
         return [ReaderState(str(name), int(flags), bytes(atr)) for name, flags, atr in states]
@@ -159,7 +183,7 @@ class PcscContext:
         share = scard.SCARD_SHARE_EXCLUSIVE if exclusive else scard.SCARD_SHARE_SHARED
         protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
         hresult, card, protocol = _call(
-            f"connect {reader}", scard.SCardConnect, self._handle, reader, share, protocols
+            f"connect {reader}", scard.SCardConnect, self._live(f"connect {reader}"), reader, share, protocols
         )
         if hresult != SUCCESS:
             raise translate(hresult, f"connect {reader}")

@@ -3,6 +3,10 @@
 One exchange at a time per reader (a second caller gets ReaderBusy at once),
 every wait bounded with ``time.monotonic()``, and no exception other than
 :class:`~drivers.errors.DriverError` subclasses leaves :meth:`CardService.read`.
+
+Every PC/SC context the service establishes (the monitor's, one kept per
+reading thread) is booked in one registry, and :meth:`CardService.stop`
+releases them all.
 """
 
 from __future__ import annotations
@@ -36,6 +40,47 @@ _WAIT_SLICE_MS = 500
 CONNECT_GRACE_S = 1.0
 
 
+class _Contexts:
+    """The PC/SC contexts a service established and has not released yet."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[PcscContext] = set()
+        self.closing = threading.Event()
+
+    def establish(self) -> PcscContext:
+        if self.closing.is_set():
+            raise PcscdUnavailable("the card service is stopping")
+        ctx = PcscContext()
+        with self._lock:
+            self._open = {c for c in self._open if not c.closed}
+            self._open.add(ctx)
+            late = self.closing.is_set()
+        if late:  # stop() ran while this one was being established: it must not outlive it
+            self.release(ctx)
+            raise PcscdUnavailable("the card service is stopping")
+        return ctx
+
+    def release(self, ctx: PcscContext) -> None:
+        ctx.close()
+        with self._lock:
+            self._open.discard(ctx)
+
+    def release_all(self) -> int:
+        """Wake and release every context; returns how many were still open."""
+        with self._lock:
+            contexts, self._open = [c for c in self._open if not c.closed], set()
+        for ctx in contexts:
+            ctx.cancel()  # a thread blocked in a status wait on it returns first
+            ctx.close()
+        return len(contexts)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return sum(1 for c in self._open if not c.closed)
+
+
 class CardService:
     """Readers, card events and reads for one card profile.
 
@@ -62,7 +107,8 @@ class CardService:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._local = threading.local()
-        self._monitor = ReaderMonitor(self._accept, on_event, poll_s)
+        self._contexts = _Contexts()
+        self._monitor = ReaderMonitor(self._accept, on_event, poll_s, establish=self._contexts.establish)
 
     # -- readers -----------------------------------------------------------
     def _accept(self, name: str) -> bool:
@@ -79,10 +125,23 @@ class CardService:
 
     def start(self) -> None:
         """Start following readers and cards; works (and keeps retrying) without pcscd."""
+        self._contexts.closing.clear()
         self._monitor.start()
 
     def stop(self) -> None:
+        """Stop the monitor and release every PC/SC context this service established (the
+        monitor's and each reading thread's). A read still waiting ends with PcscdUnavailable;
+        reads are refused until :meth:`start`."""
+        self._contexts.closing.set()
         self._monitor.stop()
+        released = self._contexts.release_all()
+        if released:
+            log.debug("card service stopped: released %d PC/SC context(s)", released)
+
+    @property
+    def open_contexts(self) -> int:
+        """PC/SC contexts established and not yet released (0 after :meth:`stop`)."""
+        return self._contexts.count
 
     @property
     def state(self) -> str:
@@ -107,16 +166,21 @@ class CardService:
         return infos
 
     # -- reading -----------------------------------------------------------
-    def _context(self, fresh: bool = False) -> PcscContext:
+    def _kept_context(self) -> PcscContext | None:
         """This thread's PC/SC context, kept between reads (establishing one costs a round trip)."""
         ctx: PcscContext | None = getattr(self._local, "ctx", None)
-        if ctx is not None and fresh:
-            ctx.close()
-            ctx = None
-        if ctx is None:
-            ctx = PcscContext()
-            self._local.ctx = ctx
+        return None if ctx is None or ctx.closed else ctx
+
+    def _new_context(self) -> PcscContext:
+        ctx = self._contexts.establish()
+        self._local.ctx = ctx
         return ctx
+
+    def _drop_context(self) -> None:
+        ctx: PcscContext | None = getattr(self._local, "ctx", None)
+        self._local.ctx = None
+        if ctx is not None:
+            self._contexts.release(ctx)
 
     def read(self, reader: str | None = None, timeout_s: float = 0.0) -> CardRead:
         """Read the card in ``reader`` (default: any card reader), waiting up to ``timeout_s`` for one.
@@ -133,7 +197,7 @@ class CardService:
         try:
             return self._read_locked(ctx, name, atr)
         except PcscdUnavailable:
-            self._local.ctx = None
+            self._drop_context()
             raise
         finally:
             lock.release()
@@ -147,25 +211,37 @@ class CardService:
         return names
 
     def _wait_for_card(self, reader: str | None, deadline: float) -> tuple[PcscContext, str, bytes]:
-        """Wait for a card, riding out a pcscd restart or a reader unplugged, until ``deadline``."""
+        """Wait for a card until ``deadline``, riding out a pcscd restart or a reader unplugged
+        meanwhile. pcscd not running when the read starts is PcscdUnavailable at once: there is
+        nothing to wait for, and the person at the counter should hear so now."""
         if reader is not None and not self._is_card_reader(reader):
             raise NoReader(f"{reader!r} is not a configured card reader")
-        fresh = False
+        live = False  # pcscd answered during this read: losing it from now on is ridden out
         known: list[tuple[str, int]] = []
         while True:
+            if self._contexts.closing.is_set():
+                raise PcscdUnavailable("the card service is stopping")
+            ctx = self._kept_context()
+            fresh = ctx is None
             try:
-                ctx = self._context(fresh)
-                fresh = False
+                if ctx is None:
+                    ctx = self._new_context()
+                    live = True
                 if not known:
                     known = [(n, 0) for n in self._candidates(ctx, reader)]
                 remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
                 states = ctx.wait(known, min(remaining_ms, _WAIT_SLICE_MS))
+                live = True
             except PcscdUnavailable:
+                self._drop_context()
+                known = []
+                if (fresh and not live) or self._contexts.closing.is_set():
+                    raise  # pcscd is not running (or we are stopping): nothing to wait for
+                if not fresh:
+                    continue  # the context kept from an earlier read is stale: a new one, at once
                 if time.monotonic() >= deadline:
-                    self._local.ctx = None
                     raise
-                fresh, known = True, []
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # pcscd went away: wait
                 continue
             except NoReader as exc:
                 if reader is not None:

@@ -69,7 +69,45 @@ class OperatorIn(_In):
     name: str = Field(default="", max_length=50)
 
 
+# The rules between fields that a JSON schema can state, for the OpenAPI document (code
+# generators, schemathesis); `_shape_by_kind` below enforces them, and the arithmetic
+# (amount_fen, total_fen) that no schema can state.
+KIND_RULES: dict[str, Any] = {
+    "if": {"properties": {"kind": {"const": "revoke"}}, "required": ["kind"]},
+    # A revoke: original_id, operator, business_time and meta, nothing else.
+    "then": {
+        "required": ["original_id"],
+        "properties": {
+            "original_id": {"type": "string", "minLength": 1},
+            "card_read_id": {"type": "null"},
+            "card": {"type": "null"},
+            "items": {"type": "array", "maxItems": 0},
+            "total_fen": {"type": "null"},
+            "contact_phone": {"type": "null"},
+        },
+    },
+    # A settlement (the default kind): items, their total, and exactly one of card_read_id
+    # (the card was read here) or card (typed in); never original_id.
+    "else": {
+        "required": ["items", "total_fen"],
+        "properties": {
+            "original_id": {"type": "null"},
+            "items": {"type": "array", "minItems": 1},
+            "total_fen": {"type": "integer"},
+        },
+        "oneOf": [
+            {"required": ["card_read_id"],
+             "properties": {"card_read_id": {"type": "string"}, "card": {"type": "null"}}},
+            {"required": ["card"],
+             "properties": {"card": {"type": "object"}, "card_read_id": {"type": "null"}}},
+        ],
+    },
+}
+
+
 class TransactionIn(_In):
+    model_config = ConfigDict(json_schema_extra=KIND_RULES)
+
     kind: Literal["settlement", "revoke"] = "settlement"
     card_read_id: str | None = Field(default=None, max_length=64)
     card: CardIn | None = None
@@ -149,6 +187,28 @@ class PrintSubmitted(BaseModel):
     job_id: str
     printer: str
     reprint: bool
+    document: Literal["receipt", "notice"]
+
+
+class PrintRetried(PrintSubmitted):
+    retry_of: str  # the `unknown` job this one prints again
+
+
+class PrintJob(BaseModel):
+    job_id: str
+    tx_id: str
+    document: Literal["receipt", "notice"]
+    printer: str
+    copies: int
+    reprint: bool
+    state: Literal["queued", "printing", "done", "failed", "unknown", "cancelled"]
+    error: str | None = None
+    attempts: int
+    created_at: str
+    updated_at: str
+    idempotency_key: str | None = None  # the receipt request's Idempotency-Key, if it had one
+    retry_of: str | None = None  # this job prints an `unknown` job again
+    retried_by: str | None = None  # this `unknown` job was printed again by that job
 
 
 class Problem(BaseModel):
@@ -174,6 +234,8 @@ class HistoryEntry(BaseModel):
 class TransactionOut(BaseModel):
     id: str
     seq: int
+    idempotency_key: str
+    meta: dict[str, Any] = Field(default_factory=dict)
     kind: Literal["settlement", "revoke"]
     status: Literal["pending", "settled", "rejected", "resolved"]
     mode: Literal["online", "offline", "planned_downtime"]

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from drivers.errors import DriverError
 from spool.errors import SpoolError
+from terminald.api import deps
 from terminald.errors import TerminaldError
 
 log = logging.getLogger("terminald.api")
@@ -60,6 +61,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "code": {"type": "string"},
+        "sw": {"type": "string", "pattern": "^[0-9A-F]{4}$",
+               "description": "card errors: the card's status word, 4 upper-case hex digits (\"6A82\")"},
     },
 }
 
@@ -96,7 +99,10 @@ def problem_response(status: int, code: str, title: str, detail: str,
 
 def _public_extra(exc: Exception) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    for name in ("sw", "tries_left", "retry_allowed", "limit_fen", "errors"):
+    sw = getattr(exc, "sw", None)
+    if isinstance(sw, int):  # a card's status word, shown as people write it: "6A82", never 27266
+        extra["sw"] = f"{sw:04X}"
+    for name in ("tries_left", "retry_allowed", "limit_fen", "errors"):
         value = getattr(exc, name, None)
         if value is not None:
             extra[name] = value
@@ -136,8 +142,15 @@ def install(app: FastAPI) -> None:
             return problem_response(422, "validation_failed", "The request is not valid",
                                     "the body could not be parsed as JSON", errors=[])
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only (POST for
+            # DELETE /v1/transactions, where GET is allowed too): every method the path has.
+            given = {m.strip() for m in headers.pop("Allow", "").split(",") if m.strip()}
+            headers["Allow"] = ", ".join(sorted(given | deps.operations(request.app).methods(request.scope["path"])))
         return problem_response(exc.status_code, code, TITLES.get(exc.status_code, "Error"),
-                                str(exc.detail) if isinstance(exc.detail, str) else "")
+                                str(exc.detail) if isinstance(exc.detail, str) else "",
+                                headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()])
 
     app.add_exception_handler(TerminaldError, on_known)
     app.add_exception_handler(SpoolError, on_known)
@@ -145,3 +158,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_known)
+    deps.install(app, from_exception)  # request models in the document; unknown query parameters: 422

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic.json_schema import models_json_schema
 
 from spool import Transition
 from terminald.api.deps import SQLITE_MAX_INT, daemon, load_record
@@ -22,6 +24,7 @@ router = APIRouter(tags=["transactions"])
 # the query) instead of declaring them: FastAPI's per-request parameter machinery cost about as
 # much as validating the whole body. They are declared here for the OpenAPI document only.
 WAIT_MAX_S = 30
+POS_ORDER_ID_MAX = 256
 CREATE_PARAMETERS = [
     {"name": "wait", "in": "query", "required": False,
      "description": "seconds to wait for central's outcome (default: upstream.wait_s)",
@@ -32,6 +35,10 @@ CREATE_PARAMETERS = [
      "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX, "pattern": KEY_PATTERN,
                 "title": "Idempotency-Key"}},
 ]
+# The body, for the document: a reference to TransactionIn, whose schema and those of the models
+# it uses (CardIn, ItemIn, OperatorIn) `deps.with_request_models` moves into components.
+_, _DEFS = models_json_schema([(TransactionIn, "validation")], ref_template="#/components/schemas/{model}")
+CREATE_BODY = {"$ref": "#/components/schemas/TransactionIn", "$defs": _DEFS["$defs"]}
 
 
 @router.post("/v1/transactions", status_code=201, response_model=TransactionOut,
@@ -43,9 +50,8 @@ CREATE_PARAMETERS = [
                                     422: "validation_failed, card_read_unknown",
                                     503: "spool_unavailable", 507: "spool_full"})},
              openapi_extra={"parameters": CREATE_PARAMETERS,
-                            "requestBody": {"required": True, "content": {"application/json": {
-                                "schema": TransactionIn.model_json_schema(
-                                    ref_template="#/components/schemas/{model}")}}}})
+                            "requestBody": {"required": True,
+                                            "content": {"application/json": {"schema": CREATE_BODY}}}})
 async def create(request: Request) -> JSONResponse:
     d = daemon(request)
     wait = _wait(request.query_params.get("wait"))
@@ -91,10 +97,28 @@ async def list_all(
     status: Annotated[Literal["pending", "settled", "rejected", "resolved"] | None, Query()] = None,
     after_seq: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    idempotency_key: Annotated[str | None, Query(
+        min_length=1, max_length=KEY_MAX, pattern=KEY_PATTERN,
+        description="the sale recorded under this Idempotency-Key (an empty list: none was)")] = None,
+    pos_order_id: Annotated[str | None, Query(
+        min_length=1, max_length=POS_ORDER_ID_MAX,
+        description="the sales whose meta.pos_order_id is this (a JSON number matches its decimal text)")] = None,
+    business_date: Annotated[str | None, Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"},
+        description="the sales of this business day (YYYY-MM-DD, the day of business_time in its own offset)")] = None,
 ) -> dict[str, Any]:
+    """Transactions in seq order, `limit` at a time after `after_seq`; every filter given must hold."""
+    if business_date is not None:
+        try:
+            datetime.date.fromisoformat(business_date)
+        except ValueError as exc:
+            raise ValidationFailed(f"query.business_date: {business_date!r} is not a calendar date (YYYY-MM-DD)",
+                                   errors=[{"loc": ["query", "business_date"], "msg": "not a calendar date",
+                                            "type": "date"}]) from exc
     d = daemon(request)
     assert d.spool is not None
-    records = await asyncio.to_thread(d.spool.records, status, after_seq, limit)
+    records = await asyncio.to_thread(d.spool.search, status, after_seq, limit, idempotency_key=idempotency_key,
+                                      pos_order_id=pos_order_id, business_date=business_date)
     return {"items": [answer(r) for r in records],
             "next_after_seq": records[-1].seq if len(records) == limit else None}
 

@@ -5,18 +5,35 @@ attempt time live in the row; the worker threads hold nothing that a restart
 would lose. Per printer, jobs print strictly in submission order.
 
     queued ──► printing ──► done
-      ▲            ├──────► unknown   transfer broke: maybe printed; a person decides
-      └── waits ◄──┤                  (paper out, cover open, printer off: nothing sent)
-                   └──────► failed    the job can never print (printer not configured)
+      │ ▲          ├──────► unknown   transfer broke: maybe printed; a person decides
+      │ └─ waits ◄─┤                  (paper out, cover open, printer off: nothing sent)
+      │            └──────► failed    the job can never print (printer not configured)
+      └──► cancelled                  a person withdrew it before the worker took it
 
 A job found in `printing` at start-up was cut off by a crash: it becomes
-`unknown`, never printed again automatically.
+`unknown`, never printed again automatically. A person may retry an `unknown`
+job: a new job, marked as a reprint (the first may have printed), and the old
+one points at it (`retried_by`).
+
+Taking a job (`queued` → `printing`) and cancelling it (`queued` →
+`cancelled`) are both one conditional UPDATE under the queue's lock: whichever
+comes first wins, so a job cancelled before the worker took it never prints,
+and a job the worker took can no longer be cancelled. While the printer says
+it cannot print (paper out, cover open, off), the worker counts the attempt
+without taking the job, so a job waiting for paper stays cancellable.
 
 Each job is one document (`receipt` or `notice`) of one transaction. The
 first job of a document for a transaction is the original; any later one of
-the same document (all but `failed` ones count) is a reprint. `submit_document`
-decides that and queues the job under the queue's lock, the only writer of
-the table, so two requests at once get one original and one reprint.
+the same document (all but `failed` and `cancelled` ones count) is a reprint.
+`submit_document` decides that and queues the job under the queue's lock, the
+only writer of the table, so two requests at once get one original and one
+reprint. `submit_once` does the same for a request carrying an
+Idempotency-Key: a repeat gets the first request's job, never a second one.
+
+A database error in a worker (disk full, database locked) does not stop it:
+it is logged with the job id (never the content), the job's outcome is
+recorded as soon as the database takes it again, and the worker backs off and
+goes on.
 """
 
 from __future__ import annotations
@@ -27,7 +44,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,14 +53,15 @@ from typing import Any
 from drivers.errors import PrinterError, PrinterUnavailable, PrintInterrupted
 from drivers.printers import Printer
 from drivers.printers.status import BLOCKING
+from spool.errors import SpoolError
 from spool.store import connect, migrate
-from terminald.errors import PrinterNotConfigured, ValidationFailed
+from terminald.errors import ConflictError, NotFoundError, PrinterNotConfigured, ValidationFailed
 
 __all__ = ["DOCUMENT_KINDS", "JOB_STATES", "PrintQueue"]
 
 log = logging.getLogger(__name__)
 
-JOB_STATES = ("queued", "printing", "done", "failed", "unknown")
+JOB_STATES = ("queued", "printing", "done", "failed", "unknown", "cancelled")
 DOCUMENT_KINDS = ("receipt", "notice")
 MIGRATIONS = [
     """
@@ -75,15 +94,65 @@ MIGRATIONS = [
     DROP INDEX print_jobs_tx;
     CREATE INDEX print_jobs_tx ON print_jobs (tx_id, document);
     """,
+    # Step 3: the state `cancelled`, the receipt request's Idempotency-Key (unique), and the link
+    # between an `unknown` job and the job that retried it. SQLite cannot widen a CHECK in place:
+    # the table is rebuilt with the same rows (and seq, so the order) and its indexes made again.
+    """
+    CREATE TABLE print_jobs_v3 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL UNIQUE,
+        tx_id TEXT NOT NULL,
+        printer TEXT NOT NULL,
+        copies INTEGER NOT NULL CHECK (copies BETWEEN 1 AND 3),
+        reprint INTEGER NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('queued', 'printing', 'done', 'failed', 'unknown', 'cancelled')),
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        data BLOB NOT NULL,
+        document TEXT NOT NULL DEFAULT 'receipt' CHECK (document IN ('receipt', 'notice')),
+        idempotency_key TEXT UNIQUE,
+        retry_of TEXT,
+        retried_by TEXT
+    );
+    INSERT INTO print_jobs_v3 (seq, job_id, tx_id, printer, copies, reprint, state, error, attempts,
+                               next_attempt_at, created_at, updated_at, data, document)
+        SELECT seq, job_id, tx_id, printer, copies, reprint, state, error, attempts, next_attempt_at,
+               created_at, updated_at, data, document FROM print_jobs;
+    DROP TABLE print_jobs;
+    ALTER TABLE print_jobs_v3 RENAME TO print_jobs;
+    CREATE INDEX print_jobs_queue ON print_jobs (printer, state, seq);
+    CREATE INDEX print_jobs_tx ON print_jobs (tx_id, document);
+    """,
 ]
-_PUBLIC = "job_id, tx_id, document, printer, copies, reprint, state, error, attempts, created_at, updated_at"
-_ISSUED = "SELECT COUNT(*) AS n FROM print_jobs WHERE tx_id = ? AND document = ? AND state != 'failed'"
+_PUBLIC = ("job_id, tx_id, document, printer, copies, reprint, state, error, attempts, created_at, updated_at,"
+           " idempotency_key, retry_of, retried_by")
+# Copies issued (printed, maybe printed, or about to print): a failed or cancelled job put nothing on paper.
+_ISSUED = ("SELECT COUNT(*) AS n FROM print_jobs WHERE tx_id = ? AND document = ?"
+           " AND state NOT IN ('failed', 'cancelled')")
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
+    job = dict(row)
+    job["reprint"] = bool(job["reprint"])
+    return job
+
+
+def _why(exc: BaseException) -> str:
+    """What a log line may say about an error: SQLite's and the spool's messages name no
+    content; anything else only by its type."""
+    if isinstance(exc, sqlite3.Error | SpoolError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
 
 
 class PrintQueue:
@@ -126,10 +195,33 @@ class PrintQueue:
             cols = [d[0] for d in cur.description or ()]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    def _changed(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run one write; how many rows it changed."""
+        with self._db_lock:
+            return int(self._conn().execute(sql, args).rowcount)
+
     def _update(self, job_id: str, **fields: Any) -> None:
         fields["updated_at"] = _now()
         sets = ", ".join(f"{k} = ?" for k in fields)
         self._execute(f"UPDATE print_jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the queue's connection; the caller holds `_db_lock`."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _row(self, conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+        cur = conn.execute(f"SELECT {_PUBLIC} FROM print_jobs WHERE job_id = ?", (job_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
 
     # -- public ----------------------------------------------------------
     def start(self) -> None:
@@ -179,7 +271,8 @@ class PrintQueue:
         if document not in DOCUMENT_KINDS:
             raise ValidationFailed(f"document must be one of {DOCUMENT_KINDS}")
 
-    def _insert(self, tx_id: str, document: str, data: bytes, printer: str, copies: int, reprint: bool) -> str:
+    def _insert(self, tx_id: str, document: str, data: bytes, printer: str, copies: int, reprint: bool,
+                key: str | None = None, retry_of: str | None = None) -> str:
         """Queue one job; the caller holds `_db_lock`."""
         if not isinstance(data, bytes | bytearray) or not data:
             raise ValidationFailed("a print job needs some bytes")
@@ -187,8 +280,8 @@ class PrintQueue:
         now = _now()
         self._conn().execute(
             "INSERT INTO print_jobs (job_id, tx_id, document, printer, copies, reprint, state, created_at,"
-            " updated_at, data) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            (job_id, tx_id, document, printer, copies, int(bool(reprint)), now, now, bytes(data)),
+            " updated_at, data, idempotency_key, retry_of) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+            (job_id, tx_id, document, printer, copies, int(bool(reprint)), now, now, bytes(data), key, retry_of),
         )
         return job_id
 
@@ -209,24 +302,100 @@ class PrintQueue:
         count and the insert (so it must not call the queue). Returns (job id, reprint)."""
         self._check(tx_id, document, printer, copies)
         with self._db_lock:
-            issued = self._conn().execute(_ISSUED, (tx_id, document)).fetchone()[0]
-            reprint = int(issued) > 0
-            job_id = self._insert(tx_id, document, render(reprint), printer, copies, reprint)
+            job_id, reprint = self._submit_locked(tx_id, document, render, printer, copies, None)
         self._wake[printer].set()
         return job_id, reprint
 
+    def submit_once(self, key: str, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
+                    copies: int = 1) -> tuple[str, bool, bool]:
+        """`submit_document` for a request carrying an Idempotency-Key: the first request with
+        `key` queues the job; a repeat (same transaction, document, printer and copies) gets
+        that job back and queues nothing; the key with anything else is a ConflictError
+        `idempotency_conflict`. Returns (job id, reprint, created)."""
+        self._check(tx_id, document, printer, copies)
+        if not isinstance(key, str) or not key:
+            raise ValidationFailed("an idempotency key is a non-empty string")
+        with self._db_lock:
+            row = self._conn().execute(
+                "SELECT job_id, tx_id, document, printer, copies, reprint FROM print_jobs WHERE idempotency_key = ?",
+                (key,),
+            ).fetchone()
+            if row is not None:
+                job_id, *request, reprint = row
+                if tuple(request) != (tx_id, document, printer, copies):
+                    raise ConflictError(
+                        f"this Idempotency-Key was used for another print request, print job {job_id}",
+                        code="idempotency_conflict", existing_job_id=job_id)
+                return str(job_id), bool(reprint), False
+            job_id, reprint = self._submit_locked(tx_id, document, render, printer, copies, key)
+        self._wake[printer].set()
+        return job_id, reprint, True
+
+    def _submit_locked(self, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
+                       copies: int, key: str | None) -> tuple[str, bool]:
+        issued = self._conn().execute(_ISSUED, (tx_id, document)).fetchone()[0]
+        reprint = int(issued) > 0
+        return self._insert(tx_id, document, render(reprint), printer, copies, reprint, key), reprint
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         rows = self._execute(f"SELECT {_PUBLIC} FROM print_jobs WHERE job_id = ?", (job_id,))
-        if not rows:
-            return None
-        job = dict(rows[0])
-        job["reprint"] = bool(job["reprint"])
+        return _public(rows[0]) if rows else None
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Withdraw a job the worker has not taken (`queued`, including one waiting for paper
+        or power); returns the job, now `cancelled`. NotFoundError for an unknown id,
+        ConflictError `invalid_transition` in any other state: it is being sent or is over."""
+        with self._db_lock:
+            conn = self._conn()
+            changed = conn.execute(
+                "UPDATE print_jobs SET state = 'cancelled', updated_at = ?, error = CASE WHEN error IS NULL"
+                " THEN 'cancelled while queued' ELSE 'cancelled while waiting: ' || error END"
+                " WHERE job_id = ? AND state = 'queued'",
+                (_now(), job_id),
+            ).rowcount
+            job = self._row(conn, job_id)
+        if job is None:
+            raise NotFoundError(f"no print job {job_id}")
+        if not changed:
+            raise ConflictError(f"print job {job_id} is {job['state']}: only a queued job can be cancelled",
+                                code="invalid_transition", state=job["state"])
+        wake = self._wake.get(job["printer"])
+        if wake is not None:  # the worker may be waiting on this very job: let it move on
+            wake.set()
+        return _public(job)
+
+    def retryable(self, job_id: str) -> dict[str, Any]:
+        """The job, when a person may retry it (`unknown`, not retried yet); else NotFoundError
+        or ConflictError `invalid_transition`."""
+        job = self.get(job_id)
+        _refuse_retry(job_id, job)
+        assert job is not None
         return job
+
+    def retry(self, job_id: str, render: Callable[[bool], bytes]) -> dict[str, Any]:
+        """Print an `unknown` job again: a new job of the same document, transaction, printer
+        and copies, marked as a reprint (the first may have printed), with the bytes of
+        `render(True)` (run under the queue's lock). The old job stays `unknown` and points at
+        the new one (`retried_by`); a job is retried once (then retry the retry, if need be).
+        Returns the new job."""
+        with self._db_lock, self._transaction() as conn:
+            old = self._row(conn, job_id)
+            _refuse_retry(job_id, old)
+            assert old is not None
+            self._check(old["tx_id"], old["document"], old["printer"], old["copies"])
+            new_id = self._insert(old["tx_id"], old["document"], render(True), old["printer"], old["copies"],
+                                  True, retry_of=job_id)
+            conn.execute("UPDATE print_jobs SET retried_by = ?, updated_at = ? WHERE job_id = ?",
+                         (new_id, _now(), job_id))
+            new = self._row(conn, new_id)
+        assert new is not None
+        self._wake[new["printer"]].set()
+        return _public(new)
 
     def printed_count(self, tx_id: str, document: str = "receipt") -> int:
         """Copies of `document` issued for the transaction: printed, maybe
-        printed or about to print (everything but `failed`). Non-zero means the
-        next one of that document is a reprint; another document does not count."""
+        printed or about to print (everything but `failed` and `cancelled`). Non-zero means
+        the next one of that document is a reprint; another document does not count."""
         return int(self._execute(_ISSUED, (tx_id, document))[0]["n"])
 
     def printer_states(self) -> dict[str, str]:
@@ -257,54 +426,131 @@ class PrintQueue:
         return delay * random.uniform(0.5, 1.0)
 
     def _worker(self, name: str) -> None:
+        """Serve one printer until stopped. Nothing raised in here ends the thread: an error
+        (a database that refuses a write, a bug) is logged and the loop backs off and goes on."""
         printer, wake = self.printers[name], self._wake[name]
+        failures = 0  # consecutive errors, for the back-off
         self._set_state(name, printer.status())
         while not self._stop.is_set():
+            job: dict[str, Any] | None = None
             try:
                 job = self._next_job(name)
-            except Exception:
-                log.exception("print queue %s: cannot read jobs", name)
-                job = None
-            if job is None:
-                wake.wait(self.poll_s)
-                wake.clear()
-                if not self._stop.is_set():
-                    self._set_state(name, printer.status())
-                continue
-            wait_s = job["next_attempt_at"] - time.time()
-            if wait_s > 0:
-                # Waiting for paper or power: retry as soon as the printer
-                # says it is ready again, or when the backoff is over.
-                wake.wait(min(wait_s, self.poll_s))
-                wake.clear()
-                state = printer.status()
-                self._set_state(name, state)
-                if state in BLOCKING and job["next_attempt_at"] > time.time():
-                    continue
-            self._print(name, printer, job)
+                if job is None:
+                    wake.wait(self.poll_s)
+                    wake.clear()
+                    if not self._stop.is_set():
+                        self._set_state(name, printer.status())
+                else:
+                    self._serve(name, printer, job)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = self._backoff(failures)
+                where = f"job {job['job_id']}" if job is not None else "reading its jobs"
+                log.error("print queue %s: %s failed (%s); trying again in %.1f s", name, where, _why(exc), delay,
+                          exc_info=not isinstance(exc, sqlite3.Error | SpoolError))
+                self._stop.wait(delay)
+
+    def _serve(self, name: str, printer: Printer, job: dict[str, Any]) -> None:
+        """Print the printer's head job, or wait for it: its back-off, or the printer."""
+        wake = self._wake[name]
+        wait_s = job["next_attempt_at"] - time.time()
+        if wait_s > 0:
+            # Waiting for paper or power: retry as soon as the printer says it is ready
+            # again, or when the backoff is over. A cancel of this job wakes us too.
+            wake.wait(min(wait_s, self.poll_s))
+            wake.clear()
+        if wait_s > 0 or self._states.get(name) in BLOCKING:
+            state = printer.status()
+            self._set_state(name, state)
+            if state in BLOCKING:
+                if job["next_attempt_at"] <= time.time():
+                    self._postpone(printer, job, state)
+                return
+        self._print(name, printer, job)
+
+    def _postpone(self, printer: Printer, job: dict[str, Any], state: str) -> None:
+        """An attempt the printer refused before anything was sent: counted, the job stays
+        queued (so still cancellable) until the next try."""
+        attempts = job["attempts"] + 1
+        self._changed(
+            "UPDATE print_jobs SET attempts = ?, error = ?, next_attempt_at = ?, updated_at = ?"
+            " WHERE job_id = ? AND state = 'queued'",
+            (attempts, f"printer {printer.name} is {state.replace('_', ' ')}", time.time() + self._backoff(attempts),
+             _now(), job["job_id"]),
+        )
 
     def _print(self, name: str, printer: Printer, job: dict[str, Any]) -> None:
         job_id, attempts = job["job_id"], job["attempts"] + 1
-        self._update(job_id, state="printing", attempts=attempts)
+        try:
+            taken = self._changed(
+                "UPDATE print_jobs SET state = 'printing', attempts = ?, updated_at = ?"
+                " WHERE job_id = ? AND state = 'queued'",
+                (attempts, _now(), job_id),
+            )
+        except Exception as exc:
+            self._note(job_id, f"not started, the database refused it ({_why(exc)}); retrying")
+            raise
+        if not taken:  # cancelled since it was read: never sent
+            return
+        outcome: dict[str, Any]
         try:
             printer.print_bytes(bytes(job["data"]) * job["copies"], job_id)
         except PrinterUnavailable as exc:
-            self._update(
-                job_id, state="queued", error=str(exc), next_attempt_at=time.time() + self._backoff(attempts)
-            )
-            self._set_state(name, printer.status())
-            return
+            outcome = {"state": "queued", "error": str(exc), "next_attempt_at": time.time() + self._backoff(attempts)}
         except PrintInterrupted as exc:
             log.warning("print job %s on %s interrupted: %s", job_id, name, exc)
-            self._update(job_id, state="unknown", error=str(exc))
+            outcome = {"state": "unknown", "error": str(exc)}
         except PrinterError as exc:
-            self._update(job_id, state="failed", error=f"{exc.code}: {exc}")
+            outcome = {"state": "failed", "error": f"{exc.code}: {exc}"}
         except Exception as exc:  # a transport bug: whether it printed is unknown
             log.exception("print job %s on %s", job_id, name)
-            self._update(job_id, state="unknown", error=f"unexpected {type(exc).__name__}")
+            outcome = {"state": "unknown", "error": f"unexpected {type(exc).__name__}"}
         else:
-            self._update(job_id, state="done", error=None)
+            outcome = {"state": "done", "error": None}
+        self._record(name, job_id, outcome)
         self._set_state(name, printer.status())
+
+    def _record(self, name: str, job_id: str, outcome: dict[str, Any]) -> None:
+        """Write what became of a job the worker took, however long the database refuses it: the
+        job is `printing` until then, so it is neither printed again nor cancellable. Stopped
+        first, it stays `printing` and the next start marks it `unknown` (maybe printed)."""
+        failures = 0
+        while True:
+            try:
+                self._update(job_id, **outcome)
+            except Exception as exc:
+                failures += 1
+                delay = self._backoff(failures)
+                log.error("print queue %s: cannot record job %s as %s (%s); trying again in %.1f s",
+                          name, job_id, outcome["state"], _why(exc), delay,
+                          exc_info=not isinstance(exc, sqlite3.Error | SpoolError))
+                if self._stop.wait(delay):
+                    log.error("print queue %s: stopped before job %s was recorded as %s: it will be "
+                              "found unknown at the next start", name, job_id, outcome["state"])
+                    return
+                continue
+            if failures:
+                log.warning("print queue %s: job %s recorded as %s after %d failed attempt(s)",
+                            name, job_id, outcome["state"], failures)
+            return
+
+    def _note(self, job_id: str, error: str) -> None:
+        """Best effort: say on a queued job why it is late (the database may refuse this too)."""
+        with suppress(Exception):
+            self._changed("UPDATE print_jobs SET error = ?, updated_at = ? WHERE job_id = ? AND state = 'queued'",
+                          (error, _now(), job_id))
+
+
+def _refuse_retry(job_id: str, job: Mapping[str, Any] | None) -> None:
+    if job is None:
+        raise NotFoundError(f"no print job {job_id}")
+    if job["state"] != "unknown":
+        raise ConflictError(f"print job {job_id} is {job['state']}: only a job whose outcome is unknown is retried",
+                            code="invalid_transition", state=job["state"])
+    if job["retried_by"]:
+        raise ConflictError(f"print job {job_id} was retried already, as {job['retried_by']}",
+                            code="invalid_transition", state=job["state"], retried_by=job["retried_by"])
 
 
 def prune_before(db_path: str | Path, before: datetime) -> tuple[int, int]:
@@ -315,7 +561,7 @@ def prune_before(db_path: str | Path, before: datetime) -> tuple[int, int]:
     touched. A finished job goes when its transaction was pruned from the spool, or when it
     failed and finished before ``before``. A done or unknown job of a transaction still kept
     that finished before ``before`` keeps its row, because the row is what marks the next
-    receipt of that transaction as a reprint, but loses its bytes (the bulk of the row).
+    print of that document as a reprint, but loses its bytes (the bulk of the row).
     """
     if before.tzinfo is None:
         raise ValueError("before must be timezone-aware")

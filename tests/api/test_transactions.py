@@ -179,8 +179,8 @@ def test_revoke(api: httpx.Client) -> None:
     assert tx["card"]["card_number"] == original["card"]["card_number"]
     assert post_tx(api, revoke(original["id"]), "revoke-1").json()["id"] == tx["id"]
     assert_problem(post_tx(api, revoke("no-such-record"), "revoke-2"), 404, "not_found")
-    # A revoke of a revoke is not a settlement.
-    assert_problem(post_tx(api, revoke(tx["id"]), "revoke-3"), 404, "not_found")
+    # A revoke of a revoke is refused (docs/api.md, "Revokes").
+    assert_problem(post_tx(api, revoke(tx["id"]), "revoke-3"), 409, "not_revocable")
 
 
 def test_card_read_unknown(api: httpx.Client) -> None:

@@ -178,15 +178,8 @@ def test_pcscd_killed_and_restarted_during_a_wait(
 ) -> None:
     if not pcscd.owned:
         pytest.skip("pcscd was already running: only a pcscd this session started may be killed")
-    vcard("ssc2")
-    events.next("card.inserted", CARD)
-    pcscd.kill()
-    wait_until(lambda: service.state == "pcscd_unavailable", 10, "the monitor to notice pcscd is gone")
-    assert service.readers() == []
-    with pytest.raises(PcscdUnavailable) as info:
-        service.read(CARD, timeout_s=0)
-    assert info.value.code == "no_reader"
-
+    wait_until(lambda: service.state == "ok", 10, "the monitor to see the readers")
+    monitor_contexts = service.open_contexts
     results: list[object] = []
 
     def wait_for_card() -> None:
@@ -195,14 +188,101 @@ def test_pcscd_killed_and_restarted_during_a_wait(
         except CardError as exc:
             results.append(exc)
 
+    # The read starts with pcscd up and an empty reader: it establishes its context, then waits.
     waiter = threading.Thread(target=wait_for_card)
     waiter.start()
-    time.sleep(0.5)  # the read is now waiting with pcscd down
+    wait_until(lambda: service.open_contexts > monitor_contexts, 10, "the read to talk to pcscd")
+    pcscd.kill()
+    wait_until(lambda: service.state == "pcscd_unavailable", 10, "the monitor to notice pcscd is gone")
+    assert service.readers() == []
+    # A read that starts now has nothing to wait for: it answers at once, whatever its timeout.
+    with pytest.raises(PcscdUnavailable) as info:
+        service.read(CARD, timeout_s=0)
+    assert info.value.code == "no_reader"
+    assert waiter.is_alive() and not results, results  # the earlier read rides the restart out
+
     pcscd.start()
+    vcard("ssc2")
     waiter.join(35)
     assert isinstance(results[0], CardRead), results
+    assert results[0].card.card_number == "A10000123"
     wait_until(lambda: service.state == "ok", 10, "the monitor to recover")
-    events.next("card.inserted", CARD)  # the card, still in the reader, is reported again
+    events.next("card.inserted", CARD)
+
+
+def test_a_read_started_without_pcscd_answers_at_once(
+    pcscd: Pcscd, service: CardService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With pcscd gone, read(timeout_s=10) does not wait for it: one attempt at a context, no retry."""
+    if not pcscd.owned:
+        pytest.skip("pcscd was already running: only a pcscd this session started may be killed")
+    attempts = _count_establish(monkeypatch)
+    pcscd.kill()
+    try:
+        wait_until(lambda: service.state == "pcscd_unavailable", 10, "the monitor to notice pcscd is gone")
+        attempts.clear()
+        with pytest.raises(PcscdUnavailable):
+            service.read(CARD, timeout_s=10)
+        # the monitor may retry meanwhile; the read itself made at most two attempts (a kept
+        # context found stale, then one new one) and never slept on the way
+        assert 1 <= sum(1 for t in attempts if t == threading.get_ident()) <= 2, attempts
+    finally:
+        pcscd.start()
+    wait_until(lambda: service.state == "ok", 10, "the monitor to recover")
+    with pytest.raises(NoCard):
+        service.read(CARD, timeout_s=0)  # and reads work again at once
+
+
+def test_stop_releases_every_context_it_established(
+    pcscd: Pcscd, vpcd_slots: None, vcard: VCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor's context and the one each reading thread keeps are all released by stop()."""
+    live: set[int] = set()
+    establish, release = scard.SCardEstablishContext, scard.SCardReleaseContext
+
+    def counting_establish(scope: int) -> Any:
+        hresult, handle = establish(scope)
+        if hresult == scard.SCARD_S_SUCCESS:
+            live.add(handle)
+        return hresult, handle
+
+    def counting_release(handle: int) -> Any:
+        live.discard(handle)
+        return release(handle)
+
+    monkeypatch.setattr(scard, "SCardEstablishContext", counting_establish)
+    monkeypatch.setattr(scard, "SCardReleaseContext", counting_release)
+    vcard("ssc2")
+    before = set(live)  # none of ours yet (the fixture releases what it opens)
+    svc = CardService(readers=["Virtual PCD*"], psam_reader=PSAM, poll_s=0.2)
+    svc.start()
+    wait_until(lambda: svc.state == "ok", 10, "the monitor to see the readers")
+    # Two reads in two threads (the API reads on a thread pool), one in this thread.
+    for _ in range(2):
+        worker = threading.Thread(target=svc.read, args=(CARD, 5))
+        worker.start()
+        worker.join(30)
+    assert svc.read(CARD, timeout_s=5).card.card_number == "A10000123"
+    assert svc.open_contexts == 4 and len(live - before) == 4  # monitor + three reading threads
+    svc.stop()
+    assert svc.open_contexts == 0
+    assert live - before == set(), "PC/SC contexts left established after stop()"
+    with pytest.raises(PcscdUnavailable, match="stopping"):
+        svc.read(CARD, timeout_s=5)  # stopped: no new context behind stop()'s back
+    assert live - before == set()
+
+
+def _count_establish(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the thread of every SCardEstablishContext call."""
+    calls: list[int] = []
+    real = scard.SCardEstablishContext
+
+    def establish(scope: int) -> Any:
+        calls.append(threading.get_ident())
+        return real(scope)
+
+    monkeypatch.setattr(scard, "SCardEstablishContext", establish)
+    return calls
 
 
 def _raw(name: str) -> dict[str, Any]:

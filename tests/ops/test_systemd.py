@@ -45,7 +45,9 @@ def test_unit_is_notify_with_watchdog_restart_and_directories() -> None:
     assert s["StateDirectory"] == ["terminald"]
     assert s["ConfigurationDirectory"] == ["terminald"]
     assert s["User"] == ["terminald"]
-    assert set(s["SupplementaryGroups"][0].split()) == {"dialout", "lp"}
+    assert s["Group"] == ["terminald"]
+    # The daemon is in the API group (to give it the token files and the socket), not the reverse.
+    assert set(s["SupplementaryGroups"][0].split()) == {"dialout", "lp", "terminald-api"}
     assert re.fullmatch(r"\d+s?", s["WatchdogSec"][0])
     assert "pcscd.socket" in " ".join(s["After"]) and "pcscd.socket" in " ".join(s["Wants"])
     assert s["ExecStart"][0].split()[0].startswith("/") and s["ExecStart"][0].split()[1] == "serve"
@@ -58,6 +60,15 @@ def test_exposure_score_is_at_most_1_8() -> None:
     match = re.search(r"Overall exposure level for terminald\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_unit_keeps_the_spool_private_and_gives_the_api_group_only_its_files() -> None:
+    s = unit_settings()
+    assert s["StateDirectoryMode"] == ["0700"], "the spool holds every patient's identity"
+    assert s["UMask"] == ["0077"], "whatever the daemon creates is its own"
+    # The POS reaches /run/terminald/api.sock by passing through, without listing.
+    assert s["RuntimeDirectoryMode"] == ["0711"]
+    assert s["ReadWritePaths"] == ["-/var/lib/terminald-api"]
 
 
 def _scratch_root(tmp_path: Path) -> Path:
@@ -122,6 +133,9 @@ def test_sysusers_creates_the_user_in_dialout_and_lp(tmp_path: Path) -> None:
     assert groups["terminald"][2] == user[3]
     assert "terminald" in groups["dialout"][3].split(",")
     assert "terminald" in groups["lp"][3].split(",")
+    # The API group exists, only the daemon is in it; group terminald has no other member.
+    assert groups["terminald-api"][3].split(",") == ["terminald"]
+    assert groups["terminald"][3] == ""
 
 
 @pytest.mark.skipif(shutil.which("systemd-tmpfiles") is None or shutil.which("systemd-sysusers") is None,
@@ -134,10 +148,18 @@ def test_tmpfiles_creates_private_directories_owned_by_the_user(tmp_path: Path) 
                    input=TMPFILES.read_bytes(), check=True, capture_output=True, timeout=30)
     uid = int(next(line for line in (root / "etc/passwd").read_text().splitlines()
                    if line.startswith("terminald:")).split(":")[2])
-    for rel in ("var/lib/terminald", "var/lib/terminald/receipts", "run/terminald"):
+    gids = {line.split(":")[0]: int(line.split(":")[2]) for line in (root / "etc/group").read_text().splitlines()}
+    expected = {  # path: (mode, group)
+        "var/lib/terminald": (0o700, "terminald"),            # the spool: the daemon's alone
+        "var/lib/terminald/receipts": (0o700, "terminald"),
+        "var/lib/terminald-api": (0o750, "terminald-api"),    # the API token files
+        "run/terminald": (0o711, "terminald"),                # the socket: pass through, no listing
+    }
+    for rel, (mode, group) in expected.items():
         st = (root / rel).stat()
         assert st.st_uid == uid, rel
-        assert st.st_mode & 0o007 == 0, f"{rel} must not be world-accessible"
+        assert st.st_mode & 0o7777 == mode, f"{rel}: {st.st_mode & 0o7777:04o}"
+        assert st.st_gid == gids[group], rel
     etc = (root / "etc/terminald").stat()
     assert etc.st_uid == 0 and etc.st_mode & 0o777 == 0o750
 

@@ -13,7 +13,7 @@ import pytest
 
 from drivers.printers import Printer, PrinterConfig
 from spool.store import connect, migrate, schema_version
-from terminald.errors import PrinterNotConfigured, ValidationFailed
+from terminald.errors import ConflictError, NotFoundError, PrinterNotConfigured, ValidationFailed
 from terminald.receipts.jobs import MIGRATIONS, PrintQueue
 from terminald.receipts.templates import render_receipt
 from terminald.sim.printer import PrinterSim
@@ -258,7 +258,202 @@ def test_jobs_queued_before_the_document_column_are_classified(tmp_path: Path, m
     assert q.printed_count("tx-1") == 1 and q.printed_count("tx-1", "notice") == 2
     q.stop()
     db = sqlite3.connect(tmp_path / "spool.db")
-    assert schema_version(db, "print_jobs") == len(MIGRATIONS) == 2
+    assert schema_version(db, "print_jobs") == len(MIGRATIONS) == 3
     with pytest.raises(sqlite3.IntegrityError):  # the column only takes the two kinds
         db.execute("UPDATE print_jobs SET document = 'poster'")
     db.close()
+
+
+def test_step_3_keeps_every_job_and_its_order(tmp_path: Path, make_queue: Any) -> None:
+    """Migration step 3 rebuilds the table (to add `cancelled`, the key and the retry links):
+    jobs of every state survive with their columns, a queued one still prints, in seq order."""
+    db = connect(tmp_path / "spool.db")
+    migrate(db, "print_jobs", MIGRATIONS[:2])
+    insert = (
+        "INSERT INTO print_jobs (job_id, tx_id, document, printer, copies, reprint, state, error, attempts,"
+        " created_at, updated_at, data) VALUES (?, ?, ?, 'receipt', ?, ?, ?, ?, ?, 'c', 'u', ?)"
+    )
+    db.execute(insert, ("pj-done", "tx-1", "receipt", 1, 0, "done", None, 1, receipt()))
+    db.execute(insert, ("pj-unknown", "tx-1", "notice", 2, 1, "unknown", "cut", 1, receipt(state="notice")))
+    db.execute(insert, ("pj-failed", "tx-2", "receipt", 1, 0, "failed", "bad", 3, b"x"))
+    db.execute(insert, ("pj-a", "tx-3", "receipt", 1, 0, "queued", None, 0, receipt()))
+    db.execute(insert, ("pj-b", "tx-4", "receipt", 1, 0, "queued", None, 0, receipt(True)))
+    db.close()
+    q, _ = make_queue("memory://")
+    wait_for(lambda: state(q, "pj-b") == "done")
+    sent = q.printers["receipt"].transport.jobs  # type: ignore[attr-defined]
+    assert [job_id for job_id, _ in sent] == ["pj-a", "pj-b"]
+    unknown = q.get("pj-unknown")
+    assert unknown is not None
+    assert {k: unknown[k] for k in ("tx_id", "document", "copies", "reprint", "state", "error", "attempts",
+                                    "created_at", "idempotency_key", "retry_of", "retried_by")} == {
+        "tx_id": "tx-1", "document": "notice", "copies": 2, "reprint": True, "state": "unknown", "error": "cut",
+        "attempts": 1, "created_at": "c", "idempotency_key": None, "retry_of": None, "retried_by": None}
+    assert q.printed_count("tx-1") == 1 and q.printed_count("tx-1", "notice") == 1
+    assert q.printed_count("tx-2") == 0
+    # The new job goes after every old one.
+    later = q.submit("tx-5", receipt(), "receipt")
+    wait_for(lambda: state(q, later) == "done")
+    q.stop()
+    db = sqlite3.connect(tmp_path / "spool.db")
+    seqs = dict(db.execute("SELECT job_id, seq FROM print_jobs").fetchall())
+    assert seqs[later] > max(v for k, v in seqs.items() if k != later)
+    with pytest.raises(sqlite3.IntegrityError):  # still only the known states
+        db.execute("UPDATE print_jobs SET state = 'lost'")
+    db.execute("UPDATE print_jobs SET idempotency_key = 'k1' WHERE job_id = 'pj-a'")
+    with pytest.raises(sqlite3.IntegrityError):  # a key names one job
+        db.execute("UPDATE print_jobs SET idempotency_key = 'k1' WHERE job_id = 'pj-b'")
+    db.close()
+
+
+def test_a_repeated_key_queues_one_job(make_queue: Any, printer_sim: PrinterSim) -> None:
+    q, _ = make_queue(printer_sim.uri)
+    rendered: list[bool] = []
+
+    def render(reprint: bool) -> bytes:
+        rendered.append(reprint)
+        return receipt(reprint)
+
+    first = q.submit_once("pos-1001-r", "tx-1", "receipt", render, "receipt")
+    again = q.submit_once("pos-1001-r", "tx-1", "receipt", render, "receipt")
+    assert first[1:] == (False, True) and again == (first[0], False, False)
+    assert rendered == [False]  # the repeat rendered nothing
+    wait_for(lambda: state(q, first[0]) == "done")
+    assert q.submit_once("pos-1001-r", "tx-1", "receipt", render, "receipt") == (first[0], False, False)
+    # The same key with anything else is refused and queues nothing.
+    for other in (("tx-2", "receipt", 1), ("tx-1", "notice", 1), ("tx-1", "receipt", 2)):
+        tx_id, document, copies = other
+        with pytest.raises(ConflictError) as refused:
+            q.submit_once("pos-1001-r", tx_id, document, render, "receipt", copies)
+        assert refused.value.code == "idempotency_conflict" and refused.value.extra["existing_job_id"] == first[0]
+    # Another key is another request: a reprint. No key at all: as before.
+    second = q.submit_once("pos-1001-r2", "tx-1", "receipt", render, "receipt")
+    assert second[1:] == (True, True)
+    wait_for(lambda: state(q, second[0]) == "done")
+    assert len(printer_sim.jobs_text(42)) == 2 and q.printed_count("tx-1") == 2
+    job = q.get(first[0])
+    assert job is not None and job["idempotency_key"] == "pos-1001-r"
+
+
+def test_a_key_whose_render_failed_is_free(make_queue: Any) -> None:
+    q, _ = make_queue("memory://")
+
+    def broken(reprint: bool) -> bytes:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        q.submit_once("k", "tx-1", "receipt", broken, "receipt")
+    _, reprint, created = q.submit_once("k", "tx-1", "receipt", receipt, "receipt")
+    assert (reprint, created) == (False, True) and q.printed_count("tx-1") == 1
+
+
+def test_racing_repeats_of_one_key_queue_one_job(make_queue: Any) -> None:
+    q, _ = make_queue("memory://?status=none")
+    n = 8
+    gate = threading.Barrier(n)
+    answers: list[tuple[str, bool, bool]] = []
+
+    def request() -> None:
+        gate.wait()
+        answers.append(q.submit_once("same", "tx-1", "receipt", receipt, "receipt"))
+
+    threads = [threading.Thread(target=request) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len({job_id for job_id, _, _ in answers}) == 1
+    assert sorted(created for _, _, created in answers) == [False] * (n - 1) + [True]
+    assert q.printed_count("tx-1") == 1
+
+
+def test_cancel_a_job_waiting_for_paper(make_queue: Any, printer_sim: PrinterSim) -> None:
+    """The patient has left: the job stuck on paper-out is cancelled and never prints, the
+    next job prints, and the next receipt of that sale is still the original."""
+    printer_sim.state = "paper_out"
+    q, _ = make_queue(printer_sim.uri)
+    stuck, reprint = q.submit_document("tx-1", "receipt", receipt, "receipt")
+    assert reprint is False
+    wait_for(lambda: (q.get(stuck) or {}).get("attempts", 0) >= 3, what="several refused attempts")
+    cancelled = q.cancel(stuck)
+    assert cancelled["state"] == "cancelled" and "paper out" in cancelled["error"], cancelled
+    assert q.printed_count("tx-1") == 0
+    for again in (lambda: q.cancel(stuck), lambda: q.cancel(stuck)):
+        with pytest.raises(ConflictError) as refused:
+            again()
+        assert refused.value.code == "invalid_transition"
+    printer_sim.state = "online"
+    later, reprint = q.submit_document("tx-1", "receipt", receipt, "receipt")
+    assert reprint is False  # the cancelled one put nothing on paper
+    wait_for(lambda: state(q, later) == "done")  # printed in order: the worker went past the cancelled job
+    assert len(printer_sim.jobs_text(42)) == 1 and "REPRINT" not in printer_sim.jobs_text(42)[0]
+    assert printer_sim.discarded == b"" and state(q, stuck) == "cancelled"
+    with pytest.raises(ConflictError):  # done: too late
+        q.cancel(later)
+    with pytest.raises(NotFoundError):
+        q.cancel("pj-nope")
+
+
+def test_a_job_the_worker_took_cannot_be_cancelled(tmp_path: Path) -> None:
+    printer = Printer(PrinterConfig(name="receipt", uri="memory://", columns=42))
+    q = PrintQueue(tmp_path / "spool.db", {"receipt": printer})  # not started: the test is the worker
+    job_id = q.submit("tx-1", receipt(), "receipt")
+    head = q._next_job("receipt")
+    assert head is not None and head["job_id"] == job_id
+    q._changed("UPDATE print_jobs SET state = 'printing' WHERE job_id = ? AND state = 'queued'", (job_id,))
+    with pytest.raises(ConflictError) as refused:
+        q.cancel(job_id)
+    assert refused.value.extra["state"] == "printing"
+    # And the other way round: cancelled first, the worker's take finds nothing and sends nothing.
+    other = q.submit("tx-2", receipt(), "receipt")
+    head = q._next_job("receipt")
+    assert head is not None and head["job_id"] == other
+    q.cancel(other)
+    q._print("receipt", printer, head)
+    assert printer.transport.jobs == [] and state(q, other) == "cancelled"  # type: ignore[attr-defined]
+    q.stop()
+
+
+def test_cancels_racing_the_worker(make_queue: Any) -> None:
+    """Every job is either cancelled (and never sent) or taken (and the cancel refused)."""
+    q, _ = make_queue("memory://")
+    sent = q.printers["receipt"].transport.jobs  # type: ignore[attr-defined]
+    outcomes: dict[str, str] = {}
+    n = 0
+    while n < 60 or (len(set(outcomes.values())) < 2 and n < 1000):  # until both sides of the race ran
+        n += 1
+        job_id = q.submit(f"tx-{n}", receipt(), "receipt")
+        try:
+            q.cancel(job_id)
+            outcomes[job_id] = "cancelled"
+        except ConflictError:
+            outcomes[job_id] = "taken"
+    last = q.submit("tx-last", receipt(), "receipt")
+    wait_for(lambda: state(q, last) == "done")
+    printed = {job_id for job_id, _ in sent}
+    assert printed == {j for j, o in outcomes.items() if o == "taken"} | {last}
+    assert all(state(q, j) == ("cancelled" if o == "cancelled" else "done") for j, o in outcomes.items())
+    assert set(outcomes.values()) == {"cancelled", "taken"}
+
+
+def test_retry_an_unknown_job(make_queue: Any, printer_sim: PrinterSim) -> None:
+    printer_sim.drop_next_connection_after(300)
+    q, _ = make_queue(printer_sim.uri)
+    cut_off, _ = q.submit_document("tx-1", "receipt", lambda r: receipt(r) * 20, "receipt", 2)
+    wait_for(lambda: state(q, cut_off) == "unknown")
+    printer_sim.clear()
+    new = q.retry(cut_off, receipt)
+    assert new["reprint"] is True and new["retry_of"] == cut_off and new["copies"] == 2
+    assert new["document"] == "receipt" and new["tx_id"] == "tx-1" and new["printer"] == "receipt"
+    wait_for(lambda: state(q, new["job_id"]) == "done")
+    old = q.get(cut_off)
+    assert old is not None and old["state"] == "unknown" and old["retried_by"] == new["job_id"]
+    assert [("重打 REPRINT" in j) for j in printer_sim.jobs_text(42)] == [True, True]
+    with pytest.raises(ConflictError) as twice:
+        q.retry(cut_off, receipt)
+    assert twice.value.code == "invalid_transition" and twice.value.extra["retried_by"] == new["job_id"]
+    with pytest.raises(ConflictError):  # done: nothing to retry
+        q.retryable(new["job_id"])
+    with pytest.raises(NotFoundError):
+        q.retry("pj-nope", receipt)
+

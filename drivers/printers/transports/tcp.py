@@ -3,9 +3,11 @@
 URI grammar: ``tcp://HOST[:PORT][?timeout=SECONDS&drain=SECONDS]``
 
 - PORT defaults to 9100; HOST may be a name, IPv4 or ``[IPv6]``.
-- ``timeout`` (default 10): connect and send timeout.
-- ``drain`` (default 2): after sending, how long to wait for the printer to
-  close its side, which confirms it read everything.
+- ``timeout`` (default 10): connect timeout, and the most sending a job may
+  take (a printer out of paper shuts its receive window): then the job is
+  given up (``PrintTimeout``: outcome unknown).
+- ``drain`` (default 2): after sending, how long to wait (in all) for the
+  printer to close its side, which confirms it read everything.
 
 Each job and each status query uses its own connection: a printer that was
 power-cycled since the last job is simply reached again, and a stale socket
@@ -15,8 +17,9 @@ can never swallow a job.
 from __future__ import annotations
 
 import socket
+import time
 
-from drivers.errors import PrinterConfigError, PrinterUnavailable, PrintInterrupted
+from drivers.errors import PrinterConfigError, PrinterUnavailable, PrintInterrupted, PrintTimeout
 
 from .base import parse_options, positive_float, split_uri
 
@@ -55,16 +58,23 @@ class TcpTransport:
         sock = self._connect(self.timeout_s)
         try:
             try:
-                sock.sendall(data)
+                sock.sendall(data)  # the socket timeout bounds the whole send
                 sock.shutdown(socket.SHUT_WR)
+            except TimeoutError as exc:
+                raise PrintTimeout(
+                    f"{self.host}:{self.port} did not take the job within {self.timeout_s:g} s"
+                ) from exc
             except OSError as exc:
                 raise PrintInterrupted(f"connection to {self.host}:{self.port} broke while sending") from exc
-            sock.settimeout(self.drain_s)
+            drained_by = time.monotonic() + self.drain_s
             try:
                 # Anything the printer sends back (ASB status) is ignored; EOF
-                # means it read the whole job and closed cleanly.
-                while sock.recv(4096):
-                    pass
+                # means it read the whole job and closed cleanly. A printer that
+                # keeps talking is not waited for past `drain` in all.
+                while (left := drained_by - time.monotonic()) > 0:
+                    sock.settimeout(left)
+                    if not sock.recv(4096):
+                        break
             except TimeoutError:
                 pass  # many printers keep the connection open: the data is sent
             except OSError as exc:

@@ -13,10 +13,11 @@ reusing their seqs. After a deliberate restore from a backup, delete the
 Durability, without a second fsync on the append path: a thread of its own
 ``fdatasync``s the file whenever it changed, at most once every
 ``SYNC_INTERVAL_S``, so on disk the witness lags the last acknowledged append
-by at most that interval plus one ``fdatasync``, whatever happens to the
-machine; ``close`` syncs the last value. At open (``start``) the file is made
-to hold the spool's tail and synced before the first append; when the file is
-created, its directory is fsynced once so the name survives a power cut too.
+by at most that interval plus one ``fdatasync`` (if the disk honours
+``fdatasync``, as the WAL's durability assumes too); ``close`` syncs the last
+value. At open (``start``) the file is made to hold the spool's tail and
+synced before the first append; when the file is created, its directory is
+fsynced once so the name survives a power cut too.
 A witness missing or unreadable at open while the spool has records is
 recreated with a warning: the check for a lost tail could not be made that
 time (see docs/spool.md).

@@ -43,8 +43,29 @@ def test_read_then_record_with_card_read_id(vcard: Any, daemon_proc: Callable[..
     assert tx.json()["card_present"] is True
     assert tx.json()["card"]["card_number"] == card["card_number"]
     assert card["ssn"] not in tx.text and card["name"] not in tx.text
-    # The read can back more than one sale within its lifetime.
-    assert post_tx(api, sale(card_read_id=read["card_read_id"]), "with-card-2").status_code == 202
+    # A retry of that sale (same key) still passes: the stored answer.
+    again = post_tx(api, sale(card_read_id=read["card_read_id"]), "with-card")
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == tx.json()["id"]
+
+
+@pytest.mark.xfail(strict=True, reason="needs the recorder to claim card reads (CardReads.claim): "
+                                       "remove this marker once terminald/transactions.py is wired")
+def test_a_card_read_backs_one_sale(vcard: Any, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    vcard("ssc2", slot=0)
+    api = daemon_proc().client()
+    first = api.post("/v1/card/read", json={"reader": SLOT0, "timeout_s": 5}).json()["card_read_id"]
+    sold = post_tx(api, sale(card_read_id=first), "sale-1")
+    assert sold.status_code == 202, sold.text
+    # Another sale with the same read: refused; the card is read again for it.
+    assert_problem(post_tx(api, sale(card_read_id=first), "sale-2"), 422, "card_read_used")
+    # The first sale, retried, is still answered.
+    assert post_tx(api, sale(card_read_id=first), "sale-1").status_code == 200
+    second = api.post("/v1/card/read", json={"reader": SLOT0, "timeout_s": 5}).json()["card_read_id"]
+    assert second != first
+    again = post_tx(api, sale(card_read_id=second), "sale-2")
+    assert again.status_code == 202, again.text
+    assert again.json()["card"]["card_number"] == sold.json()["card"]["card_number"]
 
 
 def test_read_errors(vcard: Any, vpcd_slots: None, daemon_proc: Callable[..., DaemonProcess]) -> None:
@@ -56,10 +77,12 @@ def test_read_errors(vcard: Any, vpcd_slots: None, daemon_proc: Callable[..., Da
     vcard("locked", slot=1)
     problem = assert_problem(api.post("/v1/card/read", json={"reader": SLOT1, "timeout_s": 2}),
                              422, "card_locked")
-    assert problem.get("sw") in ("9303", 0x9303, "93 03"), problem
+    assert problem["sw"] == "9303", problem  # the 4 hex digits, never the integer
 
     vcard("foreign", slot=1)
-    assert_problem(api.post("/v1/card/read", json={"reader": SLOT1, "timeout_s": 2}), 422, "card_unreadable")
+    problem = assert_problem(api.post("/v1/card/read", json={"reader": SLOT1, "timeout_s": 2}),
+                             422, "card_unreadable")
+    assert problem["sw"] == "6A82", problem
 
     for body in ({"timeout_s": 61}, {"timeout_s": -1}, {"reader": "x" * 129}, {"extra": 1}, [1]):
         assert_problem(api.post("/v1/card/read", json=body), 422, "validation_failed")

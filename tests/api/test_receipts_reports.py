@@ -38,9 +38,14 @@ def test_print_reprint_and_preview(printer_sim: PrinterSim, daemon_proc: Callabl
     tx = post_tx(api, sale(), "rcpt").json()
     first = api.post(f"/v1/transactions/{tx['id']}/receipt", json={})
     assert first.status_code == 202, first.text
-    assert first.json()["reprint"] is False
+    assert first.json() == {"job_id": first.json()["job_id"], "printer": "counter", "reprint": False,
+                            "document": "receipt"}
     job = wait_job(api, first.json()["job_id"])
     assert job["state"] == "done", job
+    assert {k: job[k] for k in ("tx_id", "document", "printer", "copies", "reprint", "error", "idempotency_key",
+                                "retry_of", "retried_by")} == {
+        "tx_id": tx["id"], "document": "receipt", "printer": "counter", "copies": 1, "reprint": False,
+        "error": None, "idempotency_key": None, "retry_of": None, "retried_by": None}
     second = api.post(f"/v1/transactions/{tx['id']}/receipt", json={"printer": "counter", "copies": 2})
     assert second.status_code == 202 and second.json()["reprint"] is True
     assert wait_job(api, second.json()["job_id"])["state"] == "done"
@@ -64,6 +69,13 @@ def test_print_reprint_and_preview(printer_sim: PrinterSim, daemon_proc: Callabl
     assert_problem(api.post("/v1/transactions/nope/receipt", json={}), 404, "not_found")
     assert_problem(api.get("/v1/transactions/nope/receipt.png"), 404, "not_found")
     assert_problem(api.get("/v1/print-jobs/nope"), 404, "not_found")
+    assert_problem(api.delete("/v1/print-jobs/nope"), 404, "not_found")
+    assert_problem(api.post("/v1/print-jobs/nope/retry"), 404, "not_found")
+    # A finished job can be neither cancelled nor retried.
+    assert_problem(api.delete(f"/v1/print-jobs/{first.json()['job_id']}"), 409, "invalid_transition")
+    assert_problem(api.post(f"/v1/print-jobs/{first.json()['job_id']}/retry"), 409, "invalid_transition")
+    assert_problem(api.post("/v1/transactions/nope/receipt", json={}, headers={"Idempotency-Key": "k"}),
+                   404, "not_found")
 
 
 def test_no_printer_configured(daemon_proc: Callable[..., DaemonProcess]) -> None:

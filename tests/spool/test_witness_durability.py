@@ -123,7 +123,7 @@ def test_an_append_never_waits_for_the_witness_sync(sp: Spool, path: Path, spy: 
 def test_a_new_witness_and_its_directory_entry_are_synced_before_open_returns(path: Path, spy: SyncSpy) -> None:
     with Spool.open(path, TERMINAL_ID, background_check=False):
         synced = spy.of(witness_path(path))
-        assert synced and synced[0].content == _line(0, GENESIS_HASH)
+        assert [s.content for s in synced] == [_line(0, GENESIS_HASH)]
         assert [s.call for s in spy.of(path.parent)] == ["fsync"]
         dir_sync = spy.calls.index(spy.of(path.parent)[0])
         assert spy.calls.index(synced[0]) < dir_sync  # the content before the name

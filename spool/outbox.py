@@ -1,8 +1,9 @@
 """``Spool``: the durable, ordered, hash-chained outbox of one terminal.
 
-Writes go through the single writer thread (``spool.writer``); reads use pooled
-connections side by side (WAL); a background ``PRAGMA quick_check`` runs after
-open without delaying readiness. Once corruption is seen (at open, in the
+Writes go through the single writer thread (``spool.writer``), the spool's own and,
+through ``write``/``write_later``, those of other namespaces keeping tables in the same
+file; reads use pooled connections side by side (WAL); a background
+``PRAGMA quick_check`` runs after open without delaying readiness. Once corruption is seen (at open, in the
 background check, by ``check()`` or as SQLITE_CORRUPT on any statement) the
 spool stops writing and reports ``integrity == "corrupt"``: it never repairs.
 """
@@ -10,8 +11,10 @@ spool stops writing and reports ``integrity == "corrupt"``: it never repairs.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -42,16 +45,21 @@ from spool.records import (
 from spool.schema import NAMESPACE, STEPS
 from spool.store import connect, migrate, translate
 from spool.witness import Witness, read_witness
-from spool.writer import AppendDone, Writer
+from spool.writer import AppendDone, PendingSummary, WriteDone, Writer
 
-__all__ = ["Spool"]
+__all__ = ["PendingSummary", "Spool", "WriteDone"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _EXPECTED_TABLES = {"records", "history", "meta", "checkpoint", "schema_migrations", "status_totals"}
 # The expression schema step 4 indexes: a query must use it as written to use that index.
-POS_ORDER_ID = "json_extract(payload, '$.meta.pos_order_id')"
+POS_ORDER_ID = "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.meta.pos_order_id') END"
+
+# The Spool this process opened on each file (the first, if more than one), until it closes:
+# see Spool.opened.
+_opened: weakref.WeakValueDictionary[str, Spool] = weakref.WeakValueDictionary()
+_opened_lock = threading.Lock()
 
 
 class Spool:
@@ -91,6 +99,8 @@ class Spool:
             raise InvalidRequest("terminal_id must be a non-empty string")
         spool = cls(Path(path), terminal_id)
         spool._open(on_commit)
+        with _opened_lock:
+            _opened.setdefault(_key(spool.path), spool)
         if not background_check:
             spool.integrity = "ok"
             return spool
@@ -100,6 +110,17 @@ class Spool:
             spool.close()
             raise
         return spool
+
+    @staticmethod
+    def opened(path: str | Path) -> Spool | None:
+        """The Spool this process has open on ``path`` (the first opened, if several), else None.
+
+        So that the parts of a process keeping their own tables in the spool's file (the
+        daemon's events, print jobs) write through its one writer thread (``write``) instead
+        of taking the file's write lock on connections of their own.
+        """
+        with _opened_lock:
+            return _opened.get(_key(Path(path)))
 
     def _open(self, on_commit: Callable[[float], None] | None) -> None:
         path = self.path
@@ -187,6 +208,9 @@ class Spool:
         if self._closed:
             return
         self._closed = True
+        with _opened_lock:
+            if _opened.get(_key(self.path)) is self:
+                del _opened[_key(self.path)]
         if self._check_conn is not None:
             self._check_conn.interrupt()
         if self._checker is not None:
@@ -273,6 +297,47 @@ class Spool:
         """
         writer, payload_json = self._prepare(req)
         writer.append_later(req, payload_json, on_done)
+
+    # -- other namespaces' writes ------------------------------------------------------------------
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread and return its result once committed (durable).
+
+        For the tables other parts keep in this file (events, print jobs, upload state): the
+        spool's writer is then the file's only writer, and ``fn`` shares the group commit (one
+        fsync) with the appends and writes queued at that moment. ``fn`` runs inside the writer's
+        ``BEGIN IMMEDIATE`` transaction, in a savepoint of its own: it must not begin, commit or
+        roll back, nor change the spool's own tables (records, history, meta, checkpoint,
+        status_totals), which only the methods above change. If ``fn`` raises, its changes are
+        undone, the others' are not, and the exception is raised here (a ``sqlite3.Error`` as
+        the matching ``SpoolError``). An I/O error, a full disk or corruption fails the whole
+        transaction: every job in it gets the error. A corrupt spool refuses every write.
+
+        Blocks the calling thread: from an event loop use ``write_later`` (or a thread).
+        """
+        return self._live_writer().write(fn)
+
+    def write_later(self, fn: Callable[[sqlite3.Connection], Any], on_done: WriteDone | None = None) -> None:
+        """``write`` without waiting: ``on_done(result, error)`` is called on the writer thread.
+
+        Jobs are served in the order they were queued, so successive ``write_later`` calls land in
+        that order. Without ``on_done`` a failure is logged. Raises ``SpoolClosed`` here if the
+        spool is closed; nothing else is raised here.
+        """
+        self._live_writer().write_later(fn, on_done)
+
+    def pending_summary(self) -> PendingSummary:
+        """The tail seq, how many records are pending and the oldest pending seq: no query.
+
+        Kept in memory by the writer thread, which sees every change this handle makes (appends,
+        outcomes, resolutions, prunes), read from the file at open and after each commit of a
+        state change. For an event loop, which must not wait for SQLite on every sale. Another
+        process's changes to the same file show after this handle's next state change, or its
+        next append (which notices a tail it did not write and counts again). After ``close``,
+        the last value.
+        """
+        if self._writer is None:
+            raise SpoolClosed(f"spool {self.path} was never opened")
+        return self._writer.summary
 
     def _prepare(self, req: AppendRequest) -> tuple[Writer, str]:
         writer = self._live_writer()
@@ -466,6 +531,10 @@ class Spool:
     def commits(self) -> int:
         """Durable commits made by this instance (group-commit statistics for benches)."""
         return self._writer.commits if self._writer is not None else 0
+
+
+def _key(path: Path) -> str:
+    return os.path.realpath(path)
 
 
 def _limit(limit: int) -> int:

@@ -150,10 +150,13 @@ STEPS: tuple[str, ...] = (
     # the `meta.pos_order_id` it sent. An index on the expression rather than a stored column:
     # the payload is the hashed record and stays the one place the value lives, the writer's
     # insert and every reader are unchanged, and SQLite computes the key in the same commit.
-    # Partial: sales without one cost no index entry. A query must use this exact expression
-    # (spool.outbox.POS_ORDER_ID) for SQLite to use the index.
+    # Partial: sales without one cost no index entry. Guarded by json_valid: a damaged payload
+    # (salvage keeps such rows aside) has no key, rather than failing every write or delete that
+    # touches its row. A query must use this exact expression (spool.outbox.POS_ORDER_ID) for
+    # SQLite to use the index.
     """
-    CREATE INDEX records_pos_order_id ON records (json_extract(payload, '$.meta.pos_order_id'))
-        WHERE json_extract(payload, '$.meta.pos_order_id') IS NOT NULL;
+    CREATE INDEX records_pos_order_id
+        ON records (CASE WHEN json_valid(payload) THEN json_extract(payload, '$.meta.pos_order_id') END)
+        WHERE CASE WHEN json_valid(payload) THEN json_extract(payload, '$.meta.pos_order_id') END IS NOT NULL;
     """,
 )

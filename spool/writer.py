@@ -1,12 +1,19 @@
 """The one writer: a thread that group-commits appends and runs other writes.
 
-Callers put jobs on a queue and block until their job is durable, or (``append_later``)
-get a callback on the writer thread instead of blocking one of their own. The thread
-takes everything queued at that moment (up to ``MAX_BATCH``), puts the run of
-appends into one ``BEGIN IMMEDIATE`` transaction and commits it with one WAL
-fsync, so concurrent appenders share the cost of a sync. A failed commit is
-rolled back, every job of the batch gets its own copy of the typed error, the
-chain tail is re-read from the file, and the thread goes on serving.
+Callers put jobs on a queue and block until their job is durable, or (``append_later``,
+``write_later``) get a callback on the writer thread instead of blocking one of their
+own. The thread takes everything queued at that moment (up to ``MAX_BATCH``), puts the
+run of appends and of other namespaces' writes (``write``: events, print jobs, upload
+state in the same file) into one ``BEGIN IMMEDIATE`` transaction and commits it with
+one WAL fsync, so concurrent callers share the cost of a sync. Each such write runs in
+a savepoint of its own: one that raises is undone alone. The spool's own state
+changes (``run``: outcomes, resolutions, prune) keep a transaction each, in queue
+order. A failed commit is rolled back, every job of the batch gets its own copy of the
+typed error, the chain tail is re-read from the file, and the thread goes on serving.
+
+The writer sees every change this handle makes to the records, so it keeps what an
+event loop asks on every sale in memory (``PendingSummary``: the tail, how many are
+pending, the oldest pending seq); see ``Writer.summary``.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from spool.records import AppendRequest, AppendResult, Record, business_date_of
 from spool.store import connect, translate
 from spool.witness import Witness
 
-__all__ = ["MAX_BATCH", "AppendDone", "Writer"]
+__all__ = ["MAX_BATCH", "AppendDone", "PendingSummary", "WriteDone", "Writer"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,10 @@ class _Plan:
     created: list[tuple[AppendJob, AppendResult]] = field(default_factory=list)
     repeats: list[tuple[AppendJob, Record]] = field(default_factory=list)
     refused: list[tuple[AppendJob, SpoolError]] = field(default_factory=list)
+    start_seq: int = field(init=False)  # the tail as read under the write lock, before the batch
+
+    def __post_init__(self) -> None:
+        self.start_seq = self.seq
 
 
 def _counts_offline(req: AppendRequest) -> bool:
@@ -66,6 +77,65 @@ def _counts_offline(req: AppendRequest) -> bool:
 
 def _limited(job: AppendJob) -> bool:
     return job.req.offline_limit_fen is not None and _counts_offline(job.req)
+
+
+WriteDone = Callable[[Any, BaseException | None], None]
+
+
+@dataclass(frozen=True)
+class PendingSummary:
+    """What waits for central, as of the writer's last commit: read without a query.
+
+    Replaced whole (one attribute assignment) by the writer thread, so any thread may read it.
+    """
+
+    last_seq: int  # the chain's tail (0: empty)
+    pending: int  # records with status 'pending'
+    oldest_pending_seq: int | None  # the first of them in seq order (what the uploader sends first)
+
+
+def _read_summary(conn: sqlite3.Connection) -> PendingSummary:
+    """Three indexed lookups: the tail, the trigger-kept count, the first pending seq."""
+    last_seq, _ = load_tail(conn)
+    pending = conn.execute("SELECT COALESCE(SUM(count), 0) FROM status_totals WHERE status = 'pending'").fetchone()
+    oldest = conn.execute("SELECT seq FROM records WHERE status = 'pending' ORDER BY seq LIMIT 1").fetchone()
+    return PendingSummary(last_seq, int(pending[0]), None if oldest is None else int(oldest[0]))
+
+
+class WriteJob(Job[Any]):
+    """A write to another namespace's tables (``Writer.write``): group-committed in a savepoint.
+
+    With ``on_done`` the caller is called back on the writer thread instead of blocking.
+    """
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], on_done: WriteDone | None = None,
+                 blocking: bool = True) -> None:
+        super().__init__()
+        self.fn = fn
+        self._on_done = on_done
+        self._blocking = blocking
+
+    def finish(self, result: Any) -> None:
+        if self._blocking:
+            super().finish(result)
+        else:
+            self._call(result, None)
+
+    def fail(self, error: BaseException) -> None:
+        if self._blocking:
+            super().fail(error)
+        else:
+            self._call(None, error)
+
+    def _call(self, result: Any, error: BaseException | None) -> None:
+        if self._on_done is None:
+            if error is not None:
+                log.error("spool write_later failed (nobody to tell): %s: %s", type(error).__name__, error)
+            return
+        try:
+            self._on_done(result, error)
+        except Exception:  # the caller's bug must not stop the writer serving the others
+            log.exception("spool write callback failed")
 
 
 def _copy(error: SpoolError) -> SpoolError:
@@ -132,6 +202,25 @@ class Writer:
         result: T = job.wait()
         return result
 
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread in a savepoint of the transaction it commits
+        next (shared with the appends and writes queued meanwhile); its result once durable."""
+        if threading.current_thread() is self._thread:
+            raise SpoolError("Spool.write called on the spool's writer thread would wait for itself; "
+                             "use write_later there")
+        job = WriteJob(fn)
+        self._put(job)
+        result: T = job.wait()
+        return result
+
+    def write_later(self, fn: Callable[[sqlite3.Connection], Any], on_done: WriteDone | None = None) -> None:
+        """Queue ``write(fn)`` and return; ``on_done(result, error)`` runs on the writer thread."""
+        self._put(WriteJob(fn, on_done, blocking=False))
+
+    @property
+    def summary(self) -> PendingSummary:
+        return self._summary
+
     def _put(self, job: Job[Any]) -> None:
         with self._close_lock:
             if self._closed:
@@ -163,17 +252,23 @@ class Writer:
                     stop = True
                     break
                 batch.append(nxt)
+            # Appends and other namespaces' writes share one transaction (one fsync); a spool
+            # state change (``run``) keeps its own, after whatever was queued before it.
             appends: list[AppendJob] = []
+            writes: list[WriteJob] = []
             for job in batch:
                 if isinstance(job, AppendJob):
                     appends.append(job)
                     continue
-                if appends:
-                    self._commit_appends(appends)
-                    appends = []
+                if isinstance(job, WriteJob):
+                    writes.append(job)
+                    continue
+                if appends or writes:
+                    self._commit_group(appends, writes)
+                    appends, writes = [], []
                 self._run_call(job)  # type: ignore[arg-type]
-            if appends:
-                self._commit_appends(appends)
+            if appends or writes:
+                self._commit_group(appends, writes)
         self._checkpointer.close()
         if self._conn is not None:
             self._conn.close()
@@ -185,7 +280,8 @@ class Writer:
             conn = connect(self._path)
             try:
                 conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer does it off this thread
-                load_tail(conn)  # fails now, not at the first append, if the file is unreadable
+                # Fails now, not at the first append, if the file is unreadable.
+                self._summary = _read_summary(conn)
             except sqlite3.Error as exc:
                 conn.close()
                 raise translate(exc, self._path, "open") from exc
@@ -206,14 +302,77 @@ class Writer:
         if self.corrupt is not None:
             raise SpoolCorrupt(f"appends stopped: {self.corrupt}")
 
-    def _commit_appends(self, jobs: list[AppendJob]) -> None:
-        """One transaction, one fsync, for a batch of appends.
+    def _commit_group(self, appends: list[AppendJob], writes: list[WriteJob]) -> None:
+        if appends:
+            self._commit_appends(appends, writes)
+        else:
+            self._commit_writes(writes)
+
+    def _commit_writes(self, writes: list[WriteJob]) -> None:
+        """Other namespaces' writes with no append queued beside them: one transaction, one fsync."""
+        started = time.monotonic()
+        try:
+            self._refuse_if_corrupt()
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            done = self._run_writes(conn, writes)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            error = self._recover(exc, "write")
+            for job in writes:
+                job.fail(_copy(error))
+            return
+        self._after_commit()
+        self._notify(time.monotonic() - started)
+        self._finish_writes(done)
+
+    def _run_writes(self, conn: sqlite3.Connection,
+                    writes: list[WriteJob]) -> list[tuple[WriteJob, Any, BaseException | None]]:
+        """Each write in a savepoint of the open transaction: one that raises is undone alone.
+
+        An error that is not the caller's (I/O, disk full, corruption, or SQLite rolling the
+        whole transaction back) is raised: the transaction fails for every job in it.
+        """
+        done: list[tuple[WriteJob, Any, BaseException | None]] = []
+        for job in writes:
+            conn.execute("SAVEPOINT side_write")
+            try:
+                result = job.fn(conn)
+            except Exception as exc:
+                error: BaseException = exc
+                if isinstance(exc, sqlite3.Error):
+                    error = translate(exc, self._path, "write")
+                    error.__cause__ = exc
+                    if type(error) is not SpoolError or not conn.in_transaction:
+                        raise
+                elif not conn.in_transaction:
+                    raise
+                conn.execute("ROLLBACK TO side_write")
+                conn.execute("RELEASE side_write")
+                done.append((job, None, error))
+                continue
+            conn.execute("RELEASE side_write")
+            done.append((job, result, None))
+        return done
+
+    @staticmethod
+    def _finish_writes(done: list[tuple[WriteJob, Any, BaseException | None]]) -> None:
+        for job, result, error in done:
+            if error is None:
+                job.finish(result)
+            else:
+                job.fail(error)
+
+    def _commit_appends(self, jobs: list[AppendJob], writes: list[WriteJob] | None = None) -> None:
+        """One transaction, one fsync, for a batch of appends (and the writes queued beside them).
 
         The whole batch is a handful of statements however long it is (the tail, one multi-row
         INSERT per 32 records): each statement hands the interpreter lock to the event loop and
         must win it back, so a statement per record made a busy loop the commit's bottleneck.
         """
         started = time.monotonic()
+        writes = writes or []
+        done: list[tuple[WriteJob, Any, BaseException | None]] = []
         try:
             self._refuse_if_corrupt()
             conn = self._connection()
@@ -228,12 +387,19 @@ class Writer:
                 plan = self._plan(conn, jobs, stored_with_keys(conn, [job.req.idempotency_key for job in jobs]))
                 if insert_rows(conn, plan.rows) < len(plan.rows):
                     raise SpoolError(f"{self._path}: an idempotency key was taken during the append's own transaction")
+            # A tail this handle did not write: another process appended; count again.
+            fresh = _read_summary(conn) if plan.start_seq != self._summary.last_seq else None
+            if writes:
+                done = self._run_writes(conn, writes)
             conn.execute("COMMIT")
         except BaseException as exc:
             error = self._recover(exc, "append")
             for job in jobs:
                 job.fail(_copy(error))
+            for write in writes:
+                write.fail(_copy(error))
             return
+        self._summary = fresh if fresh is not None else self._appended(plan)
         self._after_commit()
         self.appended += len(plan.created)
         self._witness.write(plan.seq, plan.prev_hash)
@@ -248,6 +414,16 @@ class Writer:
             else:
                 job.fail(IdempotencyConflict(
                     f"idempotency key already used by seq {existing.seq} with another body", existing))
+        self._finish_writes(done)
+
+    def _appended(self, plan: _Plan) -> PendingSummary:
+        """The summary after this handle's own batch: every created record is pending."""
+        known = self._summary
+        if not plan.created:
+            return known
+        first = plan.created[0][1].record.seq
+        oldest = known.oldest_pending_seq if known.oldest_pending_seq is not None else first
+        return PendingSummary(plan.seq, known.pending + len(plan.created), oldest)
 
     def _plan(self, conn: sqlite3.Connection, jobs: list[AppendJob], by_key: dict[str, Record]) -> _Plan:
         """What each job becomes, given the records already holding some of the keys (``by_key``)."""
@@ -353,10 +529,12 @@ class Writer:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             result = job.fn(conn)
+            summary = _read_summary(conn)  # outcomes, resolutions, prunes: count again
             conn.execute("COMMIT")
         except BaseException as exc:
             job.fail(self._recover(exc, "write"))
             return
+        self._summary = summary
         self._after_commit()
         self._notify(time.monotonic() - started)
         job.finish(result)
@@ -376,7 +554,8 @@ class Writer:
             conn = self._connection()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            load_tail(conn)  # proves the connection is usable again
+            # Proves the connection is usable again; a commit whose fate is unknown may have landed.
+            self._summary = _read_summary(conn)
         except (sqlite3.Error, SpoolError) as again:
             # The connection itself is unusable; the next job opens a new one.
             log.warning("spool writer reconnecting after %s", type(again).__name__)

@@ -191,6 +191,10 @@ def rotate_token(cfg: Config, *, status_page: bool) -> int:
     which = "status-page token" if status_page else "API token (the POS's)"
     try:
         done = rotate(path, api_group_id(cfg.api.group))
+    except FileNotFoundError:
+        console.print(f"[red]no directory {path.parent}: start terminald once, or create it as "
+                      f"docs/install.md says (systemd-tmpfiles --create terminald.conf)[/]")
+        return 1
     except OSError as exc:
         console.print(f"[red]cannot write {path}: {exc.strerror or exc}[/]")
         return 1

@@ -44,14 +44,13 @@ PUBLIC_PATHS = frozenset({"/v1/health", "/", "/favicon.ico"})
 _CHECKED = frozenset({b"host", b"origin", b"content-length", b"authorization", b"transfer-encoding"})
 PUBLIC_PREFIXES = ("/static/",)
 TOKEN_MODE = 0o640  # owner and the API group read it; nobody else
-PRIVATE_FILE_MODE = 0o600
 
 Scope_ = Literal["full", "status"]
 
 # What the status page's read-only token may call: everything the page reads, resolving a
 # rejection, printing a receipt again and retrying a print job. One table, here: a new route
 # is closed to that token until someone adds it. `{id}` is one path segment.
-_READ = frozenset({"GET", "HEAD"})
+_READ = frozenset({"GET"})
 STATUS_PAGE_ROUTES: tuple[tuple[frozenset[str], str], ...] = (
     (_READ, "/v1/status"),
     (_READ, "/v1/devices"),
@@ -170,7 +169,8 @@ def rotate_token(path: Path, gid_if_new: int | None = None) -> Rotated:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Never create the directory: one made here (by root, with root's umask) would lock the
+        # daemon out of its own token or hand it to the wrong people. The daemon or tmpfiles make it.
         write_token_file(path, token, gid=_usable_gid(gid_if_new, path))
         st = os.stat(path)
         return Rotated(path, TOKEN_MODE, st.st_uid, st.st_gid, token, created=True)
@@ -430,7 +430,7 @@ class AccessControl:
                 return
             receive = _replay(buffered, receive)
         send = self._with_headers(send, cors_headers)
-        if token_scope == "status" and scope["method"] != "HEAD":
+        if token_scope == "status":
             send = _masking(send)
         await self.app(scope, self._limited(receive, scope, send), send)
 

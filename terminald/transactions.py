@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from terminald.errors import (
 )
 from terminald.policy import Candidate, check_offline
 from terminald.privacy import mask_name, mask_phone, mask_ssn
+from terminald.timefmt import local_iso, local_times
 
 # 1-64 visible ASCII characters, inner spaces allowed: HTTP trims a header's outer whitespace
 # and carries latin-1 only, so this is every key a POS can send and get back unchanged.
@@ -95,8 +96,9 @@ def paid_at_counter_fen(record: Record) -> int | None:
     return None
 
 
-def answer(record: Record, history: list[Any] | None = None) -> dict[str, Any]:
-    """The API's Transaction: personal data masked, money in fen, the money facts as stored."""
+def answer(record: Record, history: list[Any] | None = None, tz: tzinfo | str | None = None) -> dict[str, Any]:
+    """The API's Transaction: personal data masked, money in fen, the money facts as stored;
+    with `tz` (the terminal's zone), every stored time shown in that zone (terminald/timefmt.py)."""
     payload = record.payload
     card = payload.get("card") or {}
     offline, offline_reason = outage_of(record)
@@ -108,7 +110,7 @@ def answer(record: Record, history: list[Any] | None = None) -> dict[str, Any]:
         "kind": record.kind,
         "status": record.status,
         "mode": mode_of(record),
-        "created_at": record.spooled_at,
+        "created_at": local_iso(record.spooled_at, tz),
         "business_time": record.business_time,
         "total_fen": int(payload.get("total_fen", 0)),
         "offline": offline,
@@ -125,10 +127,10 @@ def answer(record: Record, history: list[Any] | None = None) -> dict[str, Any]:
         "revoked_by": record.revoked_by,
         "paid_at_counter_fen": paid_at_counter_fen(record),
         "refund_owed_fen": record.refund_owed_fen,
-        "refund": record.refund,
+        "refund": local_times(record.refund, tz),
         "contact_phone_masked": mask_phone(record.contact_phone) or None,
-        "resolution": record.resolution,
-        "history": [{"at": h.at, "status": h.status, "detail": h.detail} for h in (history or [])],
+        "resolution": local_times(record.resolution, tz),
+        "history": [{"at": local_iso(h.at, tz), "status": h.status, "detail": h.detail} for h in (history or [])],
     }
     if record.status in ("settled",) and record.outcome:
         body["settlement"] = record.outcome
@@ -284,14 +286,16 @@ class Recorder:
         if record.outage is not None or record.status != "pending":
             return Outcome(202 if first and record.status == "pending" else settled_code, record)
         wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
-        can_settle = self.uploader.can_settle_now()
-        if not can_settle:
+        if not self.uploader.can_settle_now():
             wait = 0  # nobody can answer within it: waiting would only hold the queue up
         final = await self.uploader.wait_final(record.record_id, wait) if wait > 0 else None
         if final is not None:
             return Outcome(settled_code, final)
         # Why the patient pays in full: how it was spooled, else what the link says now.
-        reason = record.offline_reason or (None if can_settle else self.uploader.offline_reason()) or "timeout"
+        if record.offline_reason is None and not self.uploader.can_settle_now():  # the link went down meanwhile
+            reason = self.uploader.offline_reason() or "timeout"
+        else:
+            reason = record.offline_reason or "timeout"
         fixed = await asyncio.to_thread(self.spool.mark_outage, record.record_id, reason)
         if fixed.status != "pending":  # central's outcome was applied just before
             return Outcome(settled_code, fixed)

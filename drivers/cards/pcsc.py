@@ -115,9 +115,17 @@ class PcscContext:
     raises PcscdUnavailable."""
 
     def __init__(self) -> None:
-        hresult, handle = _call("establish context", scard.SCardEstablishContext, scard.SCARD_SCOPE_USER)
+        # No card is involved yet: whatever stops a context (no socket, a pcscd still starting
+        # up or refusing this client) means pcscd cannot be used, never an unreadable card.
+        try:
+            hresult, handle = _call("establish context", scard.SCardEstablishContext, scard.SCARD_SCOPE_USER)
+        except CardUnreadable as exc:
+            raise PcscdUnavailable("establish context: the PC/SC library failed") from exc
         if hresult != SUCCESS:
-            raise translate(hresult, "establish context")
+            error = translate(hresult, "establish context")
+            if not isinstance(error, PcscdUnavailable):
+                error = PcscdUnavailable(f"establish context: pcscd did not accept ({hresult & 0xFFFFFFFF:08X})")
+            raise error
         self._handle: Any = handle
         self._close_lock = threading.Lock()
 

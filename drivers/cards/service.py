@@ -217,6 +217,7 @@ class CardService:
         if reader is not None and not self._is_card_reader(reader):
             raise NoReader(f"{reader!r} is not a configured card reader")
         live = False  # pcscd answered during this read: losing it from now on is ridden out
+        lost = False  # ... and it was lost: a restarted pcscd may list its readers a moment later
         known: list[tuple[str, int]] = []
         while True:
             if self._contexts.closing.is_set():
@@ -241,9 +242,14 @@ class CardService:
                     continue  # the context kept from an earlier read is stale: a new one, at once
                 if time.monotonic() >= deadline:
                     raise
+                lost = True
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))  # pcscd went away: wait
                 continue
             except NoReader as exc:
+                if lost and time.monotonic() < deadline:
+                    known = []  # pcscd is back, its readers not yet
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                    continue
                 if reader is not None:
                     raise NoReader(f"no card reader named {reader!r}") from exc
                 if not known:  # nothing attached at all

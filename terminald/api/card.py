@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from terminald.api.deps import daemon
 from terminald.api.models import CardReadIn, CardReadOut
 from terminald.api.problems import problems
+from terminald.timefmt import local_iso
 
 router = APIRouter()
 
@@ -24,7 +25,7 @@ async def read_card(request: Request, body: CardReadIn | None = None) -> dict[st
     read_id = d.card_reads.remember(read)
     return {
         "card_read_id": read_id,
-        "read_at": read.read_at.isoformat(timespec="seconds"),
+        "read_at": local_iso(read.read_at.isoformat(timespec="seconds"), d.cfg.terminal.timezone),
         "reader": read.reader,
         "atr": read.atr,
         "card": read.card.as_dict(),

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from terminald import followups
 from terminald.api.deps import daemon
 from terminald.api.followups import current as current_followups
+from terminald.timefmt import local_iso
 
 router = APIRouter()
 public_router = APIRouter()  # no token needed
@@ -47,20 +48,21 @@ async def status(request: Request) -> dict[str, Any]:
     stats = await asyncio.to_thread(d.spool.stats)
     owed = followups.summary(await current_followups(d))
     link = d.uploader.link
+    tz = d.cfg.terminal.timezone
     return {
         "terminal_id": d.cfg.terminal.id,
         "institution_name": d.cfg.terminal.institution_name,
         "version": d.version,
         "instance_id": d.instance_id,
-        "started_at": d.started_at,
+        "started_at": local_iso(d.started_at, tz),
         "mode": link.state,
         "upstream": {
             "state": link.state,
             "url_configured": bool(d.cfg.upstream.url),
             "cause": link.cause,
-            "last_ok_at": link.last_ok_at,
+            "last_ok_at": local_iso(link.last_ok_at, tz),
             "last_error": link.last_error,
-            "outage_since": link.outage_since,
+            "outage_since": local_iso(link.outage_since, tz),
             "planned_downtime": link.planned_downtime,
             "alarms": link.alarms,
             "halted": link.halted,
@@ -68,7 +70,7 @@ async def status(request: Request) -> dict[str, Any]:
         "spool": {
             "pending": stats.pending,
             "pending_amount_fen": stats.pending_amount_fen,
-            "oldest_pending_at": stats.oldest_pending_at,
+            "oldest_pending_at": local_iso(stats.oldest_pending_at, tz),
             "rejected_unresolved": stats.rejected_unresolved,
             "settled_total": stats.settled_total,
             "last_seq": stats.last_seq,

@@ -78,6 +78,7 @@ def problems(codes_by_status: dict[int, str]) -> dict[int | str, dict[str, Any]]
 # Every endpoint can answer these (access control, body size, a bug); only the public ones
 # need no token.
 PUBLIC_PROBLEMS = problems({403: "origin_not_allowed", 413: "body_too_large", 421: "host_not_allowed",
+                            422: "validation_failed (a query parameter the endpoint does not declare)",
                             500: "internal_error"})
 GUARDED_PROBLEMS = {**PUBLIC_PROBLEMS, **problems({401: "unauthorized"})}
 

@@ -14,6 +14,7 @@ from terminald.api.problems import problems
 from terminald.errors import NotFoundError, PrinterNotConfigured
 from terminald.receipts.documents import receipt_png, receipt_tx, renderer
 from terminald.receipts.templates import document_kind
+from terminald.timefmt import local_times
 from terminald.transactions import KEY_MAX, KEY_PATTERN
 
 router = APIRouter(tags=["receipts"])
@@ -73,7 +74,7 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
     found = await asyncio.to_thread(d.print_queue.get, job_id)
     if found is None:
         raise NotFoundError(f"no print job {job_id}")
-    return found
+    return local_times(found, d.cfg.terminal.timezone)
 
 
 @router.delete("/v1/print-jobs/{job_id}", response_model=PrintJob,
@@ -81,7 +82,7 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
 async def cancel(request: Request, job_id: str) -> dict[str, Any]:
     """Cancel a job not sent yet (queued, or waiting for paper or power): it never prints."""
     d = daemon(request)
-    return await asyncio.to_thread(d.print_queue.cancel, job_id)
+    return local_times(await asyncio.to_thread(d.print_queue.cancel, job_id), d.cfg.terminal.timezone)
 
 
 @router.post("/v1/print-jobs/{job_id}/retry", status_code=202, response_model=PrintRetried,

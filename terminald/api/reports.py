@@ -12,6 +12,7 @@ from terminald import reports
 from terminald.api.deps import daemon
 from terminald.api.problems import problems
 from terminald.errors import ValidationFailed
+from terminald.timefmt import local_times
 
 router = APIRouter(tags=["reports"])
 
@@ -19,7 +20,8 @@ router = APIRouter(tags=["reports"])
 @router.get("/v1/outages", responses=problems({422: "validation_failed"}))
 async def outages(request: Request, reportable: bool = False) -> list[dict[str, Any]]:
     d = daemon(request)
-    return await asyncio.to_thread(reports.outages, d.cfg.spool_path, reportable)
+    rows = await asyncio.to_thread(reports.outages, d.cfg.spool_path, reportable)
+    return [local_times(row, d.cfg.terminal.timezone) for row in rows]
 
 
 @router.get("/v1/reconciliation", responses=problems({422: "validation_failed"}))

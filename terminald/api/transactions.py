@@ -63,7 +63,7 @@ async def create(request: Request) -> JSONResponse:
         history = [Transition.spooled(record.spooled_at, record.offline, record.offline_reason)]
     else:
         history = await asyncio.to_thread(d.spool.history, record.record_id)  # type: ignore[union-attr]
-    body = answer(outcome.record, history)
+    body = answer(outcome.record, history, d.cfg.terminal.timezone)
     return JSONResponse(body, status_code=outcome.status_code)
 
 
@@ -87,7 +87,7 @@ async def get_one(request: Request, record_id: str) -> dict[str, Any]:
     d = daemon(request)
     record = await load_record(d, record_id)
     history = await asyncio.to_thread(d.spool.history, record_id)  # type: ignore[union-attr]
-    return answer(record, history)
+    return answer(record, history, d.cfg.terminal.timezone)
 
 
 @router.get("/v1/transactions", response_model=TransactionList,
@@ -119,7 +119,7 @@ async def list_all(
     assert d.spool is not None
     records = await asyncio.to_thread(d.spool.search, status, after_seq, limit, idempotency_key=idempotency_key,
                                       pos_order_id=pos_order_id, business_date=business_date)
-    return {"items": [answer(r) for r in records],
+    return {"items": [answer(r, None, d.cfg.terminal.timezone) for r in records],
             "next_after_seq": records[-1].seq if len(records) == limit else None}
 
 
@@ -134,7 +134,7 @@ async def refund(request: Request, record_id: str, body: Annotated[RefundIn, Bod
     record = await asyncio.to_thread(d.spool.refund, record_id, body.paid_fen, body.operator.model_dump())
     d.publish("transaction.refunded", {"id": record.record_id, "seq": record.seq, "paid_fen": body.paid_fen})
     history = await asyncio.to_thread(d.spool.history, record_id)
-    return answer(record, history)
+    return answer(record, history, d.cfg.terminal.timezone)
 
 
 @router.post("/v1/transactions/{record_id}/resolve", response_model=TransactionOut,
@@ -147,4 +147,4 @@ async def resolve(request: Request, record_id: str, body: Annotated[ResolveIn, B
     d.publish("transaction.resolved", {"id": record.record_id, "seq": record.seq,
                                        "resolution": body.resolution})
     history = await asyncio.to_thread(d.spool.history, record_id)
-    return answer(record, history)
+    return answer(record, history, d.cfg.terminal.timezone)

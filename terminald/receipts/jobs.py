@@ -48,13 +48,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.errors import PrinterError, PrinterUnavailable, PrintInterrupted
 from drivers.printers import Printer
 from drivers.printers.status import BLOCKING
+from spool import Spool
 from spool.errors import SpoolError
-from spool.store import connect, migrate
+from spool.store import connect, migrate, schema_version
 from terminald.errors import ConflictError, NotFoundError, PrinterNotConfigured, ValidationFailed
 
 __all__ = ["DOCUMENT_KINDS", "JOB_STATES", "PrintQueue"]
@@ -135,6 +136,7 @@ _ISSUED = ("SELECT COUNT(*) AS n FROM print_jobs WHERE tx_id = ? AND document = 
            " AND state NOT IN ('failed', 'cancelled')")
 
 EventSink = Callable[[str, dict[str, Any]], None]
+T = TypeVar("T")
 
 
 def _now() -> str:
@@ -175,6 +177,10 @@ class PrintQueue:
         self.poll_s, self.retry_min_s, self.retry_max_s = poll_s, retry_min_s, retry_max_s
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.Lock()
+        # The spool this process has open on the file: its writer thread makes every write
+        # (`_write`), so the queue never holds the file's write lock itself. None: the queue's
+        # own connection writes (a queue used without the daemon).
+        self._spool = Spool.opened(self.db_path)
         self._states: dict[str, str] = {}
         self._wake = {name: threading.Event() for name in self.printers}
         self._stop = threading.Event()
@@ -195,15 +201,25 @@ class PrintQueue:
             cols = [d[0] for d in cur.description or ()]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Every write: `fn(conn)` in one transaction, on the spool's writer thread (`Spool.write`,
+        sharing its group commit) when the spool is open in this process, else on the queue's
+        connection under its lock. `fn` must not call the queue."""
+        if self._spool is not None:
+            with self._db_lock:
+                self._conn()  # the table exists (migrated on a connection of the queue's own, once)
+            return self._spool.write(fn)
+        with self._db_lock, self._transaction() as conn:
+            return fn(conn)
+
     def _changed(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         """Run one write; how many rows it changed."""
-        with self._db_lock:
-            return int(self._conn().execute(sql, args).rowcount)
+        return self._write(lambda conn: int(conn.execute(sql, args).rowcount))
 
     def _update(self, job_id: str, **fields: Any) -> None:
         fields["updated_at"] = _now()
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self._execute(f"UPDATE print_jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
+        self._changed(f"UPDATE print_jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -226,7 +242,7 @@ class PrintQueue:
     # -- public ----------------------------------------------------------
     def start(self) -> None:
         """Open the table, settle jobs a crash left behind, start the workers."""
-        self._execute(
+        self._changed(
             "UPDATE print_jobs SET state = 'unknown', error = ?, updated_at = ? WHERE state = 'printing'",
             ("interrupted by a restart while printing", _now()),
         )
@@ -236,7 +252,7 @@ class PrintQueue:
         ]
         for name in missing:
             if name not in self.printers:
-                self._execute(
+                self._changed(
                     "UPDATE print_jobs SET state = 'failed', error = ?, updated_at = ? "
                     "WHERE state = 'queued' AND printer = ?",
                     (f"printer {name!r} is no longer configured", _now(), name),
@@ -271,14 +287,15 @@ class PrintQueue:
         if document not in DOCUMENT_KINDS:
             raise ValidationFailed(f"document must be one of {DOCUMENT_KINDS}")
 
-    def _insert(self, tx_id: str, document: str, data: bytes, printer: str, copies: int, reprint: bool,
-                key: str | None = None, retry_of: str | None = None) -> str:
-        """Queue one job; the caller holds `_db_lock`."""
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, tx_id: str, document: str, data: bytes, printer: str, copies: int,
+                reprint: bool, key: str | None = None, retry_of: str | None = None) -> str:
+        """Queue one job, inside a write (`_write`)."""
         if not isinstance(data, bytes | bytearray) or not data:
             raise ValidationFailed("a print job needs some bytes")
         job_id = f"pj-{uuid.uuid4().hex}"
         now = _now()
-        self._conn().execute(
+        conn.execute(
             "INSERT INTO print_jobs (job_id, tx_id, document, printer, copies, reprint, state, created_at,"
             " updated_at, data, idempotency_key, retry_of) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
             (job_id, tx_id, document, printer, copies, int(bool(reprint)), now, now, bytes(data), key, retry_of),
@@ -290,19 +307,18 @@ class PrintQueue:
         """Queue bytes already rendered; returns the job id. To print a document
         marked as a reprint exactly when it is one, use `submit_document`."""
         self._check(tx_id, document, printer, copies)
-        with self._db_lock:
-            job_id = self._insert(tx_id, document, data, printer, copies, reprint)
+        job_id = self._write(lambda conn: self._insert(conn, tx_id, document, data, printer, copies, reprint))
         self._wake[printer].set()
         return job_id
 
     def submit_document(self, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
                         copies: int = 1) -> tuple[str, bool]:
         """Queue `document` of the transaction: an original if none was issued yet, else a
-        reprint. `render(reprint)` gives the bytes; it runs under the queue's lock, between the
+        reprint. `render(reprint)` gives the bytes; it runs inside the write, between the
         count and the insert (so it must not call the queue). Returns (job id, reprint)."""
         self._check(tx_id, document, printer, copies)
-        with self._db_lock:
-            job_id, reprint = self._submit_locked(tx_id, document, render, printer, copies, None)
+        job_id, reprint = self._write(
+            lambda conn: self._submit_locked(conn, tx_id, document, render, printer, copies, None))
         self._wake[printer].set()
         return job_id, reprint
 
@@ -315,8 +331,9 @@ class PrintQueue:
         self._check(tx_id, document, printer, copies)
         if not isinstance(key, str) or not key:
             raise ValidationFailed("an idempotency key is a non-empty string")
-        with self._db_lock:
-            row = self._conn().execute(
+
+        def write(conn: sqlite3.Connection) -> tuple[str, bool, bool]:
+            row = conn.execute(
                 "SELECT job_id, tx_id, document, printer, copies, reprint FROM print_jobs WHERE idempotency_key = ?",
                 (key,),
             ).fetchone()
@@ -327,15 +344,18 @@ class PrintQueue:
                         f"this Idempotency-Key was used for another print request, print job {job_id}",
                         code="idempotency_conflict", existing_job_id=job_id)
                 return str(job_id), bool(reprint), False
-            job_id, reprint = self._submit_locked(tx_id, document, render, printer, copies, key)
-        self._wake[printer].set()
-        return job_id, reprint, True
+            return (*self._submit_locked(conn, tx_id, document, render, printer, copies, key), True)
 
-    def _submit_locked(self, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
-                       copies: int, key: str | None) -> tuple[str, bool]:
-        issued = self._conn().execute(_ISSUED, (tx_id, document)).fetchone()[0]
+        job_id, reprint, created = self._write(write)
+        if created:
+            self._wake[printer].set()
+        return job_id, reprint, created
+
+    def _submit_locked(self, conn: sqlite3.Connection, tx_id: str, document: str, render: Callable[[bool], bytes],
+                       printer: str, copies: int, key: str | None) -> tuple[str, bool]:
+        issued = conn.execute(_ISSUED, (tx_id, document)).fetchone()[0]
         reprint = int(issued) > 0
-        return self._insert(tx_id, document, render(reprint), printer, copies, reprint, key), reprint
+        return self._insert(conn, tx_id, document, render(reprint), printer, copies, reprint, key), reprint
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         rows = self._execute(f"SELECT {_PUBLIC} FROM print_jobs WHERE job_id = ?", (job_id,))
@@ -345,15 +365,17 @@ class PrintQueue:
         """Withdraw a job the worker has not taken (`queued`, including one waiting for paper
         or power); returns the job, now `cancelled`. NotFoundError for an unknown id,
         ConflictError `invalid_transition` in any other state: it is being sent or is over."""
-        with self._db_lock:
-            conn = self._conn()
+
+        def write(conn: sqlite3.Connection) -> tuple[int, dict[str, Any] | None]:
             changed = conn.execute(
                 "UPDATE print_jobs SET state = 'cancelled', updated_at = ?, error = CASE WHEN error IS NULL"
                 " THEN 'cancelled while queued' ELSE 'cancelled while waiting: ' || error END"
                 " WHERE job_id = ? AND state = 'queued'",
                 (_now(), job_id),
             ).rowcount
-            job = self._row(conn, job_id)
+            return changed, self._row(conn, job_id)
+
+        changed, job = self._write(write)
         if job is None:
             raise NotFoundError(f"no print job {job_id}")
         if not changed:
@@ -375,19 +397,22 @@ class PrintQueue:
     def retry(self, job_id: str, render: Callable[[bool], bytes]) -> dict[str, Any]:
         """Print an `unknown` job again: a new job of the same document, transaction, printer
         and copies, marked as a reprint (the first may have printed), with the bytes of
-        `render(True)` (run under the queue's lock). The old job stays `unknown` and points at
+        `render(True)` (run inside the write). The old job stays `unknown` and points at
         the new one (`retried_by`); a job is retried once (then retry the retry, if need be).
         Returns the new job."""
-        with self._db_lock, self._transaction() as conn:
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
             old = self._row(conn, job_id)
             _refuse_retry(job_id, old)
             assert old is not None
             self._check(old["tx_id"], old["document"], old["printer"], old["copies"])
-            new_id = self._insert(old["tx_id"], old["document"], render(True), old["printer"], old["copies"],
+            new_id = self._insert(conn, old["tx_id"], old["document"], render(True), old["printer"], old["copies"],
                                   True, retry_of=job_id)
             conn.execute("UPDATE print_jobs SET retried_by = ?, updated_at = ? WHERE job_id = ?",
                          (new_id, _now(), job_id))
-            new = self._row(conn, new_id)
+            return self._row(conn, new_id)
+
+        new = self._write(write)
         assert new is not None
         self._wake[new["printer"]].set()
         return _public(new)
@@ -556,8 +581,9 @@ def _refuse_retry(job_id: str, job: Mapping[str, Any] | None) -> None:
 def prune_before(db_path: str | Path, before: datetime) -> tuple[int, int]:
     """Retention of print jobs (terminald/retention.py); returns (jobs deleted, jobs emptied).
 
-    Runs on its own connection to the spool's file, whose `records` table says which
-    transactions are still kept. A job a worker may still handle (queued, printing) is never
+    Written through the writer of the spool this process has open on the file (`Spool.write`),
+    else on a connection of its own; the spool's `records` table says which transactions are
+    still kept. A job a worker may still handle (queued, printing) is never
     touched. A finished job goes when its transaction was pruned from the spool, or when it
     failed and finished before ``before``. A done or unknown job of a transaction still kept
     that finished before ``before`` keeps its row, because the row is what marks the next
@@ -568,24 +594,34 @@ def prune_before(db_path: str | Path, before: datetime) -> tuple[int, int]:
     cutoff = before.astimezone(UTC).isoformat(timespec="milliseconds")
     finished = "state IN ('done', 'failed', 'unknown')"
     old = "julianday(updated_at) < julianday(?)"
+
+    def prune(conn: sqlite3.Connection) -> tuple[int, int]:
+        deleted = conn.execute(
+            f"DELETE FROM print_jobs WHERE {finished} AND (NOT EXISTS"
+            " (SELECT 1 FROM records r WHERE r.record_id = print_jobs.tx_id)"
+            f" OR (state = 'failed' AND {old}))",
+            (cutoff,),
+        ).rowcount
+        emptied = conn.execute(
+            f"UPDATE print_jobs SET data = x'' WHERE {finished} AND {old} AND length(data) > 0", (cutoff,)
+        ).rowcount
+        return int(deleted), int(emptied)
+
+    spool = Spool.opened(db_path)
     conn = connect(db_path)
     try:
-        migrate(conn, "print_jobs", MIGRATIONS)
+        # A migration takes the write lock even with nothing to do: only when there is something.
+        if spool is None or schema_version(conn, "print_jobs") < len(MIGRATIONS):
+            migrate(conn, "print_jobs", MIGRATIONS)
+        if spool is not None:
+            return spool.write(prune)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            deleted = conn.execute(
-                f"DELETE FROM print_jobs WHERE {finished} AND (NOT EXISTS"
-                " (SELECT 1 FROM records r WHERE r.record_id = print_jobs.tx_id)"
-                f" OR (state = 'failed' AND {old}))",
-                (cutoff,),
-            ).rowcount
-            emptied = conn.execute(
-                f"UPDATE print_jobs SET data = x'' WHERE {finished} AND {old} AND length(data) > 0", (cutoff,)
-            ).rowcount
+            result = prune(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return int(deleted), int(emptied)
+        return result
     finally:
         conn.close()

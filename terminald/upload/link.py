@@ -3,6 +3,9 @@
 `Link` is the read-only view the daemon shows (status page, /v1/status).
 `LinkTracker` makes the transitions, writes the outage log and emits
 `upstream.online` / `upstream.offline` events; it is the only writer of `Link`.
+It runs on the event loop on every failure: the outage log's rows are written
+by `UploadState`, which queues them to the spool's writer thread (no SQLite,
+no fsync on the loop); the outage a previous run left open is read at start.
 
 States: "online" | "offline" | "planned_downtime". Every period that is not
 online (after central was reached at least once, or after a first failure) is

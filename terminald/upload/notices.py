@@ -3,7 +3,9 @@
 The frozen list is synced in full once, then by change since our version
 (`frozen_since=n`); both it and the windows are persisted in the spool file
 (`UploadState`), so the offline policy can refuse a frozen card after a restart
-with central unreachable. Windows from the config (`[[downtime]]`) and from
+with central unreachable. Every read (`is_frozen` on each offline sale,
+`downtime_at`) is answered from memory; the state's writes go to the spool's
+writer thread, never to the event loop. Windows from the config (`[[downtime]]`) and from
 central are treated alike: inside one, nothing is sent but the notices'
 re-read.
 

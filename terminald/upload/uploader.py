@@ -17,6 +17,12 @@ until staff resume (`resume`, from `terminald upstream resume` or
 `POST /v1/upstream/resume`); the cursor is checked again first. Inside a
 planned downtime window nothing is sent but one read of the notices every
 `notices_every_s`, so that central can withdraw a window it announced.
+
+Nothing here waits for SQLite on the event loop. What a sale asks (`offline_reason`,
+`can_settle_now`, `is_frozen`, `downtime_now`) and the deadline check are answered
+from memory: the spool's `pending_summary()` (kept by its writer thread) and the
+upload state (read at start, see state.py). Reads of records run in threads; the
+upload state's and the outage log's writes are queued to the spool's writer.
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ class Uploader:
         self._base, self._cap = retry_base_s, retry_cap_s
         self._idle_probe_s, self._notices_every_s = idle_probe_s, notices_every_s
         self._transport = transport
-        self._state = UploadState(spool.path)
+        self._state = UploadState(spool)
         self._tracker = LinkTracker(self._state, self._tz, self._emit)
         self._notices = NoticeBook(self._state, cfg.downtime)
         self._wake = asyncio.Event()
@@ -111,6 +117,8 @@ class Uploader:
         self._sent_through = 0
         self._kick = asyncio.Event()  # staff resumed, or cleared a window: look again now
         self._checked = asyncio.Event()  # replaced after each check of the cursor (ok, or halted)
+        self._read_through = 0  # the spool's tail when the last backlog read began
+        self._oldest: tuple[int | None, Record | None] = (None, None)  # first pending seq, its record
 
     # -- the daemon's interface -------------------------------------------------------------------
 
@@ -153,18 +161,25 @@ class Uploader:
                 return None
             if record.status != "pending":
                 return record
+            if not self.can_settle_now():
+                return None  # the call to central just failed: nobody will answer within the wait
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(applied.wait(), remaining)
 
+    def _wake_waiters(self) -> None:
+        """Outcomes were written, or central could not be reached: every `wait_final` looks again."""
+        previous, self._applied = self._applied, asyncio.Event()
+        previous.set()
+
     def offline_reason(self) -> str | None:
         if self.downtime_now() is not None:
             return "planned_downtime"
         if self.link.state != "online":
             return "upstream_unreachable"
-        if self._spool.backlog(0, 1):
+        if self._spool.pending_summary().pending:  # memory, not a query: asked on every sale
             return "backlog"
         return None
 
@@ -256,6 +271,7 @@ class Uploader:
             window = self.downtime_now()
             if window is not None:
                 self._tracker.planned(window)
+                self._wake_waiters()
                 if time.monotonic() >= self._notices_due:
                     # Central may have withdrawn or corrected the window: read, then look again.
                     await self._notices_in_window()
@@ -292,9 +308,11 @@ class Uploader:
 
     async def _idle(self) -> None:
         """Nothing to send: wait for a new record; probe central now and then."""
-        self._check_deadline()
+        await self._check_deadline()
         self._wake.clear()
-        if self._spool.backlog(0, 1):
+        # A record appended since the backlog was read (its wake-up may have come before the
+        # clear): go and send it. The tail only grows by appends; nothing else makes a record pending.
+        if self._spool.pending_summary().last_seq > self._read_through:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._idle_probe_s)
@@ -332,6 +350,7 @@ class Uploader:
     def _failed(self, exc: UpstreamError) -> None:
         """A call to central failed: the link state and whoever counts errors (metrics) hear of it."""
         self._tracker.failed(exc.cause, exc.detail)
+        self._wake_waiters()
         if self._on_error is not None:
             self._on_error(exc.cause)
 
@@ -351,6 +370,7 @@ class Uploader:
 
     def _halt(self, code: str, detail: str) -> None:
         self._tracker.halt(code, detail)
+        self._wake_waiters()
         self._mark_checked()
 
     async def _until_resumed(self) -> bool:
@@ -447,6 +467,7 @@ class Uploader:
         wire (still one batch in flight, in order): a crash in between only means re-sending.
         """
         after = self._sent_through if self._applying is not None else 0
+        self._read_through = self._spool.pending_summary().last_seq
         batch = await asyncio.to_thread(self._spool.backlog, after, self._cfg.upstream.batch_size)
         if not batch:
             await self._finish_apply()
@@ -502,8 +523,7 @@ class Uploader:
         for record in updated:
             if record.seq in decided and record.status in ("settled", "rejected"):
                 self._emit(f"transaction.{record.status}", transaction_event(record))
-        previous, self._applied = self._applied, asyncio.Event()
-        previous.set()
+        self._wake_waiters()
         # The backlog event is a summary: at most once a second while draining, and at the end.
         if len(results) < self._cfg.upstream.batch_size or time.monotonic() >= self._backlog_due:
             self._backlog_due = time.monotonic() + 1.0
@@ -514,17 +534,23 @@ class Uploader:
     async def _watch(self) -> None:
         while not self._stop.is_set():
             try:
-                self._check_deadline()
+                await self._check_deadline()
             except SpoolError as exc:
                 log.error("cannot check the re-entry deadline (%s)", exc.code)
             except Exception:
                 log.exception("re-entry deadline check failed")
             await self._pause(30.0, wakeable=False)
 
-    def _check_deadline(self) -> None:
-        first = self._spool.backlog(0, 1)
+    async def _check_deadline(self) -> None:
+        # The first pending seq is known without a query; its record is read (in a thread) only
+        # when that seq changes: once per batch while draining, never per sale.
+        seq = self._spool.pending_summary().oldest_pending_seq
+        known, first = self._oldest
+        if seq != known:
+            first = await asyncio.to_thread(self._spool.get_seq, seq) if seq is not None else None
+            self._oldest = (seq, first)
         limit = self._cfg.offline.deadline_working_days
-        message = overdue_message(first[0] if first else None, self._clock(), self._tz, limit, self._calendar)
+        message = overdue_message(first, self._clock(), self._tz, limit, self._calendar)
         if message is None:
             self._tracker.clear_alarm("reentry_deadline")
         elif self._tracker.alarm("reentry_deadline", message):

@@ -198,3 +198,17 @@ def test_a_key_reused_with_another_body_names_the_transaction(
     first = post(api, sale(), "same-key")
     problem = assert_problem(post(api, sale(items=[item(qty=5)]), "same-key"), 409, "idempotency_conflict")
     assert problem["existing_id"] == first.json()["id"] and first.json()["id"] in problem["detail"]
+
+
+def test_the_first_sale_after_central_drops_is_answered_when_the_upload_fails(
+        central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    # The link still says online when the sale comes in; the upload attempt then fails at once.
+    # The POS must not sit out its whole `wait` (here 30 s, past its own 10 s timeout) for an
+    # answer nobody can give: the failure ends the wait, and the sale is an outage sale.
+    d = daemon_proc(config=central_config(central_sim.url) + OFFLINE_TYPED)
+    api = d.client()
+    settled_online(api, "warm-up")
+    central_sim.control(down=True)
+    r = post(d.client(timeout=10), sale(items=[item(qty=1, unit_price_fen=700)]), "first-after-drop", wait=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["offline"] is True and r.json()["offline_reason"] == "upstream_unreachable"

@@ -30,8 +30,10 @@ EXAMPLES_PER_OPERATION = {GenerationMode.POSITIVE: 100, GenerationMode.NEGATIVE:
 MIN_TOTAL_CASES = 1000
 CONTRACT_503 = {"no_reader", "printer_unavailable"}
 # Rules a JSON schema cannot state (amount_fen = round(qty x unit_price_fen), total_fen = the sum,
-# exactly one of card_read_id / card, a card_read_id from a real read): schema-valid bodies may
-# still get 422 validation_failed / card_read_unknown here. Every other check still runs.
+# a card_read_id from a real read, a revoke's original_id on this terminal): schema-valid bodies
+# may still get 422 validation_failed / card_read_unknown / 404 here. The rules it can state
+# (exactly one of card_read_id / card, original_id only for a revoke) are in the schema
+# (tests/api/test_integrator.py). Every other check still runs.
 CROSS_FIELD = {("POST", "/v1/transactions")}
 
 

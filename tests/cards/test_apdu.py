@@ -154,3 +154,14 @@ def test_parse_command_only_raises_value_error(raw: bytes) -> None:
     except ValueError:
         return
     assert command.to_bytes() == raw
+
+
+@pytest.mark.parametrize("sw", [0x6A82, 0x6A83, 0x6983, 0x6A81, 0x9303, 0x6982, 0x63C1, 0x6F00, 0x0090])
+def test_status_words_are_shown_as_four_hex_digits(sw: int) -> None:
+    error = error_for_sw(sw, "read EF05")
+    assert error is not None
+    assert error.sw == sw  # the integer stays internal
+    assert error.sw_hex == f"{sw:04X}"
+    assert str(sw) not in error.detail  # never 27266 in front of people
+    if "SW" in error.detail:
+        assert f"SW {sw:04X}" in error.detail

@@ -151,7 +151,7 @@ def _read_in_thread(svc: CardService, timeout_s: float) -> tuple[threading.Threa
     def run() -> None:
         try:
             svc.read(READER, timeout_s=timeout_s)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:  # handed to the test
             outcome.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)

@@ -4,7 +4,9 @@ A real daemon with central down: the page shows OFFLINE 离线 and the backlog;
 central comes back and the page follows over the event stream (fetch
 streaming with the bearer token) to 在线, an empty backlog and one rejected
 record, whose reprint button queues a job. Then the language switch, and a
-screenshot in test-artifacts/status-page.png.
+screenshot in test-artifacts/status-page.png. The page runs on the status
+page's read-only token (what its desktop shortcut carries), never the POS's,
+and every answer it receives has card numbers already masked.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 # Live updates must come from the event stream: the page's own poll is every 30 s.
 LIVE_TIMEOUT_MS = 20_000
+
+
+def status_page_token(d: DaemonProcess) -> str:
+    """The read-only token of the status page (`api.status_token_file`, beside the POS's)."""
+    return d.token_path.with_name("status-token").read_text(encoding="ascii").strip()
 
 
 @pytest.fixture
@@ -66,8 +73,12 @@ def test_status_page_live_offline_to_online_reprint_and_language(
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     requests: list[str] = []
     page.on("request", lambda req: requests.append(req.url))
+    responses: list[Any] = []
+    page.on("response", lambda res: responses.append(res))
 
-    page.goto(f"{d.url}/#token={d.token}")
+    token = status_page_token(d)
+    assert token != d.token
+    page.goto(f"{d.url}/#token={token}")
     expect(page.locator("#mode-text")).to_have_text("离线")
     expect(page.locator("#mode-alt")).to_have_text("OFFLINE")
     expect(page.locator("#mode")).to_have_attribute("data-mode", "offline")
@@ -78,8 +89,8 @@ def test_status_page_live_offline_to_online_reprint_and_language(
     expect(page.locator("#live")).to_have_attribute("data-state", "ok")
     # The token left the address bar (and was never sent as part of a URL).
     assert "token" not in page.url
-    assert page.evaluate("sessionStorage.getItem('terminald.token')") == d.token
-    assert not any(d.token in url for url in requests)
+    assert page.evaluate("sessionStorage.getItem('terminald.token')") == token
+    assert not any(token in url for url in requests)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page-offline.png"), full_page=True)
 
@@ -103,6 +114,15 @@ def test_status_page_live_offline_to_online_reprint_and_language(
     content = page.content()
     for secret in (TYPED_NAME, TYPED_SSN, TYPED_CARD):
         assert secret not in content
+    # Not only shown masked: the answers themselves never carried the card number (the event
+    # stream is still open; its events are masked where they are made).
+    answers = [res for res in responses if "/v1/" in res.url and not res.url.endswith("/v1/events")]
+    assert any("/v1/transactions" in res.url for res in answers)
+    for res in answers:
+        assert res.status == 200, res.url
+        body = res.text()
+        for secret in (TYPED_NAME, TYPED_SSN, TYPED_CARD, other["card_number"]):
+            assert secret not in body, res.url
 
     row.locator("button.reprint").click()
     message = page.locator("#message")
@@ -136,7 +156,7 @@ def test_a_wrong_token_asks_for_the_right_one(browser_page: Any,
     page.goto(f"{d.url}/#token=not-the-token")
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#login-error")).to_have_text("令牌无效，请重新输入。")
-    page.locator("#token-input").fill(d.token)
+    page.locator("#token-input").fill(status_page_token(d))
     page.locator("#login-form button").click()
     expect(page.locator("#board")).to_be_visible()
     expect(page.locator("#mode-text")).to_have_text("离线")  # no upstream configured
@@ -176,7 +196,7 @@ def test_planned_downtime_is_shown_as_停机_with_its_end(browser_page: Any, cen
     d = daemon_proc(f'[upstream]\nurl = "{central_sim.url}"\n'
                     f'[[downtime]]\nstart = "{start}"\nend = "{end}"\nreason = "切换国家医保信息平台"\n')
     page = browser_page
-    page.goto(f"{d.url}/#token={d.token}")
+    page.goto(f"{d.url}/#token={status_page_token(d)}")
     expect(page.locator("#mode")).to_have_attribute("data-mode", "planned_downtime", timeout=LIVE_TIMEOUT_MS)
     expect(page.locator("#mode-text")).to_have_text("停机")
     expect(page.locator("#mode-alt")).to_have_text("PLANNED DOWNTIME")

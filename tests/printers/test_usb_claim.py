@@ -23,9 +23,12 @@ class FakeUSBTimeout(FakeUSBError):
     pass
 
 
+# Field names are pyusb's descriptor names.
+
+
 @dataclass
 class Endpoint:
-    bEndpointAddress: int  # noqa: N815 - pyusb's name
+    bEndpointAddress: int
     device: FakeDevice
     fail_after_writes: int | None = None
     failure: type[Exception] = FakeUSBError
@@ -45,10 +48,10 @@ class Endpoint:
 
 @dataclass
 class Interface:
-    bInterfaceNumber: int  # noqa: N815
-    bInterfaceClass: int  # noqa: N815
+    bInterfaceNumber: int
+    bInterfaceClass: int
     endpoints: list[Endpoint]
-    bAlternateSetting: int = 0  # noqa: N815
+    bAlternateSetting: int = 0
 
     def __iter__(self) -> Any:
         return iter(self.endpoints)

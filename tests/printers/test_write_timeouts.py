@@ -34,7 +34,7 @@ def _finishes(write: Callable[[], None], unblock: Callable[[], None]) -> BaseExc
     def run() -> None:
         try:
             write()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:  # handed to the test
             outcome.append(exc)
         else:
             outcome.append(None)

@@ -1,6 +1,7 @@
 // The status page: mode, backlog against the re-entry deadline, devices, outages,
 // rejected records with reprint buttons; kept live by the event stream.
-// Personal data arrives masked from the API; the page shows nothing else.
+// Personal data arrives masked from the API: with the status page's read-only token (the one
+// its desktop shortcut carries) the daemon masks card numbers too. The page shows nothing else.
 "use strict";
 
 (function () {
@@ -11,7 +12,8 @@
   const $ = (id) => document.getElementById(id);
   const state = { status: null, outages: [], rejected: [], live: "connecting", updated: null, stream: null };
 
-  // -- token: from the URL fragment (never sent to the server), else sessionStorage, else asked ---------
+  // -- token (the status page's read-only one): from the URL fragment (never sent to the server), else
+  // sessionStorage, else asked. It may read, resolve rejections and print; anything else is 403.
   function takeTokenFromFragment() {
     const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
     if (!match) return;
@@ -28,6 +30,7 @@
     const response = await fetch(path, opts);
     if (response.status === 401) throw new Unauthorized();
     const body = await response.json().catch(() => null);
+    if (response.status === 403 && body && body.code === "token_not_allowed") throw new Error(t("not_allowed"));
     if (!response.ok) throw new Error((body && (body.detail || body.title)) || "HTTP " + response.status);
     return body;
   }
@@ -59,7 +62,8 @@
     if (s >= 60) return `${Math.floor(s / 60)}${units.m}`;
     return `${s}${units.s}`;
   }
-  // The API gives the POS the full card number; people at the counter see it masked (A1*****23).
+  // The daemon masks card numbers for the status page's token; masking again (the same A1*****23)
+  // keeps the page safe if someone types the POS's token into it.
   function maskCard(number) {
     const n = String(number || "");
     if (!n) return "—";

@@ -9,6 +9,7 @@ the HTTP status it maps to; `terminald.api.problems` turns them into
     ├── ConflictError            409 (e.g. not_rejected; not_halted: upstream resume with no halt)
     ├── PolicyDenied             403 card_frozen / offline_limit_exceeded / card_not_present / card_expired
     ├── CardReadNotFound         422 card_read_unknown
+    ├── CardReadUsed             422 card_read_used (terminald/cardreads.py: the read backs another sale)
     ├── PrinterNotConfigured     503 printer_unavailable
     └── BodyTooLarge             413 body_too_large (a chunked body past the limit)
 

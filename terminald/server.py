@@ -4,8 +4,12 @@ The listening sockets are bound here, before uvicorn starts, so that the
 Unix socket gets its permissions and TCP gets TCP_NODELAY (accepted sockets
 inherit it on Linux; without it a keep-alive answer waits for the client's
 delayed ACK). READY=1 goes out only after the spool is open and the API
-listens. The watchdog is fed only while the event loop turns and the spool
-answers a query: a wedged daemon gets restarted by systemd.
+listens. The watchdog is fed only while the event loop turns and the spool's
+writer commits (see `_ready_and_watchdog`): a wedged daemon gets restarted by
+systemd.
+
+The daemon holds the spool's lock (spool/lock.py) from before the spool opens
+until the process ends, so that `terminald spool drain` refuses to race it.
 
 Everything the daemon creates is private (umask 0077: the spool and, through
 SQLite, its -wal and -shm are 0600), except what the API group must reach:
@@ -22,10 +26,14 @@ import logging
 import os
 import socket
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
+from spool import Spool, SpoolCorrupt
+from spool.lock import SpoolLock, SpoolLocked
 from terminald.app import build
 from terminald.config import Config
 from terminald.errors import ConfigError
@@ -35,6 +43,8 @@ from terminald.security import api_group_id
 log = logging.getLogger("terminald")
 
 EXECUTOR_THREADS = 32
+# How the daemon names itself in the spool's lock file (what `spool drain` tells the user).
+LOCK_HOLDER = "terminald serve"
 # Whatever the caller's umask (systemd's UMask=, a shell's 0022), the daemon's files are its own.
 UMASK = 0o077
 
@@ -82,7 +92,15 @@ def sockets_for(cfg: Config) -> list[socket.socket]:
     return sockets
 
 
-async def _ready_and_watchdog(server: uvicorn.Server, daemon_spool_ping: object) -> None:
+async def _ready_and_watchdog(server: uvicorn.Server, probe: Callable[[], None]) -> None:
+    """READY=1 once serving; then WATCHDOG=1 each interval (half of WatchdogSec), but only after
+    `probe` (a write through the spool's writer thread, run in a worker thread) came back.
+
+    The ping is sent from the event loop, so a loop that does not turn sends none; and it waits
+    for the probe, which waits behind whatever the writer is doing: a commit hung in fsync, a
+    write lock held elsewhere, a dead writer thread all stop the pings until they end. A probe
+    still running at the next interval is not started twice: the daemon waits for that one.
+    """
     while not server.started:
         if server.should_exit:
             return
@@ -95,14 +113,45 @@ async def _ready_and_watchdog(server: uvicorn.Server, daemon_spool_ping: object)
     interval = watchdog_interval_s()
     if interval is None:
         return
-    while not server.should_exit:
-        try:
-            await asyncio.wait_for(asyncio.to_thread(daemon_spool_ping), timeout=interval)  # type: ignore[arg-type]
-        except Exception:
-            log.error("watchdog: the spool does not answer; not feeding the watchdog")
-        else:
-            notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
+    probing: asyncio.Future[None] | None = None
+    since = time.monotonic()
+    try:
+        while not server.should_exit:
+            if probing is None:
+                probing, since = asyncio.ensure_future(asyncio.to_thread(probe)), time.monotonic()
+            await asyncio.wait({probing}, timeout=interval)
+            if not probing.done():
+                log.error("watchdog: the spool writer has not committed for %.0f s; not feeding the watchdog",
+                          time.monotonic() - since)
+            else:
+                error = probing.exception()
+                probing = None
+                if error is None:
+                    notify("WATCHDOG=1")
+                else:
+                    log.error("watchdog: the spool writer failed (%s: %s); not feeding the watchdog",
+                              type(error).__name__, error)
+            await asyncio.sleep(interval)
+    finally:
+        if probing is not None:
+            probing.cancel()
+
+
+def writer_probe(spool: Spool) -> None:
+    """Commit an empty write through `spool`'s writer thread (waiting for it: the watchdog's proof).
+
+    It takes the file's write lock and commits behind every job queued before it. A spool found
+    corrupt refuses writes on purpose (the status page says why, sales get 503): the refusal
+    comes from the writer thread, so it proves the thread turns, and a read must still work.
+    """
+    try:
+        spool.write(_nothing)
+    except SpoolCorrupt:
+        spool.stats()
+
+
+def _nothing(conn: object) -> None:
+    return None
 
 
 class _Server(uvicorn.Server):
@@ -143,18 +192,23 @@ async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -
         daemon, app = build(cfg)
     except ConfigError as exc:
         raise SystemExit(f"terminald: {exc.detail}") from exc
+    try:
+        lock = SpoolLock.acquire(cfg.spool_path, LOCK_HOLDER)
+    except SpoolLocked as exc:
+        what = "another terminald serves this spool" if exc.holder == LOCK_HOLDER else "wait for it to finish"
+        raise SystemExit(f"terminald: {exc}: {what}") from exc
     sockets = sockets if sockets is not None else sockets_for(cfg)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, server_header=False)
 
-    def spool_ping() -> None:
+    def spool_probe() -> None:
         assert daemon.spool is not None
-        daemon.spool.stats()
+        writer_probe(daemon.spool)
 
     # Named now: uvicorn closes the sockets on shutdown, and a closed one no longer has a name.
     unix_paths = [str(sock.getsockname()) for sock in sockets if sock.family == socket.AF_UNIX]
     server = _Server(config, unix_paths, daemon.stopping)
-    helper = asyncio.create_task(_ready_and_watchdog(server, spool_ping))
+    helper = asyncio.create_task(_ready_and_watchdog(server, spool_probe))
     try:
         await server.serve(sockets=sockets)
     finally:
@@ -162,6 +216,7 @@ async def serve_async(cfg: Config, sockets: list[socket.socket] | None = None) -
         server.announce_stop()
         helper.cancel()
         server.remove_unix_sockets()
+        lock.release()  # after a signal it is never reached: the lock goes with the process
     if not server.started:
         raise SystemExit(1)
 

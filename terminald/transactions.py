@@ -22,7 +22,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from spool import AppendRequest, IdempotencyConflict, NotFound, NotRevocable, OfflineLimitExceeded, Record, Spool
+from spool import (
+    AppendRequest,
+    IdempotencyConflict,
+    NotFound,
+    NotRevocable,
+    OfflineLimitExceeded,
+    Record,
+    Spool,
+    SpoolFull,
+)
 from spool.chain import digest
 from spool.errors import InvalidRequest
 from terminald.api.models import TransactionIn
@@ -30,7 +39,6 @@ from terminald.appender import LoopAppender
 from terminald.cardreads import CardReads
 from terminald.config import Config
 from terminald.errors import (
-    CardReadNotFound,
     ConflictError,
     NotFoundError,
     PolicyDenied,
@@ -256,6 +264,7 @@ class Recorder:
                 return await self._repeat(exc.existing, digests, wait_s)
             raise _key_conflict(exc.existing) from exc
         except OfflineLimitExceeded as exc:  # never for a repeat: the spool answers those first
+            self._release_card_read(body, key)
             raise PolicyDenied("offline_limit_exceeded",
                                f"pending offline amount would exceed {exc.limit_fen} fen",
                                limit_fen=exc.limit_fen) from exc
@@ -266,8 +275,12 @@ class Recorder:
             existing = await asyncio.to_thread(self.spool.find_by_key, key)
             if existing is not None:
                 return await self._repeat(existing, digests, wait_s)
+            self._release_card_read(body, key)  # nothing recorded: the read may back a corrected sale
             if isinstance(exc, NotFound):
                 raise NotFoundError(str(exc), field="original_id") from exc
+            raise
+        except SpoolFull:  # nothing was written
+            self._release_card_read(body, key)
             raise
         if not result.created:  # a repeat: the spool found the key with this very request
             return await self._repeat(result.record, digests, wait_s)
@@ -275,6 +288,12 @@ class Recorder:
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
         return await self._answer(result.record, wait_s, first=True)
+
+    def _release_card_read(self, body: dict[str, Any], key: str) -> None:
+        """A refused sale recorded nothing under its key: its card read is free again."""
+        read_id = body.get("card_read_id")
+        if isinstance(read_id, str):
+            self.card_reads.release(read_id, key)
 
     async def _answer(self, record: Record, wait_s: float | None, *, first: bool) -> Outcome:
         """Wait up to `wait` for central, then fix what the POS is told (see docs/api.md).
@@ -358,7 +377,7 @@ class Recorder:
                     "total_fen": -int(original.payload.get("total_fen", 0)),
                     "original_record_id": original.record_id}
 
-        card, present, expires_on = self._card(tx)
+        card, present, expires_on = self._card(tx, key)
         total = int(tx.total_fen or 0)
         if _policy_applies(offline_reason):
             check_offline(
@@ -374,12 +393,10 @@ class Recorder:
                            "unit_price_fen": i.unit_price_fen, "amount_fen": i.amount_fen} for i in tx.items],
                 "total_fen": total}
 
-    def _card(self, tx: TransactionIn) -> tuple[dict[str, str], bool, str | None]:
+    def _card(self, tx: TransactionIn, key: str) -> tuple[dict[str, str], bool, str | None]:
         if tx.card_read_id is not None:
-            read = self.card_reads.get(tx.card_read_id)
-            if read is None:
-                raise CardReadNotFound("card_read_id is unknown or older than 10 minutes: read the card again")
-            data = read.card
+            # A card read proves the card was here for one sale: this key's (again on a retry).
+            data = self.card_reads.claim(tx.card_read_id, key).card
             return ({"card_number": data.card_number or "", "ssn": data.ssn or "",
                      "name": data.name or "", "issuer_code": data.issuer_code or ""},
                     True, data.expires_on)

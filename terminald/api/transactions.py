@@ -47,7 +47,7 @@ CREATE_BODY = {"$ref": "#/components/schemas/TransactionIn", "$defs": _DEFS["$de
                         **problems({403: "card_frozen, offline_limit_exceeded, card_not_present, card_expired",
                                     404: "not_found (revoke of an unknown original_id)",
                                     409: "idempotency_conflict, not_revocable",
-                                    422: "validation_failed, card_read_unknown",
+                                    422: "validation_failed, card_read_unknown, card_read_used",
                                     503: "spool_unavailable", 507: "spool_full"})},
              openapi_extra={"parameters": CREATE_PARAMETERS,
                             "requestBody": {"required": True,

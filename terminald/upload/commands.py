@@ -33,14 +33,35 @@ INTERRUPTED = 130
 
 
 def drain(cfg: Config) -> int:
-    """Upload now until the backlog is empty, halted, or Ctrl-C (which loses nothing)."""
+    """Upload now until the backlog is empty, halted, or Ctrl-C (which loses nothing).
+
+    Refused (exit 1) while the daemon, or another drain, holds the spool's lock (spool/lock.py):
+    two uploaders on one backlog race each other into a false `chain_broken` at central.
+    """
     console = Console(stderr=True)
     if not cfg.upstream.url:
         console.print("[red]upstream.url is empty: there is no central system to upload to[/red]")
         return 1
+    from spool.lock import SpoolLock, SpoolLocked
     from terminald.spoolcmd import with_spool
 
-    return with_spool(cfg, lambda spool: asyncio.run(_drain(spool, cfg, console)))
+    try:
+        lock: SpoolLock | None = SpoolLock.acquire(cfg.spool_path, "terminald spool drain")
+    except SpoolLocked as exc:
+        pid = exc.pid if exc.pid is not None else "unknown"
+        if exc.holder == "terminald serve":  # terminald/server.py LOCK_HOLDER
+            message = f"terminald is running (pid {pid}) and holds this spool: stop it, or let it upload"
+        else:
+            message = f"{exc.holder or 'another process'} (pid {pid}) holds this spool: wait for it to finish"
+        console.print(message, style="red", markup=False)
+        return 1
+    except OSError:
+        lock = None  # no directory for it, so no spool either: with_spool says so
+    try:
+        return with_spool(cfg, lambda spool: asyncio.run(_drain(spool, cfg, console)))
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 async def _drain(spool: Spool, cfg: Config, console: Console) -> int:

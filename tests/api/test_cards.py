@@ -49,8 +49,6 @@ def test_read_then_record_with_card_read_id(vcard: Any, daemon_proc: Callable[..
     assert again.json()["id"] == tx.json()["id"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the recorder to claim card reads (CardReads.claim): "
-                                       "remove this marker once terminald/transactions.py is wired")
 def test_a_card_read_backs_one_sale(vcard: Any, daemon_proc: Callable[..., DaemonProcess]) -> None:
     vcard("ssc2", slot=0)
     api = daemon_proc().client()

@@ -1,22 +1,30 @@
-"""GET /v1/events: live delivery, Last-Event-ID replay (also across restarts), >= 1,000 replayable."""
+"""GET /v1/events: live delivery, Last-Event-ID replay (also across restarts), >= 1,000 replayable;
+bounded queues (a client that stops reading is dropped and resumes), `reset` for an id never
+issued or no longer kept, a writer that survives database errors."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from terminald.events import EventBus
+from terminald.events import QUEUE_HARD_MAX, QUEUE_MAX, EventBus, prune_before
 from terminald.sim.central import CentralSim
 from tests.api.helpers import central_config, post_tx, sale
-from tests.api.sse import EventStream, assert_contiguous
+from tests.api.sse import Event, EventStream, assert_contiguous, parse
 from tests.fixtures.daemon import DaemonProcess
 from tests.waiting import wait_for
 
@@ -237,3 +245,295 @@ def test_events_from_threads_and_the_loop_reach_a_stream_in_order(tmp_path: Path
     finally:
         bus.close()
     assert got == list(range(got[0], got[0] + 600))
+
+
+# -- a client that stops reading, Last-Event-ID the log never issued, a failing events writer ----------
+MANY_OFFLINE_SALES = "[offline]\nrequire_card_present = false\nmax_total_fen = 1000000000000\n"
+
+
+def _raw_stream(path: str, token: str) -> socket.socket:
+    """GET /v1/events on the Unix socket, with a tiny receive buffer; the caller never reads it (yet)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(path)
+    sock.sendall(f"GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    return sock
+
+
+def _read_to_end(sock: socket.socket, timeout_s: float = 30.0) -> tuple[bytes, bool]:
+    """Everything the server sent, and whether it closed the connection (EOF) within the time."""
+    sock.settimeout(timeout_s)
+    data = bytearray()
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        return bytes(data), False
+    return bytes(data), True
+
+
+def _sse_events(raw: bytes) -> list[Event]:
+    """The complete events of a raw HTTP/1.1 chunked response (its end may be cut off)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+    assert b"transfer-encoding: chunked" in head.lower()
+    text = bytearray()
+    while body:
+        size_line, sep, rest = body.partition(b"\r\n")
+        if not sep or not (size := int(size_line.split(b";")[0], 16)):
+            break
+        text += rest[:size]
+        body = rest[size + 2:]
+    return list(parse(text.decode("utf-8", "replace").split("\n")))
+
+
+def test_a_client_that_stops_reading_is_dropped_and_resumes_with_last_event_id(
+        daemon_proc: Callable[..., DaemonProcess], tmp_path: Path) -> None:
+    """A client stops reading (its socket buffer fills, the daemon's sends wait): once it is
+    QUEUE_MAX events behind and has taken nothing for STALL_S, its stream ends instead of its
+    queue growing; it reconnects with Last-Event-ID and gets every event after the last one it
+    read. A client that reads, connected at the same time, is not dropped."""
+    unix = str(tmp_path / "api.sock")
+    d = daemon_proc(config=MANY_OFFLINE_SALES + f'[api]\nunix_socket = "{unix}"\n')
+    with EventStream(d) as reader:
+        stuck = _raw_stream(unix, d.token)
+        try:
+            # Sales publish one event each; the stuck client's socket buffers (about 270 kB on a
+            # Unix socket) fill after some 1,500 events, then its queue does.
+            stop = threading.Event()
+
+            def sell(worker: int) -> None:
+                api = d.client()
+                n = 0
+                while not stop.is_set():
+                    assert post_tx(api, sale(), f"w{worker}-{n}", wait=0).status_code == 202
+                    n += 1
+
+            sellers = [threading.Thread(target=sell, args=(w,), daemon=True) for w in range(2)]
+            for thread in sellers:
+                thread.start()
+            try:
+                dropped = wait_for(lambda: DROPPED.search(d.stderr_text()), timeout_s=120,
+                                   what="the stuck client dropped")
+            finally:
+                stop.set()
+                for thread in sellers:
+                    thread.join(30)
+            behind = int(dropped.group(1))
+            assert QUEUE_MAX <= behind <= QUEUE_HARD_MAX, dropped.group(0)
+            # Its connection ends: what was already in its socket buffer, then EOF.
+            raw, ended = _read_to_end(stuck)
+        finally:
+            stuck.close()
+        assert ended, "the dropped client's connection is still open"
+        got = _sse_events(raw)
+        assert len(got) > 100
+        assert_contiguous(got, got[0].id - 1)
+
+        api = d.client()
+        marker = post_tx(api, sale(), "after-the-drop", wait=0).json()["id"]
+        with EventStream(d, last_event_id=got[-1].id) as resumed:
+            wait_for(lambda: any(e.data.get("id") == marker for e in resumed.events), timeout_s=60,
+                     what="the resumed stream to reach the last sale")
+            caught_up = list(resumed.events)
+        assert_contiguous(caught_up, got[-1].id)
+        assert len(caught_up) >= behind  # every event it missed, the queued ones it lost included
+        # The client that read all along was never dropped and missed nothing.
+        wait_for(lambda: any(e.data.get("id") == marker for e in reader.events), what="the reader to follow")
+        assert reader.error is None and not reader.ended
+        assert_contiguous(reader.events, reader.events[0].id - 1)
+    assert len(DROPPED.findall(d.stderr_text())) == 1
+    # The response it never finished is no error in the journal.
+    assert "without completing response" not in d.stderr_text()
+    assert "Exception in ASGI application" not in d.stderr_text()
+
+
+DROPPED = re.compile(r"event stream of .* dropped: (\d+) events behind")
+
+
+def test_a_burst_is_not_a_stall_but_a_reader_that_stops_taking_is_dropped(tmp_path: Path) -> None:
+    bus = EventBus(tmp_path / "events.db")
+    bus.open()
+
+    async def main() -> tuple[int, bool, int, bool]:
+        fast = bus.subscription("fast")
+        slow = bus.subscription("slow")
+        got: list[int] = []
+        taken = asyncio.Event()
+        started = asyncio.Event()
+
+        async def read_all() -> None:
+            async with contextlib.aclosing(bus.stream(None, fast)) as stream:
+                started.set()
+                async for event in stream:
+                    got.append(event.id)
+
+        async def take_one() -> None:
+            async with contextlib.aclosing(bus.stream(None, slow)) as stream:
+                async for _ in stream:
+                    taken.set()
+                    await asyncio.Event().wait()  # a client stuck in a send: it never takes again
+
+        readers = [asyncio.create_task(read_all()), asyncio.create_task(take_one())]
+        await started.wait()
+        await asyncio.sleep(0)  # both subscribed (they subscribe before their first await)
+        # 3,000 events in one go on the loop: nobody could take any meanwhile, nobody is dropped.
+        first = bus.publish("burst").id
+        for _ in range(2999):
+            bus.publish("burst")
+        await taken.wait()
+        deadline = time.monotonic() + 20
+        while len(got) < 3000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        burst_ok = got == list(range(first, first + 3000)) and not fast.dropped.is_set() \
+            and not slow.dropped.is_set()
+        # The stuck reader, still more than QUEUE_MAX behind, is dropped once it has taken nothing
+        # for STALL_S (checked as events come); the other one reads on.
+        while not slow.dropped.is_set() and time.monotonic() < deadline:
+            bus.publish("tick")
+            await asyncio.sleep(0.05)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        return len(got), burst_ok, slow.waiting, fast.dropped.is_set()
+
+    try:
+        count, burst_ok, left, fast_dropped = asyncio.run(main())
+    finally:
+        bus.close()
+    assert burst_ok
+    assert count > 3000 and not fast_dropped
+    assert left == 0  # the dropped queue was emptied: its memory is free
+
+
+def test_a_last_event_id_never_issued_gets_a_reset(online: DaemonProcess) -> None:
+    d = online
+    settle(d, range(2), "before")
+    status = d.client().get("/v1/status").json()
+    with EventStream(d, last_event_id=0) as everything:
+        wait_for(lambda: sum(e.name == "transaction.settled" for e in everything.events) == 2, what="2 settled")
+        last = everything.events[-1].id
+    # Ahead of anything this spool's event log issued (another terminal's id, a replaced spool).
+    with EventStream(d, last_event_id=last + 500) as ahead:
+        reset = ahead.wait(1)[0]
+        assert reset.name == "reset"
+        assert reset.id == last  # where the client stands now: a reconnect from here is valid
+        assert reset.data["reason"] == "not_issued" and reset.data["last_event_id"] == last + 500
+        assert reset.data["instance_id"] == status["instance_id"]
+        assert reset.data["last_id"] == last and reset.data["oldest_id"] == 1
+        assert reset.data["at"].endswith("+08:00")
+        new = settle(d, range(2, 3), "after")
+        event = ahead.wait_for("transaction.settled")
+        assert event.data["id"] == new[0]
+        assert_contiguous(ahead.events[1:], last)
+    # A valid id (the last one) gets no reset, across a restart too (the ids go on).
+    d.restart()
+    with EventStream(d, last_event_id=last) as valid:
+        valid.wait_for("transaction.settled")
+        assert all(e.name != "reset" for e in valid.events)
+        assert_contiguous(valid.events, last)
+
+
+def test_a_last_event_id_older_than_the_kept_events_gets_a_reset_then_what_is_kept(online: DaemonProcess) -> None:
+    d = online
+    settle(d, range(4), "old")
+    with EventStream(d, last_event_id=0) as everything:
+        wait_for(lambda: sum(e.name == "transaction.settled" for e in everything.events) == 4, what="4 settled")
+        seen = list(everything.events)
+    # Retention prunes the oldest events (what the daily run does after retention_days).
+    assert prune_before(d.state_dir / "spool.db", datetime.now(UTC) + timedelta(days=1), keep_last=3) > 0
+    kept = seen[-3:]
+    with EventStream(d, last_event_id=seen[0].id) as late:
+        late.wait(4)
+        reset, *replayed = late.events[:4]
+    assert reset.name == "reset" and reset.data["reason"] == "expired"
+    assert reset.data["oldest_id"] == kept[0].id and reset.id == kept[0].id - 1
+    assert reset.data["last_id"] >= kept[-1].id
+    assert [e.id for e in replayed] == [e.id for e in kept]
+    # Just before the oldest kept one is still complete: no reset.
+    with EventStream(d, last_event_id=kept[0].id - 1) as exact:
+        exact.wait(3)
+    assert [e.id for e in exact.events[:3]] == [e.id for e in kept]
+
+
+FAULTY_PUBLISHER = """
+import logging, os, sys
+from pathlib import Path
+from terminald.events import EventBus
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+bus = EventBus(Path(sys.argv[1]))
+bus.open()
+print(os.getpid(), flush=True)
+for line in sys.stdin:
+    command, _, arg = line.strip().partition(" ")
+    if command == "publish":
+        print([bus.publish("test.fault", {"n": n}) for n in range(int(arg))][-1].id, flush=True)
+    elif command == "close":
+        bus.close()
+        print("closed", flush=True)
+        break
+"""
+
+
+def _stored(db: Path) -> list[int]:
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(shutil.which("fiu-run") is None, reason="fiu-run (fiu-utils) is not installed")
+def test_the_events_writer_survives_a_failing_disk_and_writes_what_it_kept(tmp_path: Path) -> None:
+    """Every write(2) to the file fails for a while (libfiu, switched on and off in the running
+    process): the writer logs, drops its connection, keeps the events and writes them once the
+    disk works again; nothing is lost and the run still ends clean."""
+    db = tmp_path / "spool.db"
+    err = (tmp_path / "stderr.log").open("w+")
+    child = subprocess.Popen(["fiu-run", "-x", sys.executable, "-c", FAULTY_PUBLISHER, str(db)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+    assert child.stdin is not None and child.stdout is not None
+
+    def say(line: str) -> str:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(line + "\n")
+        child.stdin.flush()
+        return child.stdout.readline().strip()
+
+    def fiu(action: str) -> None:
+        subprocess.run(["fiu-ctrl", "-c", f"{action} name=posix/io/rw/pwrite", str(child.pid)], check=True,
+                       timeout=30)
+        subprocess.run(["fiu-ctrl", "-c", f"{action} name=posix/io/rw/write", str(child.pid)], check=True,
+                       timeout=30)
+
+    def log() -> str:
+        err.seek(0)
+        return err.read()
+
+    try:
+        assert child.stdout.readline().strip() == str(child.pid)
+        assert say("publish 5") == "5"
+        wait_for(lambda: _stored(db) == [1, 2, 3, 4, 5], what="the first events written")
+        fiu("enable")
+        assert say("publish 20") == "25"
+        wait_for(lambda: log().count("event log: could not store 20 events") == 1, what="the failure logged")
+        assert "reconnecting" in log()
+        assert _stored(db) == [1, 2, 3, 4, 5]
+        # More events while it fails: kept with the others.
+        assert say("publish 5") == "30"
+        fiu("disable")
+        wait_for(lambda: _stored(db) == list(range(1, 31)), what="the kept events written after the fault")
+        assert "event log: writing again after" in log()
+        assert say("close") == "closed"
+        assert child.wait(30) == 0, log()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        err.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT clean FROM events_run").fetchone() == (1,)
+    finally:
+        conn.close()

@@ -126,11 +126,14 @@ def test_frozen_card_online_then_offline(vcard: Any, central_sim: CentralSim,
 
     # Central goes away; once the daemon knows, the frozen list it synced is applied locally.
     central_sim.control(down=True)
-    other = post_tx(api, sale(card_read_id=read["card_read_id"], meta={"n": 2}), "while-going-down", wait=1)
+    # Each sale needs its own read: a card read proves the card was here for one sale.
+    other = post_tx(api, sale(card_read_id=read_card(api)["card_read_id"], meta={"n": 2}), "while-going-down",
+                    wait=1)
     assert other.status_code in (201, 202), other.text
     wait_for(lambda: api.get("/v1/status").json()["mode"] == "offline", timeout_s=30, what="offline")
     seq_before = api.get("/v1/status").json()["spool"]["last_seq"]
-    assert_problem(post_tx(api, sale(card_read_id=read["card_read_id"]), "frozen-offline"), 403, "card_frozen")
+    assert_problem(post_tx(api, sale(card_read_id=read_card(api)["card_read_id"]), "frozen-offline"), 403,
+                   "card_frozen")
     assert api.get("/v1/status").json()["spool"]["last_seq"] == seq_before
 
     # The frozen list outlives a restart (it is kept in the spool file).

@@ -52,6 +52,9 @@ def test_timeout_sale_from_receipt_to_notice(central_sim: CentralSim, printer_si
                     + f'[[printers]]\nname = "counter"\nuri = "{printer_sim.uri}"\ncolumns = {COLUMNS}\n')
     api = d.client()
     # Central up, but the POS does not wait: answered "pending", the patient pays the total.
+    # Central's answers are lost until the receipt is out: else the uploader may settle the sale
+    # before the receipt is rendered, and the receipt (rightly) states the settlement.
+    central_sim.control(drop_after_commit_rate=1.0)
     answer: dict[str, Any] = post_tx(api, sale(), "timeout-1", wait=0).json()
     assert answer["status"] == "pending" and answer["offline"] is True, answer
     tx_id, total = answer["id"], answer["total_fen"]
@@ -61,6 +64,7 @@ def test_timeout_sale_from_receipt_to_notice(central_sim: CentralSim, printer_si
     assert "离线交易 OFFLINE — 系统停机期间" in receipt
     assert line(receipt, "现金应付").endswith(yuan(total)) and "结算处理中" not in receipt
     assert all(display_width(ln) <= COLUMNS for ln in receipt.splitlines() if not ln.startswith("[QR"))
+    central_sim.control(drop_after_commit_rate=0.0)
 
     wait_for(lambda: api.get(f"/v1/transactions/{tx_id}").json()["status"] == "settled", timeout_s=20,
              what="central settles the sale")

@@ -94,24 +94,27 @@ def workers_alive(q: PrintQueue) -> bool:
 def test_recording_done_fails_then_the_next_job_prints(
     tmp_path: Path, make_queue: Any, printer_sim: PrinterSim, caplog: pytest.LogCaptureFixture, times: int
 ) -> None:
-    """The job was sent, but the database refuses to record it: the worker keeps trying, never
-    sends it again, and goes on to the next job."""
+    """The job was sent, but the database refuses to record it (`times` times or more): the worker
+    keeps trying, never sends it again, and goes on to the next job once the database is back."""
     db = tmp_path / "spool.db"
     q = make_queue(db, printer_sim.uri)
-    inject(db, "done", times)
+    inject(db, "done")
     caplog.set_level(logging.INFO, logger="terminald.receipts.jobs")
     first = q.submit("tx-1", receipt(), "receipt")
     second = q.submit("tx-2", receipt(True), "receipt")
+    wait_for(lambda: len(errors(caplog, first, "cannot record")) >= times, what=f"{times} refused writes")
+    assert state(q, first) == "printing" and state(q, second) == "queued"  # neither lost nor sent twice
+    assert len(printer_sim.jobs_text(42)) == 1 and workers_alive(q)
+    heal(db, "done")
     wait_for(lambda: state(q, second) == "done", what="the job after the fault printed")
-    assert state(q, first) == "done" and faults_left(db, "done") == 0
+    assert state(q, first) == "done"
     jobs = printer_sim.jobs_text(42)
     assert len(jobs) == 2 and "REPRINT" not in jobs[0] and "REPRINT" in jobs[1]  # the first printed once
     assert workers_alive(q)
-    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(failures) == times
-    assert all(first in r.getMessage() and "injected fault" in r.getMessage() for r in failures)
+    refused = errors(caplog)
+    assert len(refused) >= times and all(first in m and "injected fault" in m for m in refused), refused
     recovered = [r.getMessage() for r in caplog.records if "recorded as done after" in r.getMessage()]
-    assert recovered == [f"print queue receipt: job {first} recorded as done after {times} failed attempt(s)"]
+    assert len(recovered) == 1 and first in recovered[0], recovered
     assert not any(INSTITUTION in r.getMessage() or r.exc_info for r in caplog.records)  # no content, no trace
 
 
@@ -126,15 +129,17 @@ def test_taking_a_job_fails_then_it_prints_once(
     caplog.set_level(logging.INFO, logger="terminald.receipts.jobs")
     first = q.submit("tx-1", receipt(), "receipt")
     wait_for(lambda: (q.get(first) or {}).get("attempts", 0) >= 1, what="a refused attempt")
-    inject(db, "printing", 2)
+    inject(db, "printing")
     printer_sim.state = "online"
-    wait_for(lambda: faults_left(db, "printing") == 0, what="both faults fired")
+    wait_for(lambda: len(errors(caplog, f"job {first} failed", "injected fault")) >= 2, what="two refused takes")
+    job = q.get(first)
+    assert job is not None and job["state"] == "queued" and "database refused" in job["error"], job
+    assert printer_sim.received == b"" and workers_alive(q)
+    heal(db, "printing")
     second = q.submit("tx-2", receipt(), "receipt")
     wait_for(lambda: state(q, second) == "done", what="the next job printed")
     assert state(q, first) == "done" and len(printer_sim.jobs_text(42)) == 2
     assert printer_sim.discarded == b"" and workers_alive(q)
-    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(failures) == 2 and all(f"job {first} failed" in m for m in failures), failures
 
 
 def test_a_full_disk(tiny_fs: Path, make_queue: Any, printer_sim: PrinterSim,
@@ -171,9 +176,12 @@ def test_through_the_daemon(printer_sim: PrinterSim, daemon_proc: Callable[..., 
     tx_id = api.post("/v1/transactions", params={"wait": 0}, json=sale(),
                      headers={"Idempotency-Key": "fault-1"}).json()["id"]
     db = d.state_dir / "spool.db"
-    inject(db, "done", 1)
+    inject(db, "done")
     first = api.post(f"/v1/transactions/{tx_id}/receipt", json={}).json()["job_id"]
-    wait_for(lambda: faults_left(db, "done") == 0, what="the fault fired")
+    wait_for(lambda: any("cannot record" in ln and first in ln for ln in d.stderr_text().splitlines()),
+             what="the daemon hit the fault")
+    assert api.get(f"/v1/print-jobs/{first}").json()["state"] == "printing"
+    heal(db, "done")
     second = api.post(f"/v1/transactions/{tx_id}/receipt", json={}).json()["job_id"]
     wait_for(lambda: api.get(f"/v1/print-jobs/{second}").json()["state"] == "done", what="the next receipt")
     assert api.get(f"/v1/print-jobs/{first}").json()["state"] == "done"

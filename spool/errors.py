@@ -17,15 +17,13 @@ daemon maps them to HTTP answers without looking at messages::
     └── InvalidRequest          validation_failed   a malformed AppendRequest / argument
 
 Messages name the file, seq or page involved; they never contain payloads
-(personal data stays out of logs).
+(personal data stays out of logs). This module imports nothing of the spool:
+every other module may import it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from spool.records import Record
+from typing import Any
 
 __all__ = [
     "IdempotencyConflict",
@@ -74,11 +72,15 @@ class SpoolClosed(SpoolError):
 
 
 class IdempotencyConflict(SpoolError):
-    """The idempotency key is already used by a request with another body."""
+    """The idempotency key is already used by a request with another body.
+
+    ``existing`` is the stored ``spool.Record`` that holds the key (typed loosely so that
+    this module stays below records.py, which raises the errors defined here).
+    """
 
     code = "idempotency_conflict"
 
-    def __init__(self, message: str, existing: Record) -> None:
+    def __init__(self, message: str, existing: Any) -> None:
         super().__init__(message)
         self.existing = existing
 

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from terminald import __version__, metrics
-from terminald.api import card, events, followups, health, problems, receipts, reports, transactions
+from terminald import __version__
+from terminald.api import card, events, followups, health, metrics, problems, receipts, reports, transactions
 from terminald.api import upstream as upstream_api
 from terminald.config import Config
 from terminald.daemon import Daemon

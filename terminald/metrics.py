@@ -1,45 +1,47 @@
-"""Prometheus metrics at `GET /metrics`, one registry per daemon (never the global one).
+"""Prometheus metrics, one registry per daemon (never the global one). `GET /metrics`
+(api/metrics.py) renders it.
 
-Two kinds of numbers:
+Metrics observe; they never wrap. Two kinds of numbers:
 
-- state, read from the daemon at scrape time by `DaemonCollector`: the spool
-  (pending count, amount and age, rejected, size, integrity), print jobs by
-  state (the durable queue's table), the upstream link (state, outage
-  seconds, alarms), readers and printers. The spool is the
-  system of record, so these survive restarts and never drift.
+- state, read at scrape time by `DaemonCollector` from what the daemon holds
+  (`Observed`): the spool (pending count, amount and age, rejected, size,
+  integrity), print jobs by state (the durable queue's table), the upstream
+  link (state, outage seconds, alarms), readers and printers. The spool is
+  the system of record, so these survive restarts and never drift.
 - counters of what happened in this process, fed by `Metrics.observe_*`:
   events from the bus (uploads by outcome, outages), card reads by outcome,
-  upload errors by kind, and the commit (fsync) latency histogram fed by
-  `daemon.add_commit_hook`.
+  upload errors by kind, and the commit (fsync) latency histogram.
 
-`install(app, daemon)` wires one `Metrics` to a daemon; the router's lifespan
-calls it after the daemon started. Names follow Prometheus conventions:
-`_total` counters, `_seconds` durations, base units (money in fen).
+The daemon, the composition root, builds one `Metrics` and subscribes its
+`observe_*` methods to its hooks (`add_commit_hook`, `add_upload_error_hook`,
+`add_card_read_hook`, `add_event_hook`). This module imports nothing of the
+daemon. Names follow Prometheus conventions and pass `promtool check
+metrics`: `_total` counters, `_seconds` durations, base units (money in fen).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from terminald.daemon import Daemon
+from spool.store import connect
 
-__all__ = ["COMMIT_BUCKETS", "DaemonCollector", "Metrics", "install", "metrics_of", "router"]
+if TYPE_CHECKING:
+    from spool import Spool
+    from terminald.config import Config
+
+__all__ = ["COMMIT_BUCKETS", "DaemonCollector", "Metrics", "Observed"]
 
 log = logging.getLogger("terminald.metrics")
 
@@ -50,7 +52,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UPSTREAM_STATES = ("online", "offline", "planned_downtime")
 PRINTER_STATES = ("ok", "paper_near_end", "paper_out", "cover_open", "offline", "unknown")
-PRINT_JOB_STATES = ("queued", "printing", "done", "failed", "unknown")
+PRINT_JOB_STATES = ("queued", "printing", "done", "failed", "unknown", "cancelled")
 
 
 def _age_seconds(iso: str | None, now: float) -> float | None:
@@ -73,10 +75,28 @@ def _file_size(path: Path) -> int:
     return total
 
 
+class Observed(Protocol):
+    """What the collector reads at scrape time (`terminald.daemon.Daemon` is one).
+
+    The parts the daemon builds in `start()` are read when present: `uploader` (its
+    `link`), `cards` (`readers()`, `state`), `printers` and `print_queue`
+    (`printer_states()`).
+    """
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def spool(self) -> Spool | None: ...
+
+
 class DaemonCollector(Collector):
     """Reads the daemon's current state at each scrape; never raises into the scrape."""
 
-    def __init__(self, daemon: Daemon, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, daemon: Observed, clock: Callable[[], float] = time.time) -> None:
         self._daemon = daemon
         self._clock = clock
 
@@ -91,14 +111,14 @@ class DaemonCollector(Collector):
         info.add_metric([], {"version": str(d.version), "terminal_id": d.cfg.terminal.id,
                              "instance_id": d.instance_id})
         yield info
-        for part in (self._upstream, self._spool, self._devices):
+        for part in (self._upstream, self._spool, self._devices, self._print_jobs):
             try:
                 yield from part(d, now)
             except Exception:  # a failing part must not hide the others (or the scrape)
                 log.exception("metrics: could not read %s", part.__name__.strip("_"))
 
     @staticmethod
-    def _upstream(d: Daemon, now: float) -> Iterable[Metric]:
+    def _upstream(d: Observed, now: float) -> Iterable[Metric]:
         uploader = getattr(d, "uploader", None)
         if uploader is None:
             return
@@ -128,7 +148,7 @@ class DaemonCollector(Collector):
         yield halted
 
     @staticmethod
-    def _spool(d: Daemon, now: float) -> Iterable[Metric]:
+    def _spool(d: Observed, now: float) -> Iterable[Metric]:
         spool = d.spool
         if spool is None:
             return
@@ -152,8 +172,10 @@ class DaemonCollector(Collector):
                                    "Age of the oldest pending record (0 when none).")
         oldest.add_metric([], _age_seconds(stats.oldest_pending_at, now) or 0.0)
         yield oldest
-        deadline = GaugeMetricFamily("terminald_spool_reentry_deadline_working_days",
-                                     "Configured re-entry (补录) deadline in working days.")
+        # "workdays", not "_working_days": promtool reads a `days` word as time and asks for
+        # seconds, and a working day is no fixed number of seconds (weekends, holidays).
+        deadline = GaugeMetricFamily("terminald_spool_reentry_deadline_workdays",
+                                     "Configured re-entry (补录) deadline, in working days.")
         deadline.add_metric([], float(d.cfg.offline.deadline_working_days))
         yield deadline
         integrity = GaugeMetricFamily("terminald_spool_integrity", "1 for the spool's integrity state.",
@@ -163,7 +185,7 @@ class DaemonCollector(Collector):
         yield integrity
 
     @staticmethod
-    def _devices(d: Daemon, now: float) -> Iterable[Metric]:
+    def _devices(d: Observed, now: float) -> Iterable[Metric]:
         cards = getattr(d, "cards", None)
         if cards is not None:
             readers = list(cards.readers())
@@ -191,6 +213,9 @@ class DaemonCollector(Collector):
                 for state in PRINTER_STATES:
                     gauge.add_metric([name, state], 1.0 if current == state else 0.0)
             yield gauge
+
+    @staticmethod
+    def _print_jobs(d: Observed, now: float) -> Iterable[Metric]:
         jobs = GaugeMetricFamily("terminald_print_jobs", "Print jobs kept in the spool database, by state.",
                                  labels=["state"])
         counts = _print_job_counts(d.cfg.spool_path)
@@ -201,8 +226,6 @@ class DaemonCollector(Collector):
 
 def _print_job_counts(path: Path) -> dict[str, int]:
     """Jobs by state from the durable print queue (its table lives in the spool's file)."""
-    from spool.store import connect
-
     conn = connect(path, readonly=True)
     try:
         rows = conn.execute("SELECT state, COUNT(*) FROM print_jobs GROUP BY state").fetchall()
@@ -216,7 +239,7 @@ def _print_job_counts(path: Path) -> dict[str, int]:
 class Metrics:
     """One daemon's registry: the scrape-time collector plus counters fed as things happen."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Observed) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(DaemonCollector(daemon))
         r = self.registry
@@ -241,7 +264,7 @@ class Metrics:
 
     # -- feeds ----------------------------------------------------------------------------------
     def observe_commit(self, seconds: float) -> None:
-        """`daemon.add_commit_hook` target; called from the spool writer thread."""
+        """One durable spool commit; called from the spool writer thread."""
         if seconds >= 0:
             self.commit_seconds.observe(seconds)
 
@@ -254,87 +277,13 @@ class Metrics:
         self.upload_errors.labels(kind or "unknown").inc()
 
     def observe_event(self, name: str, data: dict[str, Any]) -> None:
+        """One event published on the bus; called from whichever thread published it."""
         self.events.labels(name).inc()
         if name in ("transaction.settled", "transaction.rejected"):
             self.uploads.labels(name.rpartition(".")[2]).inc()
         elif name == "upstream.offline":
             self.outages.labels("true" if data.get("planned") else "false").inc()
-        elif name == "upload.error":
-            self.observe_upload_error(str(data.get("kind") or data.get("cause") or "unknown"))
 
     def render(self) -> bytes:
+        """The exposition text (`CONTENT_TYPE_LATEST`); reads the spool: call it off the loop."""
         return generate_latest(self.registry)
-
-
-def _watch_card_reads(daemon: Daemon, metrics: Metrics) -> None:
-    """Count every read by outcome, whoever calls it (API route, CLI, tests)."""
-    cards = getattr(daemon, "cards", None)
-    if cards is None or getattr(cards.read, "_counted", False):
-        return
-    original = cards.read
-
-    def read(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = original(*args, **kwargs)
-        except Exception as exc:
-            metrics.observe_card_read(str(getattr(exc, "code", None) or type(exc).__name__))
-            raise
-        metrics.observe_card_read("ok")
-        return result
-
-    read._counted = True  # type: ignore[attr-defined]
-    cards.read = read
-
-
-async def _follow_events(daemon: Daemon, metrics: Metrics) -> None:
-    async for event in daemon.events.stream(None):
-        try:
-            metrics.observe_event(event.name, event.data)
-        except Exception:
-            log.exception("metrics: could not count event %s", event.name)
-
-
-def install(app: FastAPI, daemon: Daemon) -> Metrics:
-    """The app's Metrics, created and wired to `daemon` on the first call."""
-    existing = getattr(app.state, "metrics", None)
-    if isinstance(existing, Metrics):
-        return existing
-    metrics = Metrics(daemon)
-    app.state.metrics = metrics
-    daemon.add_commit_hook(metrics.observe_commit)
-    # Failed calls to central are not events: the daemon hands them over through a hook.
-    daemon.add_upload_error_hook(metrics.observe_upload_error)
-    _watch_card_reads(daemon, metrics)
-    return metrics
-
-
-def metrics_of(app: FastAPI) -> Metrics:
-    return install(app, app.state.daemon)
-
-
-@contextlib.asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Runs inside the app's own lifespan, after daemon.start(): cards and the bus exist.
-    daemon = getattr(app.state, "daemon", None)
-    if daemon is None:
-        yield
-        return
-    metrics = install(app, daemon)
-    follower = asyncio.create_task(_follow_events(daemon, metrics), name="metrics-events")
-    try:
-        yield
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-
-
-router = APIRouter(lifespan=_lifespan)
-
-
-@router.get("/metrics", tags=["status"], response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-async def metrics_endpoint(request: Request) -> Response:
-    metrics = metrics_of(request.app)
-    body = await asyncio.to_thread(metrics.render)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)

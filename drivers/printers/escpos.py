@@ -232,7 +232,8 @@ class EscposWriter:
         if self.chinese == "image" and any(_glyph(ch, "image", self.codec)[0] for ch in line):
             from .render import text_image
 
-            self.image(text_image(line, self.width, self._align, self._size, self.codec))
+            cols = [2 if _glyph(ch, "image", self.codec)[0] else 1 for ch in line]
+            self.image(text_image(line, cols, self.width, self._align, self._size))
             return
         self._buf += self._encode(line) + LF
 

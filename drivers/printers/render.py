@@ -154,15 +154,14 @@ def render_png(doc: Document | bytes, columns: int = 48) -> bytes:
     return buf.getvalue()
 
 
-def text_image(line: str, width: int, align: str, size: tuple[int, int], codec: str) -> Image:
+def text_image(line: str, cols: list[int], width: int, align: str, size: tuple[int, int]) -> Image:
     """One text line as a 1-bit bitmap `width` columns wide at `size`
-    (already divided by the width factor), for ``chinese="image"``."""
+    (already divided by the width factor), for ``chinese="image"``. `cols`
+    gives each character's columns (1, or 2 for a double-width glyph): the
+    encoder decides that, so this module never imports it."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
-    from .escpos import _glyph
-
-    cols = [2 if _glyph(ch, "image", codec)[0] else 1 for ch in line]
     used = sum(cols)
     room = max(width - used, 0)
     offset = {"center": room // 2, "right": room}.get(align, 0)

@@ -592,14 +592,15 @@ def prune_before(db_path: str | Path, before: datetime) -> tuple[int, int]:
     if before.tzinfo is None:
         raise ValueError("before must be timezone-aware")
     cutoff = before.astimezone(UTC).isoformat(timespec="milliseconds")
-    finished = "state IN ('done', 'failed', 'unknown')"
+    finished = "state IN ('done', 'failed', 'unknown', 'cancelled')"
     old = "julianday(updated_at) < julianday(?)"
 
     def prune(conn: sqlite3.Connection) -> tuple[int, int]:
         deleted = conn.execute(
             f"DELETE FROM print_jobs WHERE {finished} AND (NOT EXISTS"
             " (SELECT 1 FROM records r WHERE r.record_id = print_jobs.tx_id)"
-            f" OR (state = 'failed' AND {old}))",
+            # Failed and cancelled jobs printed nothing: they mark no reprint, so they go whole.
+            f" OR (state IN ('failed', 'cancelled') AND {old}))",
             (cutoff,),
         ).rowcount
         emptied = conn.execute(

@@ -17,9 +17,10 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from terminald.upload.errors import BadAnswer
+from terminald.upload.results import RecordResult
 
 __all__ = [
     "BatchAnswer",
@@ -70,20 +71,6 @@ class SentRecord:
         if not isinstance(total, int) or isinstance(total, bool):
             total = 0  # a record without an integer total is counted as 0, as central counts it
         return cls(int(wire["seq"]), str(wire["record_id"]), total)
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    seq: int
-    record_id: str
-    status: Literal["accepted", "rejected", "duplicate"]
-    settlement: dict[str, Any] | None
-    reason: dict[str, Any] | None
-
-    @property
-    def final(self) -> Literal["settled", "rejected"]:
-        """The local status this result means (a duplicate carries its stored outcome)."""
-        return "settled" if self.settlement is not None else "rejected"
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,8 @@ UpstreamError                  code "upstream_error"; never escapes the uploader
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from terminald.errors import TerminaldError
-
-if TYPE_CHECKING:
-    from terminald.upload.answers import RecordResult
+from terminald.upload.results import RecordResult
 
 
 class UpstreamError(TerminaldError):

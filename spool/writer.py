@@ -147,7 +147,7 @@ def _copy(error: SpoolError) -> SpoolError:
 
 
 class Writer:
-    """Owns the write connection; every change to the file goes through ``run``/``append``."""
+    """Owns the write connection; every change to the file goes through ``run``/``append``/``write``."""
 
     def __init__(
         self,
@@ -181,7 +181,6 @@ class Writer:
         self._close_lock = threading.Lock()
         self.corrupt: str | None = None
         self.commits = 0
-        self.appended = 0
         self._thread = threading.Thread(target=self._loop, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -401,7 +400,6 @@ class Writer:
             return
         self._summary = fresh if fresh is not None else self._appended(plan)
         self._after_commit()
-        self.appended += len(plan.created)
         self._witness.write(plan.seq, plan.prev_hash)
         self._notify(time.monotonic() - started)
         for job, result in plan.created:

@@ -1,4 +1,4 @@
-"""`terminald …`: the command line (see docs/cli.md).
+"""`terminald …`: the command line (`terminald --help`; docs/operations.md and docs/install.md use it).
 
 Exit codes: 0 ok, 1 failure, 2 usage (bad arguments or bad configuration).
 Each command imports what it needs when it runs, so `terminald --help` and
@@ -171,13 +171,15 @@ def spool_check(config: ConfigOpt = None) -> None:
 def spool_export(
     dest: Path,
     config: ConfigOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+    fmt: Annotated[str, typer.Option(
+        "--format", help="jsonl, csv, or sqlite (a copy of the whole spool, chain included)")] = "jsonl",
 ) -> None:
-    """Export every record (through SQLite's backup API)."""
+    """Export every record (through SQLite's backup API); the file is 0600."""
+    from spool.maintenance import EXPORT_FORMATS
     from terminald.spoolcmd import export
 
-    if fmt not in ("jsonl", "csv"):
-        _fail("--format is jsonl or csv", 2)
+    if fmt not in EXPORT_FORMATS:
+        _fail(f"--format is one of {', '.join(EXPORT_FORMATS)}", 2)
     raise typer.Exit(export(_config(config), dest, fmt))
 
 

@@ -123,6 +123,41 @@ class UpstreamConfig(_Section):
         return value.rstrip("/")
 
 
+class NhsaConfig(_Section):
+    """`[nhsa]`: the national platform (upstream.protocol = "nhsa", contracts/upstream-nhsa.md).
+
+    Empty values are allowed while another protocol is used; with "nhsa" the institution's four
+    fields are required and the profile must load (`Config._nhsa_complete`).
+    """
+
+    fixmedins_code: str = Field(default="", pattern=r"^([A-Za-z0-9]{12})?$")
+    fixmedins_name: str = Field(default="", max_length=200)
+    mdtrtarea_admvs: str = Field(default="", pattern=r"^([0-9]{6})?$")
+    recer_sys_code: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,10}$")
+    # A packaged profile's name (national, mock, example-regional) or the path of a profile file.
+    profile: str = Field(default="national", min_length=1)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    reentry: Literal["auto", "patient_present"] = "auto"
+    # The envelope's operator when a transaction names none: 1 staff, 2 self-service terminal,
+    # 3 mobile terminal; opter/opter_name: the operator's (or terminal's) number and name.
+    opter_type: Literal["1", "2", "3"] = "1"
+    opter: str = Field(default="", max_length=30)
+    opter_name: str = Field(default="", max_length=50)
+    dev_no: str = Field(default="", max_length=100)
+    dev_safe_info: str = Field(default="", max_length=2000)
+    cainfo: str = Field(default="", max_length=1024)
+
+    @field_validator("opter_type", mode="before")
+    @classmethod
+    def _type_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    def missing(self) -> list[str]:
+        """The keys upstream.protocol = "nhsa" needs that are empty."""
+        required = ("fixmedins_code", "fixmedins_name", "mdtrtarea_admvs", "recer_sys_code")
+        return [key for key in required if not getattr(self, key)]
+
+
 class OfflineConfig(_Section):
     max_tx_fen: int = Field(default=200_000, ge=0)
     max_total_fen: int = Field(default=5_000_000, ge=0)
@@ -183,6 +218,7 @@ class _Sources(BaseSettings):
     api: ApiConfig = ApiConfig()
     spool: SpoolConfig = SpoolConfig()
     upstream: UpstreamConfig = UpstreamConfig()
+    nhsa: NhsaConfig = NhsaConfig()
     offline: OfflineConfig = OfflineConfig()
     downtime: tuple[DowntimeWindow, ...] = ()
     card: CardConfig = CardConfig()
@@ -204,6 +240,24 @@ class _Sources(BaseSettings):
 
 class Config(_Sources):
     source: str = "built-in defaults"
+
+    @model_validator(mode="after")
+    def _nhsa_complete(self) -> Config:
+        protocol: str = self.upstream.protocol  # "v1" until the adapters' name table adds "nhsa"
+        if protocol != "nhsa":
+            return self
+        missing = self.nhsa.missing()
+        if missing:
+            raise ValueError(
+                ", ".join(f"nhsa.{key}" for key in missing) + ': required when upstream.protocol = "nhsa"'
+            )
+        from terminald.upstream.nhsa.profiles import load_profile
+
+        try:
+            load_profile(self.nhsa.profile)
+        except ConfigError as exc:
+            raise ValueError(exc.detail) from exc
+        return self
 
     @property
     def state_dir(self) -> Path:

@@ -1,7 +1,9 @@
 """The daemon's parts and the order they start and stop in.
 
-`Daemon` owns every registry (readers, printers, uploader, events): nothing
-is a module global. Start-up: spool first (nothing is served before the
+`Daemon` owns every registry (readers, printers, uploader, events, metrics):
+nothing is a module global. It is the composition root: it builds every
+part and wires the observers (metrics) to its hooks; no part reaches back
+into it. Start-up: spool first (nothing is served before the
 system of record is open and its tail verified), then events, uploader,
 drivers. Shutdown is the reverse: the uploader stops between batches, the
 drivers close, the spool closes last.
@@ -12,19 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from drivers.cards import CardService
 from drivers.printers import Printer, PrinterConfig
 from spool import Spool
 from terminald import __version__
 from terminald.appender import LoopAppender
 from terminald.cardreads import CardReads
+from terminald.cardservice import ReportingCardService
 from terminald.config import Config
 from terminald.events import EventBus
+from terminald.metrics import Metrics
 from terminald.receipts.jobs import PrintQueue
 from terminald.retention import Retention
 from terminald.security import ApiTokens, make_private
@@ -50,6 +53,14 @@ class Daemon:
         self.events = EventBus(cfg.spool_path, ZoneInfo(cfg.terminal.timezone))
         self._on_commit_hooks: list[Callable[[float], None]] = []
         self._upload_error_hooks: list[Callable[[str], None]] = []
+        self._card_read_hooks: list[Callable[[str], None]] = []
+        self._event_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        # Metrics observe through the hooks; the rest they read from the parts at scrape time.
+        self.metrics = Metrics(self)
+        self.add_commit_hook(self.metrics.observe_commit)
+        self.add_upload_error_hook(self.metrics.observe_upload_error)
+        self.add_card_read_hook(self.metrics.observe_card_read)
+        self.add_event_hook(self.metrics.observe_event)
         # Set when the server starts shutting down: endless answers (the event stream) end then,
         # rather than holding the shutdown until uvicorn's graceful timeout cancels them.
         self.stopping = asyncio.Event()
@@ -60,8 +71,9 @@ class Daemon:
         self.spool = Spool.open(cfg.spool_path, cfg.terminal.id, on_commit=self._on_commit)
         self.events.open()
         self.uploader = Uploader(self.spool, cfg, on_event=self.publish, on_error=self._on_upload_error)
-        self.cards = CardService(profile=cfg.card.profile, readers=cfg.card.readers,
-                                 psam_reader=cfg.card.psam_reader, on_event=self.publish)
+        self.cards = ReportingCardService(profile=cfg.card.profile, readers=cfg.card.readers,
+                                          psam_reader=cfg.card.psam_reader, on_event=self.publish,
+                                          on_read=self._on_card_read)
         self.printers = {
             p.name: Printer(PrinterConfig(name=p.name, uri=p.uri, profile=p.profile, chinese=p.chinese,
                                           columns=p.columns, language=p.language))
@@ -116,7 +128,9 @@ class Daemon:
 
     # --- shared hooks ----------------------------------------------------
     def publish(self, name: str, data: dict[str, Any] | None = None) -> None:
+        """Every part publishes through here (thread-safe): the bus, then the event hooks."""
         self.events.publish(name, data)
+        _run(self._event_hooks, "event", name, data or {})
 
     def add_commit_hook(self, hook: Callable[[float], None]) -> None:
         """`hook(seconds)` after each durable spool commit (the fsync latency histogram)."""
@@ -126,10 +140,29 @@ class Daemon:
         """`hook(cause)` after each failed call to central (errors by kind)."""
         self._upload_error_hooks.append(hook)
 
+    def add_card_read_hook(self, hook: Callable[[str], None]) -> None:
+        """`hook(outcome)` after each card read: `ok` or the error's code (reads by outcome)."""
+        self._card_read_hooks.append(hook)
+
+    def add_event_hook(self, hook: Callable[[str, dict[str, Any]], None]) -> None:
+        """`hook(name, data)` after each event published (events, uploads, outages)."""
+        self._event_hooks.append(hook)
+
     def _on_commit(self, seconds: float) -> None:
-        for hook in self._on_commit_hooks:
-            hook(seconds)
+        _run(self._on_commit_hooks, "commit", seconds)
 
     def _on_upload_error(self, cause: str) -> None:
-        for hook in self._upload_error_hooks:
-            hook(cause)
+        _run(self._upload_error_hooks, "upload error", cause)
+
+    def _on_card_read(self, outcome: str) -> None:
+        _run(self._card_read_hooks, "card read", outcome)
+
+
+def _run(hooks: Sequence[Callable[..., None]], what: str, *args: Any) -> None:
+    """Hooks run on the caller's thread (spool writer, uploader, a reader's, the loop): they
+    must be quick, and one that fails is logged, never raised into the part that called."""
+    for hook in hooks:
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("%s hook failed", what)

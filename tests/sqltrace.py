@@ -26,6 +26,7 @@ class Statement:
     thread_id: int
     path: str
     sql: str
+    conn: int  # which connection (the order of opening)
 
     @property
     def writes(self) -> bool:
@@ -50,31 +51,40 @@ class SqlTrace:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._statements: list[Statement] = []
+        self._connections = 0
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> SqlTrace:
         real = sqlite3.connect
 
         def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
-            conn = real(database, *args, **kwargs)
+            conn: sqlite3.Connection = real(database, *args, **kwargs)
             path = _path_of(str(database))
-            conn.set_trace_callback(lambda sql: self._note(path, sql))
+            with self._lock:
+                self._connections += 1
+                number = self._connections
+            conn.set_trace_callback(lambda sql: self._note(path, sql, number))
             return conn
 
         monkeypatch.setattr(sqlite3, "connect", connect)
         return self
 
-    def _note(self, path: str, sql: str) -> None:
+    def _note(self, path: str, sql: str, conn: int) -> None:
         thread = threading.current_thread()
         with self._lock:
-            self._statements.append(Statement(thread.name, thread.ident or 0, path, sql))
+            self._statements.append(Statement(thread.name, thread.ident or 0, path, sql, conn))
 
     def clear(self) -> None:
         with self._lock:
             self._statements = []
 
-    def statements(self, path: str | os.PathLike[str] | None = None) -> list[Statement]:
+    def mark(self) -> int:
+        """Where the trace is now: `statements(since=mark)` gives what ran after this moment."""
         with self._lock:
-            found = list(self._statements)
+            return len(self._statements)
+
+    def statements(self, path: str | os.PathLike[str] | None = None, since: int = 0) -> list[Statement]:
+        with self._lock:
+            found = self._statements[since:]
         if path is None:
             return found
         wanted = os.path.realpath(path)
@@ -88,3 +98,27 @@ def _path_of(database: str) -> str:
 
         return os.path.realpath(unquote(urlparse(database).path))
     return os.path.realpath(database)
+
+
+def outside_migrations(statements: list[Statement]) -> list[Statement]:
+    """`statements` less the namespaced migrations (`spool.store.migrate`: a BEGIN IMMEDIATE
+    whose next statement on that connection creates `schema_migrations`, up to its COMMIT)."""
+    kept: list[Statement] = []
+    migrating: set[int] = set()
+    last: dict[int, Statement] = {}
+    for s in statements:
+        head = s.sql.lstrip().upper()
+        begun = last.get(s.conn)
+        last[s.conn] = s
+        if s.conn in migrating:
+            if head.startswith(("COMMIT", "ROLLBACK")):
+                migrating.discard(s.conn)
+            continue
+        if (head.startswith("CREATE TABLE IF NOT EXISTS SCHEMA_MIGRATIONS") and begun is not None
+                and begun.sql.lstrip().upper().startswith("BEGIN IMMEDIATE")):
+            migrating.add(s.conn)
+            if kept and kept[-1] is begun:
+                kept.pop()
+            continue
+        kept.append(s)
+    return kept

@@ -91,7 +91,7 @@ async def events(
         start = min(int(last_event_id.strip()), SQLITE_MAX_INT)
 
     client = request.client
-    sub = d.events.subscription(f"{client.host}:{client.port}" if client else "")
+    sub = d.events.subscription(f"{client.host}:{client.port}" if client else "a client of the Unix socket")
 
     async def body() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"

@@ -211,14 +211,6 @@ class PrintJob(BaseModel):
     retried_by: str | None = None  # this `unknown` job was printed again by that job
 
 
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-
-
 class CardOut(BaseModel):
     card_number: str
     ssn_masked: str

@@ -16,7 +16,7 @@ job: a new job, marked as a reprint (the first may have printed), and the old
 one points at it (`retried_by`).
 
 Taking a job (`queued` → `printing`) and cancelling it (`queued` →
-`cancelled`) are both one conditional UPDATE under the queue's lock: whichever
+`cancelled`) are both one conditional UPDATE in a write transaction: whichever
 comes first wins, so a job cancelled before the worker took it never prints,
 and a job the worker took can no longer be cancelled. While the printer says
 it cannot print (paper out, cover open, off), the worker counts the attempt
@@ -25,10 +25,18 @@ without taking the job, so a job waiting for paper stays cancellable.
 Each job is one document (`receipt` or `notice`) of one transaction. The
 first job of a document for a transaction is the original; any later one of
 the same document (all but `failed` and `cancelled` ones count) is a reprint.
-`submit_document` decides that and queues the job under the queue's lock, the
-only writer of the table, so two requests at once get one original and one
-reprint. `submit_once` does the same for a request carrying an
-Idempotency-Key: a repeat gets the first request's job, never a second one.
+`submit_document` renders the bytes first, then counts again and queues the
+job in one write transaction (rendering again if the count changed), so two
+requests at once get one original and one reprint. `submit_once` does the
+same for a request carrying an Idempotency-Key: a repeat gets the first
+request's job, never a second one.
+
+Every write runs in one transaction on the spool's writer thread
+(`Spool.write`) when the daemon has the spool open in this process: the
+spool's writer is then the file's only writer, and a job's write shares its
+group commit with the sales. Without an open spool (tools, tests of the
+queue alone) the queue writes on its own connection. Reads use the queue's
+connection either way.
 
 A database error in a worker (disk full, database locked) does not stop it:
 it is logged with the job id (never the content), the job's outcome is
@@ -314,11 +322,10 @@ class PrintQueue:
     def submit_document(self, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
                         copies: int = 1) -> tuple[str, bool]:
         """Queue `document` of the transaction: an original if none was issued yet, else a
-        reprint. `render(reprint)` gives the bytes; it runs inside the write, between the
-        count and the insert (so it must not call the queue). Returns (job id, reprint)."""
+        reprint. `render(reprint)` gives the bytes (see `_submit`: it may be called again).
+        Returns (job id, reprint)."""
         self._check(tx_id, document, printer, copies)
-        job_id, reprint = self._write(
-            lambda conn: self._submit_locked(conn, tx_id, document, render, printer, copies, None))
+        job_id, reprint, _ = self._submit(tx_id, document, render, printer, copies, None)
         self._wake[printer].set()
         return job_id, reprint
 
@@ -331,31 +338,59 @@ class PrintQueue:
         self._check(tx_id, document, printer, copies)
         if not isinstance(key, str) or not key:
             raise ValidationFailed("an idempotency key is a non-empty string")
-
-        def write(conn: sqlite3.Connection) -> tuple[str, bool, bool]:
-            row = conn.execute(
-                "SELECT job_id, tx_id, document, printer, copies, reprint FROM print_jobs WHERE idempotency_key = ?",
-                (key,),
-            ).fetchone()
-            if row is not None:
-                job_id, *request, reprint = row
-                if tuple(request) != (tx_id, document, printer, copies):
-                    raise ConflictError(
-                        f"this Idempotency-Key was used for another print request, print job {job_id}",
-                        code="idempotency_conflict", existing_job_id=job_id)
-                return str(job_id), bool(reprint), False
-            return (*self._submit_locked(conn, tx_id, document, render, printer, copies, key), True)
-
-        job_id, reprint, created = self._write(write)
+        job_id, reprint, created = self._submit(tx_id, document, render, printer, copies, key)
         if created:
             self._wake[printer].set()
         return job_id, reprint, created
 
-    def _submit_locked(self, conn: sqlite3.Connection, tx_id: str, document: str, render: Callable[[bool], bytes],
-                       printer: str, copies: int, key: str | None) -> tuple[str, bool]:
-        issued = conn.execute(_ISSUED, (tx_id, document)).fetchone()[0]
-        reprint = int(issued) > 0
-        return self._insert(conn, tx_id, document, render(reprint), printer, copies, reprint, key), reprint
+    def _submit(self, tx_id: str, document: str, render: Callable[[bool], bytes], printer: str,
+                copies: int, key: str | None) -> tuple[str, bool, bool]:
+        """Queue the document as an original if no copy of it was issued, else as a reprint:
+        (job id, reprint, created). The bytes are rendered before the write, outside any lock:
+        a receipt rendered as an image takes tens of milliseconds, which the spool's writer (and
+        every sale behind it) must not wait for. The write counts again; if a concurrent request
+        changed the answer meanwhile (it queued the original, or withdrew it), this renders again.
+        With `key`, a repeat gets the first request's job and queues nothing."""
+        while True:
+            if key is not None:
+                with self._db_lock:
+                    found = self._keyed(self._conn(), key, tx_id, document, printer, copies)
+                if found is not None:
+                    return found
+            reprint = self.printed_count(tx_id, document) > 0
+            data = render(reprint)
+
+            def write(conn: sqlite3.Connection, reprint: bool = reprint, data: bytes = data
+                      ) -> tuple[str, bool, bool] | None:
+                if key is not None:
+                    repeat = self._keyed(conn, key, tx_id, document, printer, copies)
+                    if repeat is not None:
+                        return repeat
+                if (int(conn.execute(_ISSUED, (tx_id, document)).fetchone()[0]) > 0) != reprint:
+                    return None  # rendered for the other answer: render again
+                return self._insert(conn, tx_id, document, data, printer, copies, reprint, key), reprint, True
+
+            done = self._write(write)
+            if done is not None:
+                return done
+
+    @staticmethod
+    def _keyed(conn: sqlite3.Connection, key: str, tx_id: str, document: str, printer: str,
+               copies: int) -> tuple[str, bool, bool] | None:
+        """The job a request with `key` queued already, or None; ConflictError if that request
+        was for something else."""
+        row = conn.execute(
+            "SELECT job_id, tx_id, document, printer, copies, reprint FROM print_jobs WHERE idempotency_key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        job_id, *request, reprint = row
+        if tuple(request) != (tx_id, document, printer, copies):
+            raise ConflictError(
+                f"this Idempotency-Key was used for another print request, print job {job_id}",
+                code="idempotency_conflict", existing_job_id=job_id)
+        return str(job_id), bool(reprint), False
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         rows = self._execute(f"SELECT {_PUBLIC} FROM print_jobs WHERE job_id = ?", (job_id,))
@@ -397,16 +432,16 @@ class PrintQueue:
     def retry(self, job_id: str, render: Callable[[bool], bytes]) -> dict[str, Any]:
         """Print an `unknown` job again: a new job of the same document, transaction, printer
         and copies, marked as a reprint (the first may have printed), with the bytes of
-        `render(True)` (run inside the write). The old job stays `unknown` and points at
-        the new one (`retried_by`); a job is retried once (then retry the retry, if need be).
-        Returns the new job."""
+        `render(True)` (rendered before the write, outside any lock). The old job stays `unknown`
+        and points at the new one (`retried_by`); a job is retried once (then retry the retry,
+        if need be). Returns the new job."""
+        old = self.retryable(job_id)
+        self._check(old["tx_id"], old["document"], old["printer"], old["copies"])
+        data = render(True)
 
         def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            old = self._row(conn, job_id)
-            _refuse_retry(job_id, old)
-            assert old is not None
-            self._check(old["tx_id"], old["document"], old["printer"], old["copies"])
-            new_id = self._insert(conn, old["tx_id"], old["document"], render(True), old["printer"], old["copies"],
+            _refuse_retry(job_id, self._row(conn, job_id))  # still unknown and not retried meanwhile
+            new_id = self._insert(conn, old["tx_id"], old["document"], data, old["printer"], old["copies"],
                                   True, retry_of=job_id)
             conn.execute("UPDATE print_jobs SET retried_by = ?, updated_at = ? WHERE job_id = ?",
                          (new_id, _now(), job_id))

@@ -53,7 +53,7 @@ def drain(cfg: Config) -> int:
             message = f"terminald is running (pid {pid}) and holds this spool: stop it, or let it upload"
         else:
             message = f"{exc.holder or 'another process'} (pid {pid}) holds this spool: wait for it to finish"
-        console.print(message, style="red", markup=False)
+        console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
         return 1
     except OSError:
         lock = None  # no directory for it, so no spool either: with_spool says so

@@ -28,6 +28,7 @@ log = logging.getLogger("terminald.upload")
 
 EmitFn = Callable[[str, dict[str, Any]], None]
 NO_UPSTREAM = "no upstream configured"
+PLANNED_DOWNTIME = "planned downtime"  # the cause of a window central gave no reason for
 # Every halt alarm ends with this: staff must know how to clear it without a restart.
 RESUME_HINT = (
     "once the cause is fixed: terminald upstream resume --reason '…' (or POST /v1/upstream/resume)"
@@ -116,10 +117,13 @@ class LinkTracker:
             return
         now = self._now()
         self._close_open(now)
+        # The outage row says it is planned in its own column: its cause is the window's reason
+        # alone, as the link's (a "planned: " prefix here was printed twice by every reader).
+        cause = window.get("reason") or PLANNED_DOWNTIME
         if self._state is not None:
-            self._state.begin_outage(now, f"planned: {window.get('reason') or 'downtime'}", planned=True)
+            self._state.begin_outage(now, cause, planned=True)
         self.link.outage_since = now
-        self._move("planned_downtime", window.get("reason") or "planned downtime", now, planned=window)
+        self._move("planned_downtime", cause, now, planned=window)
         self._emit(
             "upstream.offline",
             {"at": now, "cause": self.link.cause, "planned": True, "until": window.get("end")},

@@ -26,7 +26,7 @@ from terminald.daemon import Daemon
 from terminald.sim.central import CentralSim
 from terminald.sim.ports import free_port
 from tests.api.helpers import sale
-from tests.sqltrace import SqlTrace, Statement
+from tests.sqltrace import SqlTrace, Statement, outside_migrations
 
 TID = "T0001"
 BACKLOG = 3000
@@ -125,11 +125,14 @@ def test_the_spool_writer_thread_is_the_only_writer_of_the_file(
     trace = SqlTrace().install(monkeypatch)
     central_sim.control(freeze=["F1", "F2"])
 
+    started = 0
+
     async def main() -> None:
+        nonlocal started
         async with _running(tmp_path, monkeypatch, central_sim.url) as (daemon, client):
+            started = trace.mark()  # every namespace has migrated its tables (at open, on its own connection)
             uploader = daemon.uploader
-            await _until(lambda: uploader.link.state == "online", "the first sync with central")
-            assert uploader.is_frozen("F1")
+            await _until(lambda: uploader.is_frozen("F1"), "the first sync with central (its frozen list)")
             # A burst: sales settled by central (acks, outcomes), a receipt each (print jobs),
             # events for all of it.
             online = await asyncio.gather(*(_sale(client, f"on-{n}", wait=5) for n in range(12)))
@@ -139,7 +142,7 @@ def test_the_spool_writer_thread_is_the_only_writer_of_the_file(
             assert {r.status_code for r in await asyncio.gather(*prints)} == {202}
             # An outage: central goes away, sales go on offline, central comes back.
             central_sim.control(down=True)
-            offline = await asyncio.gather(*(_sale(client, f"off-{n}") for n in range(12)))
+            offline = await asyncio.gather(*(_sale(client, f"off-{n}", wait=0) for n in range(12)))
             assert {b["status"] for b in offline} == {"pending"}
             await _until(lambda: uploader.link.state == "offline", "the outage to be seen")
             central_sim.control(down=False)
@@ -151,13 +154,17 @@ def test_the_spool_writer_thread_is_the_only_writer_of_the_file(
         # Stopped: the event log's clean-stop mark is written too.
 
     asyncio.run(main())
-    writes = [s for s in trace.statements(spool_path) if s.writes]
-    started = next(i for i, s in enumerate(writes) if s.thread == "spool-writer")
-    # After the spool opened, the one writer thread wrote everything: no second write lock.
-    others = [(s.thread, s.sql[:80]) for s in writes[started:] if s.thread != "spool-writer"
-              and not _migration(s)]
-    assert others == []
-    tables = {s.table() for s in writes[started:]}
+    statements = trace.statements(spool_path)
+    # While it started: outside the writer, only the namespaces' migrations (each on its own
+    # connection, at open, as docs/spool.md says) and the spool's claim of the file.
+    opening = [(s.thread, s.sql[:80]) for s in outside_migrations(statements[:started])
+               if s.writes and s.thread != "spool-writer"]
+    assert opening == [("MainThread", "BEGIN IMMEDIATE"),
+                       ("MainThread", "INSERT INTO meta (key, value) VALUES ('terminal_id', 'T0001')")], opening
+    # From then on, through the burst, the outage, retention and the stop: one writer thread.
+    writes = [s for s in statements[started:] if s.writes]
+    assert [(s.thread, s.sql[:80]) for s in writes if s.thread != "spool-writer"] == []
+    tables = {s.table() for s in writes}
     assert {"records", "events", "events_run", "print_jobs", "upload_state", "upload_frozen_cards",
             "upload_outages"} <= tables, tables
 
@@ -166,7 +173,50 @@ def _jobs(daemon: Daemon) -> list[dict[str, Any]]:
     return daemon.print_queue._execute("SELECT state FROM print_jobs")
 
 
-def _migration(s: Statement) -> bool:
-    """A namespace's migration at open (events, print jobs, upload state: before they write)."""
-    head = s.sql.lstrip().upper()
-    return head.startswith(("CREATE TABLE IF NOT EXISTS SCHEMA_MIGRATIONS", "BEGIN IMMEDIATE"))
+def test_offline_reason_with_central_online_and_a_backlog_reads_memory_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online with records waiting, every sale asks whether it is behind a backlog: no query."""
+    (tmp_path / "state").mkdir()
+    spool_path = tmp_path / "state" / "spool.db"
+    _backlog(spool_path, BACKLOG)
+    trace = SqlTrace().install(monkeypatch)
+
+    async def main() -> None:
+        from spool import Outcome
+        from terminald.upload.uploader import Uploader
+
+        with Spool.open(spool_path, TID, background_check=False) as spool:
+            uploader = Uploader(spool, _config(tmp_path, "http://127.0.0.1:9"), on_event=lambda n, d: None)
+            uploader.link.state = "online"  # as after a sync; the loop is not started
+            mark = trace.mark()
+            assert [uploader.offline_reason() for _ in range(100)] == ["backlog"] * 100
+            assert trace.statements(spool_path, since=mark) == []
+            await asyncio.to_thread(spool.apply_outcomes,
+                                    [Outcome(seq, "settled", {"fund_paid_fen": 0}) for seq in range(1, BACKLOG + 1)])
+            mark = trace.mark()
+            assert uploader.offline_reason() is None
+            assert trace.statements(spool_path, since=mark) == []
+            await uploader.stop()
+
+    asyncio.run(main())
+
+
+def test_the_event_log_still_writes_a_burst_in_a_few_group_commits(tmp_path: Path) -> None:
+    from terminald.events import EventBus
+
+    path = tmp_path / "spool.db"
+    with Spool.open(path, TID, background_check=False) as spool:
+        bus = EventBus(path)
+        bus.open()  # finds the spool open in this process: its writer writes the events
+        try:
+            before = spool.commits
+            for n in range(500):
+                bus.publish("test.burst", {"n": n})
+            bus.flush()
+            written = spool.commits - before
+            assert len(bus.since(0)) == 500
+        finally:
+            bus.close()
+    # Gathered for 20 ms, a burst is one write (a savepoint in one of the writer's commits), not
+    # one per event; a loaded machine may split it in a few.
+    assert 1 <= written <= 25, written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from spool import SpoolStats
+from terminald.cardservice import ReportingCardService
 from terminald.metrics import DaemonCollector, Metrics
 from terminald.sim.central import CentralSim
 from terminald.upload.link import Link
@@ -55,8 +58,6 @@ def fake_daemon(tmp_path: Path, *, link: Link | None = None, spool: Any = "defau
         cards=SimpleNamespace(readers=lambda: readers, state="ok"),
         printers={"receipt": object()},
         print_queue=SimpleNamespace(printer_states=lambda: {"receipt": "paper_out"}),
-        add_commit_hook=lambda hook: None,
-        add_upload_error_hook=lambda hook: None,
     )
 
 
@@ -78,6 +79,7 @@ def test_collector_reads_the_daemon_state_at_scrape_time(tmp_path: Path) -> None
     assert value(text, "terminald_card_present", reader="Reader 0") == 1
     assert value(text, "terminald_card_readers") == 2
     assert value(text, "terminald_info", version="9.9", terminal_id="T0001", instance_id="inst-1") == 1
+    assert value(text, "terminald_spool_reentry_deadline_workdays") == 10
 
 
 def test_online_means_zero_outage_seconds(tmp_path: Path) -> None:
@@ -103,12 +105,12 @@ def test_counters_follow_events_card_reads_errors_and_commits(tmp_path: Path) ->
     metrics = Metrics(fake_daemon(tmp_path))
     happened: list[tuple[str, dict[str, Any]]] = [
         ("transaction.settled", {}), ("transaction.settled", {}), ("transaction.rejected", {}),
-        ("upstream.offline", {"planned": False}), ("upstream.offline", {"planned": True}),
-        ("upload.error", {"kind": "timeout"})]
+        ("upstream.offline", {"planned": False}), ("upstream.offline", {"planned": True})]
     for name, data in happened:
         metrics.observe_event(name, data)
     metrics.observe_card_read("ok")
     metrics.observe_card_read("no_card")
+    metrics.observe_upload_error("timeout")
     metrics.observe_upload_error("http_503")
     for seconds in (0.0004, 0.003, 0.2):
         metrics.observe_commit(seconds)
@@ -148,16 +150,23 @@ def test_describe_does_not_touch_the_spool(tmp_path: Path) -> None:
 def test_metrics_of_a_running_daemon(daemon_proc: Callable[..., DaemonProcess],
                                      central_sim: CentralSim) -> None:
     central_sim.control(down=True)
-    d = daemon_proc(f'[upstream]\nurl = "{central_sim.url}"\n[offline]\nrequire_card_present = false\n')
+    d = daemon_proc(f'[upstream]\nurl = "{central_sim.url}"\n[offline]\nrequire_card_present = false\n'
+                    '[card]\nreaders = ["Counter Reader"]\n')
     with d.client() as api:
         assert httpx.get(d.url + "/metrics").status_code == 401
         response = post_transaction(api, settlement(total_fen=4200), wait=0)
         assert response.status_code == 202, response.text
-        text = api.get("/metrics").text
+        # A read of a reader that is not configured fails at once, whether pcscd runs or not.
+        assert api.post("/v1/card/read", json={"reader": "Another Reader"}).status_code == 503
+        text = wait_for(lambda: (t := api.get("/metrics").text) and
+                        _total(t, "terminald_upload_errors_total") >= 1 and t,
+                        30, "a failed call to central")
         assert value(text, "terminald_spool_pending_records") == 1
         assert value(text, "terminald_spool_pending_amount_fen") == 4200
         assert value(text, "terminald_spool_commit_seconds_count") >= 1
         assert value(text, "terminald_spool_size_bytes") > 0
+        assert value(text, "terminald_card_reads_total", outcome="no_reader") == 1
+        assert value(text, "terminald_events_total", name="spool.backlog") == 1
         assert "process_cpu_seconds_total" not in text
 
         central_sim.control(down=False)
@@ -174,35 +183,55 @@ def test_metrics_of_a_running_daemon(daemon_proc: Callable[..., DaemonProcess],
                  30, "the receipt to print")
 
 
-def test_install_wires_the_hooks_once(tmp_path: Path) -> None:
-    from fastapi import FastAPI
+def _total(text: str, metric: str) -> float:
+    return sum(v for (name, _), v in samples(text).items() if name == metric)
 
-    from drivers.cards.errors import NoCard
-    from terminald.metrics import install
 
-    hooks: dict[str, list[Callable[..., None]]] = {"commit": [], "error": []}
-    daemon = fake_daemon(tmp_path)
-    daemon.add_commit_hook = hooks["commit"].append
-    daemon.add_upload_error_hook = hooks["error"].append
-    present = {"card": True}
+def test_promtool_finds_nothing_to_lint(daemon_proc: Callable[..., DaemonProcess]) -> None:
+    """Issue #13: a real scrape passes `promtool check metrics` (Debian package `prometheus`)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    d = daemon_proc('[offline]\nrequire_card_present = false\n[card]\nreaders = ["Counter Reader"]\n')
+    with d.client() as api:
+        response = post_transaction(api, settlement(total_fen=4200), wait=0)
+        assert api.post(f"/v1/transactions/{response.json()['id']}/receipt", json={}).status_code == 202
+        assert api.post("/v1/card/read", json={"reader": "Another Reader"}).status_code == 503
+        text = wait_for(lambda: (t := api.get("/metrics").text) and
+                        value(t, "terminald_print_jobs", state="done") == 1 and t, 30, "the receipt to print")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
 
-    def read(reader: str | None, timeout_s: float) -> str:
-        if not present["card"]:
-            raise NoCard("no card in the reader")
-        return "a read"
 
-    daemon.cards.read = read
-    app = FastAPI()
-    metrics = install(app, daemon)
-    assert install(app, daemon) is metrics and len(hooks["commit"]) == 1 and len(hooks["error"]) == 1
-    hooks["commit"][0](0.002)
-    hooks["error"][0]("connect_failed")
-    assert daemon.cards.read(None, 0) == "a read"
-    present["card"] = False
-    with pytest.raises(NoCard):
-        daemon.cards.read(None, 0)
-    text = metrics.render().decode()
+def test_the_daemon_subscribes_its_metrics_to_its_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon builds the registry and feeds it through its hooks: commits, failed calls to
+    central, card reads (from the card service it builds) and every event it publishes."""
+    from drivers.cards.errors import NoReader
+    from terminald.config import load_config
+    from terminald.daemon import Daemon
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    daemon = Daemon(load_config(None, card={"readers": ["Counter Reader"]}))
+    other: list[str] = []
+    daemon.add_card_read_hook(other.append)
+    daemon.add_card_read_hook(lambda outcome: 1 / 0)  # a failing observer is logged, never raised
+    daemon._on_commit(0.002)
+    daemon._on_upload_error("connect_failed")
+    daemon.publish("upstream.offline", {"planned": True})
+    daemon.publish("transaction.settled")
+    # The card service the daemon builds reports each read (built in start(); built here alone).
+    cards = ReportingCardService(readers=["Counter Reader"], on_read=daemon._on_card_read)
+    with pytest.raises(NoReader):
+        cards.read("Another Reader")
+    with pytest.raises(ValueError):
+        cards.read(None, timeout_s=-1)
+    text = daemon.metrics.render().decode()
     assert value(text, "terminald_spool_commit_seconds_count") == 1
     assert value(text, "terminald_upload_errors_total", kind="connect_failed") == 1
-    assert value(text, "terminald_card_reads_total", outcome="ok") == 1
-    assert value(text, "terminald_card_reads_total", outcome="no_card") == 1
+    assert value(text, "terminald_upstream_outages_total", planned="true") == 1
+    assert value(text, "terminald_upload_records_total", outcome="settled") == 1
+    assert value(text, "terminald_events_total", name="transaction.settled") == 1
+    assert value(text, "terminald_card_reads_total", outcome="no_reader") == 1
+    assert value(text, "terminald_card_reads_total", outcome="ValueError") == 1
+    assert other == ["no_reader", "ValueError"]

@@ -66,10 +66,29 @@ def test_both_languages_have_the_same_texts() -> None:
     source = resources.files("terminald.web").joinpath("static", "i18n.js").read_text(encoding="utf-8")
     zh = source[source.index('"zh-CN": {'):source.index("    en: {")]
     en = source[source.index("    en: {") + len("    en: {"):source.index("  const KEY")]
-    keys = re.compile(r"([a-z_]+):\s*[{\"]")
+    keys = re.compile(r"([a-z0-9_]+):\s*[{\"]")
 
     def names(block: str) -> list[str]:
         return sorted(keys.findall(re.sub(r'"(?:[^"\\]|\\.)*"', '""', block)))  # values emptied first
 
-    assert len(names(zh)) > 50
+    assert len(names(zh)) > 150
     assert names(zh) == names(en)
+    # The sentences for causes and codes are a table of their own, the same in both languages.
+    code_zh = zh[zh.index("code: {"):zh.index("},", zh.index("code: {"))]
+    code_en = en[en.index("code: {"):en.index("},", en.index("code: {"))]
+    assert {"connect_failed", "planned_downtime", "not_insured", "print_interrupted"} <= set(names(code_zh))
+    assert names(code_zh) == names(code_en)
+
+
+def test_the_page_has_no_way_to_record_a_refund() -> None:
+    """The status page's token may resolve rejections and reprint, never hand over money: the page
+    neither calls the refund endpoint nor offers to (it sends staff to the POS)."""
+    from importlib import resources
+
+    static = resources.files("terminald.web").joinpath("static")
+    app = static.joinpath("app.js").read_text(encoding="utf-8")
+    assert "/refund" not in app
+    assert "/resolve" in app and "/retry" in app
+    i18n = static.joinpath("i18n.js").read_text(encoding="utf-8")
+    assert "请在收银系统登记退款（状态页不能登记" in i18n
+    assert "record it at the POS (not from this page" in i18n

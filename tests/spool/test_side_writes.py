@@ -141,8 +141,9 @@ def test_write_blocks_until_durable_and_returns_the_result(spool: Spool) -> None
     assert rowid == 1 and notes(spool) == ["one"]
     with pytest.raises(SpoolError, match="UNIQUE"):
         spool.write(insert("one"))
+    missing: dict[str, int] = {}
     with pytest.raises(KeyError):
-        spool.write(lambda conn: {}["missing"])
+        spool.write(lambda conn: missing["key"])
     assert notes(spool) == ["one"]
 
 

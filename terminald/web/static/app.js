@@ -1,5 +1,8 @@
-// The status page: mode, backlog against the re-entry deadline, devices, outages,
-// rejected records with reprint buttons; kept live by the event stream.
+// The status page: mode, backlog against the re-entry deadline, devices, outages, and the
+// counter's chores: rejected records to settle as self-pay or void (confirmed first), receipts
+// whose printing is uncertain to reprint, patients to contact; kept live by the event stream.
+// Every cause and code is shown as a sentence (i18n.js `code`), the raw code only for one the
+// page does not know.
 // Personal data arrives masked from the API: with the status page's read-only token (the one
 // its desktop shortcut carries) the daemon masks card numbers too. The page shows nothing else.
 "use strict";
@@ -10,7 +13,16 @@
   const TOKEN_KEY = "terminald.token";
   const DEADLINE_DAYS = Number(document.querySelector('meta[name="terminald-deadline-days"]').content) || 10;
   const $ = (id) => document.getElementById(id);
-  const state = { status: null, outages: [], rejected: [], live: "connecting", updated: null, stream: null };
+  const state = {
+    status: null, outages: [], rejected: [], followups: null, jobs: [], jobsAvailable: true,
+    txSeq: new Map(),  // transaction id -> seq, for the print jobs (which name the transaction only)
+    retried: new Map(),  // old job id -> the new job this page made of it (its state followed)
+    live: "connecting", updated: null, stream: null,
+  };
+  // Print jobs shown: those whose outcome is unknown (not retried yet) or that failed, from the
+  // last day: one that did print in full needs no action, and an older one no longer a patient.
+  const JOBS_WINDOW_MS = 24 * 3600 * 1000;
+  const JOB_FINAL = new Set(["done", "failed", "unknown", "cancelled"]);
 
   // -- token (the status page's read-only one): from the URL fragment (never sent to the server), else
   // sessionStorage, else asked. It may read, resolve rejections and print; anything else is 403.
@@ -23,6 +35,9 @@
   const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
 
   class Unauthorized extends Error {}
+  class ApiError extends Error {
+    constructor(message, code, status) { super(message); this.code = code || ""; this.status = status; }
+  }
 
   async function api(path, options) {
     const opts = Object.assign({ cache: "no-store" }, options || {});
@@ -30,10 +45,19 @@
     const response = await fetch(path, opts);
     if (response.status === 401) throw new Unauthorized();
     const body = await response.json().catch(() => null);
-    if (response.status === 403 && body && body.code === "token_not_allowed") throw new Error(t("not_allowed"));
-    if (!response.ok) throw new Error((body && (body.detail || body.title)) || "HTTP " + response.status);
+    if (response.status === 403 && body && body.code === "token_not_allowed") {
+      throw new ApiError(t("not_allowed"), "token_not_allowed", 403);
+    }
+    if (!response.ok) {
+      throw new ApiError((body && (body.detail || body.title)) || "HTTP " + response.status, body && body.code,
+        response.status);
+    }
     return body;
   }
+  // What to tell staff about a failed call: the sentence for its code, else the daemon's own words.
+  const errorText = (e) => (e && e.code && I.knows(e.code) ? I.sentence(e.code) : (e && e.message) || String(e));
+  const postJson = (path, body) => api(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 
   function showLogin(wrong) {
     if (state.stream) { state.stream.stop(); state.stream = null; }
@@ -69,6 +93,7 @@
     if (!n) return "—";
     return n.length <= 4 ? "*".repeat(n.length) : n.slice(0, 2) + "*".repeat(n.length - 4) + n.slice(-2);
   }
+  const joined = (a, b) => a + (I.lang === "en" ? ": " : "：") + b;
   const age = (iso) => (iso ? (Date.now() - new Date(iso).getTime()) / 1000 : null);
 
   // Working days (Mon-Fri) after `from` up to `to`, as the uploader counts them.
@@ -116,7 +141,9 @@
     $("mode-detail").textContent = detail;
     $("mode-advice").textContent = mode in { online: 1, offline: 1, planned_downtime: 1 } ? t("advice_" + mode) : "";
     const alarms = $("alarms");
-    alarms.replaceChildren(...(up.alarms || []).map((a) => el("p", { class: "alarm" }, `⚠ ${a.message || a.code}`)));
+    // The alarm's own message is for IT (English, technical): it is the tooltip, the sentence is shown.
+    alarms.replaceChildren(...(up.alarms || []).map((a) => el("p", { class: "alarm", "data-code": a.code,
+      title: a.message || "" }, `⚠ ${I.sentence(a.code, a.message)}`)));
     alarms.hidden = !(up.alarms || []).length;
   }
 
@@ -161,22 +188,44 @@
     $("printers").replaceChildren(...printers);
   }
 
+  // An outage's or the link's cause: a planned window's is its reason (words already; rows written
+  // before the fix carry a "planned: " prefix), any other is a code.
+  function causeText(cause, planned) {
+    if (!planned) return I.sentence(cause);
+    const reason = String(cause || "").replace(/^planned:\s*/, "");
+    return !reason || reason === "downtime" || I.knows(reason) ? I.sentence("planned_downtime")
+      : joined(I.sentence("planned_downtime"), reason);
+  }
+
   function renderUpstream(s) {
     const up = (s && s.upstream) || {};
     $("last-ok").textContent = when(up.last_ok_at);
-    $("cause").textContent = up.state === "online" ? "—" : (up.cause || up.last_error || "—");
+    const cause = $("cause");
+    cause.textContent = up.state === "online" ? "—" : causeText(up.cause, up.state === "planned_downtime");
+    cause.title = up.state === "online" ? "" : up.last_error || "";  // the technical detail, for IT
     $("outage-since").textContent = when(up.outage_since);
+  }
+
+  // Central's rejection: the sentence for its code; central's own message when the code is new to us.
+  function rejectionText(rejection) {
+    if (!rejection) return "";
+    return I.sentence(rejection.code, rejection.message || rejection.code);
   }
 
   function renderRejected() {
     const rows = state.rejected.map((r) => {
       const button = el("button", { type: "button", class: "reprint", "data-id": r.id }, t("reprint"));
       button.addEventListener("click", () => reprint(r.id, button));
+      const selfPay = el("button", { type: "button", class: "self-pay", "data-id": r.id }, t("self_pay"));
+      selfPay.addEventListener("click", () => askResolve(r, "self_pay"));
+      const voided = el("button", { type: "button", class: "void", "data-id": r.id }, t("void"));
+      voided.addEventListener("click", () => askResolve(r, "voided"));
       const card = r.card || {};
-      const reason = r.rejection ? (r.rejection.message || r.rejection.code || "") : "";
-      return el("tr", { "data-id": r.id }, el("td", {}, r.seq), el("td", {}, when(r.business_time)),
-        el("td", {}, maskCard(card.card_number)), el("td", {}, card.name_masked || "—"),
-        el("td", { class: "num" }, yuan(r.total_fen)), el("td", {}, reason), el("td", {}, button));
+      const reason = el("td", { title: (r.rejection && r.rejection.message) || "" }, rejectionText(r.rejection));
+      return el("tr", { "data-id": r.id, "data-seq": String(r.seq) }, el("td", {}, r.seq),
+        el("td", {}, when(r.business_time)), el("td", {}, maskCard(card.card_number)),
+        el("td", {}, card.name_masked || "—"), el("td", { class: "num" }, yuan(r.total_fen)), reason,
+        el("td", { class: "actions" }, button, selfPay, voided));
     });
     $("rejected").querySelector("tbody").replaceChildren(...rows);
     $("rejected").hidden = !rows.length;
@@ -186,11 +235,65 @@
   function renderOutages() {
     const rows = state.outages.slice(-10).reverse().map((o) => el("tr", { "data-reportable": String(!!o.reportable) },
       el("td", {}, when(o.started_at)), el("td", {}, o.ended_at ? when(o.ended_at) : t("ongoing")),
-      el("td", {}, o.duration_s == null ? "—" : duration(o.duration_s)), el("td", {}, o.cause || "—"),
+      el("td", {}, o.duration_s == null ? "—" : duration(o.duration_s)), el("td", {}, causeText(o.cause, o.planned)),
       el("td", {}, (o.planned ? t("planned") : t("unplanned")) + (o.reportable ? " · " + t("reportable") : ""))));
     $("outages").querySelector("tbody").replaceChildren(...rows);
     $("outages").hidden = !rows.length;
     $("outages-empty").hidden = !!rows.length;
+  }
+
+  // -- print jobs whose outcome is unknown (or that failed) --------------------------------------------
+  function jobProblem(job) {
+    const error = String(job.error || "");
+    const coded = /^([a-z_]+): /.exec(error);
+    if (coded && I.knows(coded[1])) return I.sentence(coded[1]);
+    if (job.state === "unknown") return I.sentence(/restart/.test(error) ? "print_restarted" : "print_interrupted");
+    if (/no longer configured/.test(error)) return I.sentence("printer_gone");
+    return I.sentence("printer_error");
+  }
+
+  function renderJobs() {
+    const rows = state.jobs.map((job) => {
+      const seq = state.txSeq.get(job.tx_id);
+      const retried = state.retried.get(job.job_id);
+      const status = el("td", { class: "job-state", title: job.error || "" },
+        retried ? t("retried", { state: t("job_state." + retried.state) })
+          : joined(t("job_state." + job.state), jobProblem(job)));
+      if (retried) status.dataset.state = retried.state;
+      const action = el("td", { class: "actions" });
+      if (job.state === "unknown" && !job.retried_by && !retried) {
+        const button = el("button", { type: "button", class: "retry", "data-id": job.job_id }, t("retry"));
+        button.addEventListener("click", () => retryJob(job, button));
+        action.append(button);
+      }
+      return el("tr", { "data-id": job.job_id, "data-state": job.state },
+        el("td", {}, seq == null ? "—" : seq), el("td", {}, t("document." + (job.document || "receipt"))),
+        el("td", {}, when(job.updated_at || job.created_at)), el("td", {}, job.printer || "—"), status, action);
+    });
+    $("jobs").querySelector("tbody").replaceChildren(...rows);
+    $("jobs").hidden = !rows.length;
+    $("jobs-card").querySelector(".help").hidden = !rows.length;
+    $("jobs-empty").hidden = !!rows.length || !state.jobsAvailable;
+    $("jobs-unavailable").hidden = state.jobsAvailable;
+  }
+
+  // -- follow-ups: refunds owed (recorded at the POS, never here) and rejections to settle ------------
+  function renderFollowups() {
+    const items = (state.followups && state.followups.items) || [];
+    const rows = items.map((f) => {
+      const card = f.card || {};
+      const deadline = el("td", { "data-level": f.overdue ? "bad" : "ok" },
+        (f.deadline || "—") + (f.overdue ? ` · ${t("overdue")}` : ""));
+      return el("tr", { "data-id": f.id, "data-reason": f.reason, "data-overdue": String(!!f.overdue) },
+        el("td", {}, f.seq), el("td", {}, when(f.business_time)), el("td", {}, maskCard(card.card_number)),
+        el("td", {}, card.name_masked || "—"), el("td", {}, f.contact_phone_masked || "—"),
+        el("td", { class: "num" }, f.reason === "refund" ? yuan(f.owed_fen) : "—"), deadline,
+        el("td", { class: "todo" }, f.reason === "refund" ? t("todo_refund")
+          : `${t("todo_rejected")} (${rejectionText(f.rejection)})`));
+    });
+    $("followups").querySelector("tbody").replaceChildren(...rows);
+    $("followups").hidden = !rows.length;
+    $("followups-empty").hidden = !!rows.length;
   }
 
   function render() {
@@ -206,7 +309,11 @@
     renderDevices(s);
     renderUpstream(s);
     renderRejected();
+    renderJobs();
+    renderFollowups();
     renderOutages();
+    renderConfirm();
+    renderMessage();
     const live = $("live");
     live.dataset.state = state.live;
     live.textContent = t("live_" + state.live);
@@ -214,19 +321,28 @@
       String(state.updated.getSeconds()).padStart(2, "0") : "—";
   }
 
-  function message(text, isError) {
-    const m = $("message");
-    m.textContent = text;
-    m.dataset.level = isError ? "bad" : "ok";
-    m.hidden = false;
+  // The message of the last action, kept as a text key so a language switch translates it too.
+  let shown = null;
+  function message(key, vars, isError) {
+    shown = { key, vars, isError };
+    renderMessage();
     clearTimeout(message.timer);
-    message.timer = setTimeout(() => { m.hidden = true; }, 8000);
+    message.timer = setTimeout(() => { shown = null; renderMessage(); }, 15000);
+  }
+  function renderMessage() {
+    const m = $("message");
+    m.hidden = !shown;
+    if (!shown) return;
+    const vars = {};
+    for (const [k, v] of Object.entries(shown.vars || {})) vars[k] = typeof v === "function" ? v() : v;
+    m.textContent = t(shown.key, vars);
+    m.dataset.level = shown.isError ? "bad" : "ok";
   }
 
   // -- data ---------------------------------------------------------------------------------------------
   async function guarded(fn) {
     try { await fn(); } catch (e) {
-      if (e instanceof Unauthorized) showLogin(true); else message(t("error", { e: e.message }), true);
+      if (e instanceof Unauthorized) showLogin(true); else message("error", { e: () => errorText(e) }, true);
     }
   }
   const loadStatus = () => guarded(async () => { state.status = await api("/v1/status"); state.updated = new Date(); render(); });
@@ -235,18 +351,128 @@
     state.rejected = (await api("/v1/transactions?status=rejected&limit=200")).items || [];
     render();
   });
+  const loadFollowups = () => guarded(async () => { state.followups = await api("/v1/followups"); render(); });
+  const loadJobs = () => guarded(async () => {
+    let found = [];
+    try {
+      for (const wanted of ["unknown", "failed"]) {
+        const answer = await api(`/v1/print-jobs?state=${wanted}&limit=200`);
+        found = found.concat(Array.isArray(answer) ? answer : answer.items || []);
+      }
+    } catch (e) {
+      // A daemon without the list (404/405) or its `state` filter (422): say so, do not fail the page.
+      if (e instanceof ApiError && [404, 405, 422].includes(e.status)) {
+        state.jobsAvailable = false;
+        render();
+        return;
+      }
+      throw e;
+    }
+    state.jobsAvailable = true;
+    const since = Date.now() - JOBS_WINDOW_MS;
+    const recent = (job) => new Date(job.updated_at || job.created_at).getTime() >= since;
+    found = found.filter((job) => state.retried.has(job.job_id) || (!job.retried_by && recent(job)));
+    found.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    // Print jobs name their transaction by id; staff know it by seq.
+    await Promise.all([...new Set(found.map((j) => j.tx_id))].filter((id) => !state.txSeq.has(id)).map(
+      async (id) => { state.txSeq.set(id, (await api(`/v1/transactions/${encodeURIComponent(id)}`)).seq); }));
+    state.jobs = found;
+    render();
+  });
 
   async function reprint(id, button) {
     button.disabled = true;
     try {
-      const job = await api(`/v1/transactions/${encodeURIComponent(id)}/receipt`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
-      message(`${t("printing")} (${job.job_id})`, false);
+      const job = await postJson(`/v1/transactions/${encodeURIComponent(id)}/receipt`, {});
+      message("printing_job", { job: job.job_id }, false);
     } catch (e) {
-      if (e instanceof Unauthorized) showLogin(true); else message(t("print_failed", { e: e.message }), true);
+      if (e instanceof Unauthorized) showLogin(true); else message("print_failed", { e: () => errorText(e) }, true);
     } finally {
       button.disabled = false;
     }
+  }
+
+  // A reprint of a job whose outcome is unknown: a new job (marked REPRINT), followed until it is over.
+  async function retryJob(job, button) {
+    button.disabled = true;
+    try {
+      const made = await postJson(`/v1/print-jobs/${encodeURIComponent(job.job_id)}/retry`, {});
+      state.retried.set(job.job_id, { job_id: made.job_id, state: "queued" });
+      message("retry_sent", { job: made.job_id }, false);
+      render();
+      followJob(job.job_id, made.job_id);
+    } catch (e) {
+      button.disabled = false;
+      if (e instanceof Unauthorized) { showLogin(true); return; }
+      message("retry_failed", { e: () => errorText(e) }, true);
+      if (e instanceof ApiError && e.code === "invalid_transition") loadJobs();
+    }
+  }
+
+  function followJob(oldId, newId, tries) {
+    const n = tries || 0;
+    setTimeout(() => guarded(async () => {
+      const job = await api(`/v1/print-jobs/${encodeURIComponent(newId)}`);
+      state.retried.set(oldId, job);
+      render();
+      if (!JOB_FINAL.has(job.state) && n < 120) followJob(oldId, newId, n + 1);
+    }), n === 0 ? 300 : 1000);
+  }
+
+  // -- resolving a rejection: confirmed in a dialog, with an optional note --------------------------------
+  let resolving = null;  // {record, resolution} while the dialog is open
+  const who = (r) => ((r.card || {}).name_masked || maskCard((r.card || {}).card_number));
+
+  function askResolve(record, resolution) {
+    resolving = { record, resolution };
+    $("confirm-note").value = "";
+    $("confirm-error").hidden = true;
+    $("confirm-ok").disabled = false;
+    renderConfirm();
+    $("confirm").showModal();
+    $("confirm-cancel").focus();  // Enter on a mistaken click cancels
+  }
+
+  function renderConfirm() {
+    if (!resolving) return;
+    const { record: r, resolution } = resolving;
+    const kind = resolution === "self_pay" ? "self_pay" : "void";
+    $("confirm").dataset.resolution = resolution;
+    $("confirm-title").textContent = t(`confirm_${kind}_title`);
+    $("confirm-record").textContent = `${t("col_seq")} ${r.seq} · ${who(r)} · ${yuan(r.total_fen)} · ` +
+      rejectionText(r.rejection);
+    $("confirm-text").textContent = t(`confirm_${kind}_text`);
+    $("confirm-ok").textContent = t(`confirm_${kind}_ok`);
+  }
+
+  async function confirmResolve() {
+    if (!resolving) return;
+    const { record: r, resolution } = resolving;
+    const ok = $("confirm-ok");
+    ok.disabled = true;
+    const note = $("confirm-note").value.trim();
+    try {
+      await postJson(`/v1/transactions/${encodeURIComponent(r.id)}/resolve`, note ? { resolution, note } : { resolution });
+    } catch (e) {
+      if (e instanceof Unauthorized) { $("confirm").close(); showLogin(true); return; }
+      const error = $("confirm-error");
+      error.textContent = t("resolve_failed", { seq: r.seq, e: errorText(e) });
+      error.hidden = false;
+      // Resolved meanwhile (another counter, the POS): nothing more to do here.
+      if (e instanceof ApiError && (e.code === "invalid_transition" || e.code === "not_found")) {
+        refreshSoon("status", "rejected", "followups");
+      } else {
+        ok.disabled = false;
+      }
+      return;
+    }
+    resolving = null;
+    $("confirm").close();
+    state.rejected = state.rejected.filter((x) => x.id !== r.id);
+    message(resolution === "self_pay" ? "resolved_self_pay" : "resolved_voided",
+      { seq: r.seq, name: who(r), amount: yuan(r.total_fen) }, false);
+    render();
+    refreshSoon("status", "rejected", "followups");
   }
 
   // Bursts of events (a backlog draining) cause one refresh, not one per event.
@@ -262,12 +488,19 @@
       if (todo.has("status")) loadStatus();
       if (todo.has("outages")) loadOutages();
       if (todo.has("rejected")) loadRejected();
+      if (todo.has("followups")) loadFollowups();
+      if (todo.has("jobs")) loadJobs();
     }, 150);
   }
 
   function onEvent(name) {
-    if (name.startsWith("upstream.")) refreshSoon("status", "outages");
-    else if (name === "transaction.rejected" || name === "transaction.resolved") refreshSoon("status", "rejected");
+    // `reset`: the stream cannot resume where the page was (another spool, pruned events): reload all.
+    if (name === "reset") refreshSoon("status", "outages", "rejected", "followups", "jobs");
+    else if (name.startsWith("upstream.")) refreshSoon("status", "outages");
+    else if (name === "transaction.rejected" || name === "transaction.resolved") {
+      refreshSoon("status", "rejected", "followups");
+    } else if (name.startsWith("transaction.")) refreshSoon("status", "followups");
+    else if (name.startsWith("printer.")) refreshSoon("status", "jobs");
     else refreshSoon("status");
   }
 
@@ -275,12 +508,12 @@
     $("login").hidden = true;
     $("board").hidden = false;
     render();
-    loadStatus(); loadOutages(); loadRejected();
+    loadStatus(); loadOutages(); loadRejected(); loadFollowups(); loadJobs();
     state.stream = window.TerminaldSSE.follow("/v1/events", token, {
       onEvent,
       onState(s) {
         state.live = s;
-        if (s === "ok") refreshSoon("status", "outages", "rejected");  // catch up after a reconnect
+        if (s === "ok") refreshSoon("status", "outages", "rejected", "followups", "jobs");  // catch up after a reconnect
         render();
       },
       onUnauthorized() { showLogin(true); },
@@ -291,6 +524,10 @@
     takeTokenFromFragment();
     I.apply();
     $("lang").addEventListener("click", () => { I.set(I.other()); render(); });
+    $("confirm-ok").addEventListener("click", confirmResolve);
+    $("confirm-cancel").addEventListener("click", () => $("confirm").close());
+    $("confirm").addEventListener("close", () => { resolving = null; });
+    $("confirm-note").addEventListener("keydown", (ev) => { if (ev.key === "Enter") ev.preventDefault(); });
     $("login-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
@@ -298,7 +535,8 @@
       start();
     });
     window.addEventListener("hashchange", () => { takeTokenFromFragment(); if (token() && !state.stream) start(); });
-    setInterval(() => { if (state.stream) loadStatus(); }, 30000);  // ages move on without events
+    // Ages move on without events, and print jobs have none: both are reloaded every 30 s.
+    setInterval(() => { if (state.stream) { loadStatus(); loadJobs(); } }, 30000);
     setInterval(() => { if (state.status) render(); }, 10000);
     if (token()) start(); else showLogin(false);
   });

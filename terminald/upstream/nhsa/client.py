@@ -1,0 +1,206 @@
+"""One call to the platform, with its call-log row around it: `NhsaClient.call`.
+
+    build the envelope (EnvelopeError: nothing written, nothing sent)
+    -> CallLog.begin: the row, committed, state `sent`, a new msgid
+    -> POST it (httpx; every httpx error becomes UnknownOutcome here, at the edge)
+    -> envelope.parse_answer -> Ok | Refused | UnknownOutcome
+    -> CallLog.complete: ok | failed | unknown
+
+A connect failure is an UnknownOutcome like the rest, on purpose: it costs one 2601 answering
+"nothing to reverse" after recovery, and never a double settlement. A completion the file
+refuses (disk full) turns the answer into an UnknownOutcome: the row stays `sent`, which a
+restart would read as unknown too, so the caller reverses and retries either way.
+
+`reverse(call)` sends the 2601 for a call left `sent` or `unknown` and, on a definite answer
+(0: reversed; a -1 the profile does not call transient or sign-in: nothing to reverse), marks it
+`reversed`. `sign_in` sends 9001 and keeps the `sign_no` for the calls after it.
+The uploader decides when to call what; this module only speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+
+from terminald.upstream.nhsa.calllog import Call, CallLog
+from terminald.upstream.nhsa.envelope import (
+    MAX_ANSWER_BYTES,
+    SIGN_IN,
+    Answer,
+    Institution,
+    Ok,
+    Operator,
+    build_request,
+    encode_request,
+    parse_answer,
+)
+from terminald.upstream.nhsa.errors import EnvelopeError, UnknownOutcome
+from terminald.upstream.nhsa.msgid import format_msgid, msgid_prefix
+from terminald.upstream.nhsa.profiles import Profile
+
+__all__ = ["NhsaClient", "Person"]
+
+REVERSAL = "2601"
+
+
+@dataclass(frozen=True)
+class Person:
+    """The person a call is about, as 1101 answered; `redact`: their name, card and identity
+    numbers, masked out of every message stored or raised."""
+
+    psn_no: str = ""
+    insuplc_admdvs: str = ""
+    redact: tuple[str, ...] = ()
+
+
+class NhsaClient:
+    def __init__(
+        self,
+        *,
+        url: str,
+        profile: Profile,
+        institution: Institution,
+        operator: Operator,
+        calllog: CallLog,
+        timeout_s: float = 10.0,
+        verify: Any = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise EnvelopeError("the gateway's URL must be http:// or https://")
+        self.profile = profile
+        self.institution = institution
+        self.operator = operator
+        self.calllog = calllog
+        self.sign_no = ""
+        self._url = url
+        self._timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            verify=verify,
+            transport=transport,
+            headers={"User-Agent": "terminald/upstream-nhsa"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- one call ---------------------------------------------------------------------------------
+
+    def _envelope(self, infno: str, msgid: str, input: Mapping[str, Any], psn: Person,
+                  operator: Operator) -> dict[str, Any]:
+        return build_request(
+            profile=self.profile, institution=self.institution, operator=operator, infno=infno,
+            msgid=msgid, input=input, insuplc_admdvs=psn.insuplc_admdvs, sign_no=self.sign_no,
+        )
+
+    async def call(
+        self,
+        infno: str,
+        input: Mapping[str, Any],
+        *,
+        psn: Person | None = None,
+        record_id: str | None = None,
+        operator: Operator | None = None,
+    ) -> Answer:
+        """Send one call, logged; Ok or Refused, or raise UnknownOutcome (EnvelopeError: not sent)."""
+        if infno == REVERSAL:
+            raise EnvelopeError("a 2601 is sent with reverse(call), which logs what it reverses")
+        _, result = await self._call(infno, input, psn or Person(), record_id, operator or self.operator, None)
+        return result
+
+    async def _call(
+        self, infno: str, input: Mapping[str, Any], psn: Person, record_id: str | None, operator: Operator,
+        omsgid: str | None,
+    ) -> tuple[str, Answer]:
+        # A request that cannot be built is refused before it has a row: try it with a stand-in msgid.
+        probe = format_msgid(msgid_prefix(self.institution.fixmedins_code, datetime.now(UTC), UTC), 1)
+        self._envelope(infno, probe, input, psn, operator)
+        msgid = await asyncio.to_thread(
+            self.calllog.begin, infno, record_id=record_id, psn_no=psn.psn_no,
+            insuplc_admdvs=psn.insuplc_admdvs, omsgid=omsgid,
+        )
+        try:
+            body = encode_request(self._envelope(infno, msgid, input, psn, operator))
+        except EnvelopeError as exc:
+            await self._complete(msgid, "failed", f"not sent: {exc}", psn.redact)
+            raise
+        # Cancelled between here and the completion: the row stays `sent`, read as unknown.
+        try:
+            status, answer = await self._post(body)
+            result = parse_answer(status, answer, msgid=msgid, profile=self.profile, redact=psn.redact)
+        except UnknownOutcome as exc:
+            await self._complete(msgid, "unknown", f"{exc.reason}: {exc.detail}", psn.redact)
+            raise
+        try:
+            if isinstance(result, Ok):
+                await asyncio.to_thread(self.calllog.complete, msgid, "ok", inf_refmsgid=result.inf_refmsgid)
+            else:
+                await asyncio.to_thread(
+                    self.calllog.complete, msgid, "failed", inf_refmsgid=result.inf_refmsgid,
+                    err_msg=result.err_msg, redact=psn.redact,
+                )
+        except Exception as exc:
+            raise UnknownOutcome("log_failed", f"the answer to {msgid} was not logged: {type(exc).__name__}") from exc
+        return msgid, result
+
+    async def _complete(
+        self, msgid: str, state: Literal["failed", "unknown"], err_msg: str, redact: Sequence[str]
+    ) -> None:
+        # A completion the file refuses leaves the row `sent`: read as unknown all the same.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.calllog.complete, msgid, state, err_msg=err_msg, redact=redact)
+
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            async with self._http.stream(
+                "POST", self._url, content=body, headers={"Content-Type": "application/json;charset=utf-8"}
+            ) as response:
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_ANSWER_BYTES:
+                        raise UnknownOutcome("too_large", f"answer over {MAX_ANSWER_BYTES} bytes")
+                return response.status_code, bytes(data)
+        except httpx.TimeoutException as exc:
+            raise UnknownOutcome("timeout", f"no answer within {self._timeout_s} s") from exc
+        except httpx.ConnectError as exc:
+            raise UnknownOutcome("connect_failed", f"cannot connect to the gateway: {type(exc).__name__}") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+            raise UnknownOutcome("connection_lost", f"connection lost: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise UnknownOutcome("transport", f"HTTP error: {type(exc).__name__}") from exc
+
+    # -- sign-in and reversal ---------------------------------------------------------------------
+
+    async def sign_in(self, *, opter_no: str, mac: str, ip: str) -> Answer:
+        """9001; on success the new `sign_no` is kept for every later call."""
+        self.sign_no = ""
+        result = await self.call(SIGN_IN, {"opter_no": opter_no, "mac": mac, "ip": ip})
+        if isinstance(result, Ok):
+            info = result.output.get("signinoutb")
+            sign_no = info.get("sign_no") if isinstance(info, Mapping) else None
+            if not isinstance(sign_no, str) or not sign_no:
+                raise UnknownOutcome("no_sign_no", "9001 succeeded without signinoutb.sign_no")
+            self.sign_no = sign_no
+        return result
+
+    async def reverse(self, call: Call, *, redact: tuple[str, ...] = ()) -> Answer:
+        """2601 for `call` (left sent or unknown). A definite answer marks it `reversed`; a
+        transient or sign-in -1 does not (try again). Raises UnknownOutcome like `call`."""
+        if not call.open:
+            raise EnvelopeError(f"call {call.msgid} is {call.state}: only sent or unknown calls are reversed")
+        psn = Person(call.psn_no, call.insuplc_admdvs, redact)
+        by, result = await self._call(
+            REVERSAL, {"psn_no": call.psn_no, "omsgid": call.msgid, "oinfno": call.infno},
+            psn, call.record_id, self.operator, call.msgid,
+        )
+        if isinstance(result, Ok) or result.kind == "rejected":
+            await asyncio.to_thread(self.calllog.mark_reversed, call.msgid, by=by)
+        return result

@@ -79,12 +79,18 @@ _ON_TAKEN_KEY = " ON CONFLICT (idempotency_key) DO NOTHING"
 _ROWS_PER_INSERT = 32
 
 
+# The statement for n rows, built once: sqlite3's statement cache is keyed by the SQL text,
+# which would otherwise be joined (about 1 KB per row) and hashed again for every batch.
+_INSERT_SQL = {n: _INSERT + ", ".join([_ROW] * n) + _ON_TAKEN_KEY for n in range(1, _ROWS_PER_INSERT + 1)}
+
+
 def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
     """Insert new records; how many went in (a row whose idempotency key is taken does not)."""
+    if len(rows) == 1:  # one appender: the usual batch
+        return int(conn.execute(_INSERT_SQL[1], rows[0]).rowcount)
     inserted = 0
     for chunk in _chunks(rows):
-        sql = _INSERT + ", ".join([_ROW] * len(chunk)) + _ON_TAKEN_KEY
-        inserted += conn.execute(sql, [value for row in chunk for value in row]).rowcount
+        inserted += conn.execute(_INSERT_SQL[len(chunk)], [value for row in chunk for value in row]).rowcount
     return inserted
 
 

@@ -149,6 +149,8 @@ def _copy(error: SpoolError) -> SpoolError:
 class Writer:
     """Owns the write connection; every change to the file goes through ``run``/``append``/``write``."""
 
+    _checkpoint_failing = False  # a checkpoint here failed: warned once until one works again
+
     def __init__(
         self,
         path: Path,
@@ -289,13 +291,39 @@ class Writer:
 
     def _after_commit(self) -> None:
         self.commits += 1
-        if self._checkpointer.due and self._conn is not None:
+        self._wal_after_commit()
+
+    def _wal_after_commit(self) -> None:
+        """The WAL's upkeep after a commit: the append path runs it once its callers are answered."""
+        conn = self._conn
+        if self._checkpointer.due and conn is not None:
             # The WAL backstop (checkpointer.py): the Checkpointer found the WAL past its limit
             # after copying what it could. Emptying it takes the write lock, which this thread
             # has no need to win from itself; it waits at most RESTART_BUSY_MS for old readers.
-            self._checkpointer.run_due(self._conn)
-        if self.commits % HINT_EVERY_COMMITS == 0:
+            self._checkpointer.run_due(conn)
+        if self.commits % HINT_EVERY_COMMITS == 0 and (conn is None or not self._checkpoint_here(conn)):
             self._checkpointer.hint()
+
+    def _checkpoint_here(self, conn: sqlite3.Connection) -> bool:
+        """A PASSIVE checkpoint between two transactions; True if it copied the whole WAL.
+
+        Under steady appends the Checkpointer's passes never catch up (commits land while
+        they copy), so SQLite never starts the WAL from the top again and every commit
+        appends to the file: its fdatasync then also allocates blocks and commits the
+        file system's journal. Here nothing commits meanwhile: the next transaction starts
+        the WAL from the top and commits rewrite the same few MB in place (docs/spool.md,
+        "WAL checkpoints and the backstop"). A reader's snapshot can keep it from copying
+        everything; then the Checkpointer is hinted as before, and its backstop decides.
+        """
+        try:
+            busy, log_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # the commits before are durable: never fail them for this
+            if not self._checkpoint_failing:
+                log.warning("spool checkpoint of %s on the writer failed: %s", self._path, exc)
+            self._checkpoint_failing = True
+            return False
+        self._checkpoint_failing = False
+        return not busy and log_frames == copied
 
     def _refuse_if_corrupt(self) -> None:
         if self.corrupt is not None:
@@ -399,7 +427,7 @@ class Writer:
                 write.fail(_copy(error))
             return
         self._summary = fresh if fresh is not None else self._appended(plan)
-        self._after_commit()
+        self.commits += 1
         self._witness.write(plan.seq, plan.prev_hash)
         self._notify(time.monotonic() - started)
         for job, result in plan.created:
@@ -413,6 +441,9 @@ class Writer:
                 job.fail(IdempotencyConflict(
                     f"idempotency key already used by seq {existing.seq} with another body", existing))
         self._finish_writes(done)
+        # Every caller of this batch has its answer: a checkpoint or a WAL truncation now
+        # delays only what was queued since.
+        self._wal_after_commit()
 
     def _appended(self, plan: _Plan) -> PendingSummary:
         """The summary after this handle's own batch: every created record is pending."""

@@ -312,6 +312,32 @@ def sim_central(
         throttle_rate=throttle_rate, retry_after_s=retry_after_s)
 
 
+@sim_app.command("nhsa")
+def sim_nhsa(
+    host: str = "127.0.0.1",
+    port: int = 8650,
+    db: Annotated[Path, typer.Option(help="Where the platform keeps its books and call log.")] = Path("var/nhsa.db"),
+    down: Annotated[bool, typer.Option(help="Start refusing connections.")] = False,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per call.")] = 0,
+    error_rate: Annotated[float, typer.Option(help="Share of calls answered HTTP 503.")] = 0,
+    reset_rate: Annotated[float, typer.Option(help="Share of calls reset before handling.")] = 0,
+    drop_after_commit_rate: Annotated[float, typer.Option(help="Share of calls committed, then reset.")] = 0,
+    garbage_rate: Annotated[float, typer.Option(help="Share of answers replaced by garbage.")] = 0,
+    busy_rate: Annotated[float, typer.Option(help="Share of calls answered -1 系统繁忙.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
+    amounts_as: Annotated[str, typer.Option(help="Amounts in answers: number or string.")] = "number",
+) -> None:
+    """Run the national medical-security platform simulator (faults also via POST /_control)."""
+    from terminald.sim.nhsa import run
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    controls = {"down": down, "latency_ms": latency_ms, "error_rate": error_rate, "reset_rate": reset_rate,
+                "drop_after_commit_rate": drop_after_commit_rate, "garbage_rate": garbage_rate,
+                "busy_rate": busy_rate, "amounts_as": amounts_as}
+    controls = {k: v for k, v in controls.items() if v not in (0, False)}
+    run(host=host, port=port, db=db, **controls, **({} if seed is None else {"seed": seed}))
+
+
 def main() -> None:
     try:
         app()

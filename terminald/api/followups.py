@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -12,7 +12,9 @@ from fastapi import APIRouter, Request
 from terminald import followups
 from terminald.api.deps import daemon
 from terminald.api.problems import problems
-from terminald.daemon import Daemon
+
+if TYPE_CHECKING:  # the daemon is built above the routes: importing it here would add floors
+    from terminald.daemon import Daemon
 
 router = APIRouter(tags=["followups"])
 

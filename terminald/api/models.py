@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from drivers.cards import CardData
+from drivers.cards.model import CardData
 
 MAX_FUTURE = timedelta(minutes=5)
 

@@ -546,3 +546,34 @@ def test_the_events_writer_survives_a_failing_disk_and_writes_what_it_kept(tmp_p
         assert conn.execute("SELECT clean FROM events_run").fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_events_written_through_the_spool_survive_a_write_lock_held_too_long(online: DaemonProcess,
+                                                                              central_sim: CentralSim) -> None:
+    """In the daemon the event log is written by the spool's writer thread. Another process holds
+    the file's write lock past busy_timeout (10 s): the writes fail, the events stay in memory
+    (live clients get them meanwhile), and once the lock is free they are stored, so that a
+    client resuming from before them gets them."""
+    d = online
+    with EventStream(d, last_event_id=0) as live:
+        live.wait_for("upstream.online")
+        before = live.events[-1].id
+        holder = sqlite3.connect(d.state_dir / "spool.db", isolation_level=None, timeout=30)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            central_sim.control(down=True)  # the link goes offline: an event, no sale needed
+            offline = live.wait_for("upstream.offline", timeout_s=30)
+            wait_for(lambda: "event log: could not store" in d.stderr_text(), timeout_s=30,
+                     what="the events writer to fail on the held lock")
+            assert offline.id > before
+            assert offline.id not in _stored(d.state_dir / "spool.db")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    wait_for(lambda: "event log: writing again after" in d.stderr_text(), timeout_s=30,
+             what="the events writer to write again")
+    assert offline.id in _stored(d.state_dir / "spool.db")
+    with EventStream(d, last_event_id=before) as resumed:
+        replayed = resumed.wait_for("upstream.offline")
+    assert replayed.id == offline.id and replayed.data == offline.data
+    assert_contiguous(resumed.events[: offline.id - before], before)

@@ -47,10 +47,10 @@ def money_problems(settlements: list[dict[str, Any]], revokes: list[dict[str, An
             first_call[call["msgid"]] = call
     for kind, infno, rows in (("settlement", "2102", settlements), ("revoke", "2103", revokes)):
         for row in rows:
-            call = first_call.get(row["msgid"])
-            if call is None or call["infno"] != infno or not call["committed"]:
+            origin = first_call.get(row["msgid"])
+            if origin is None or origin["infno"] != infno or not origin["committed"]:
                 problems.append(f"{kind} {row['setl_id']} has no committed {infno} call {row['msgid']}")
-            elif bool(call["reversed_by"]) != (row["status"] == "reversed"):
+            elif bool(origin["reversed_by"]) != (row["status"] == "reversed"):
                 problems.append(f"{kind} {row['setl_id']}: reversed in the books but not in the call log, or back")
 
     by_id = {s["setl_id"]: s for s in settlements}

@@ -204,7 +204,8 @@ class NhsaSim:
         self.pending.update(one_shot)
         for key, identifiers in lists.items():
             name = "frozen" if key in ("frozen", "freeze", "unfreeze") else "not_insured"
-            self.platform.set_list(name, identifiers, {"freeze": "add", "unfreeze": "remove"}.get(key, "set"))
+            op = {"freeze": "add", "unfreeze": "remove"}.get(key, "set")
+            self.platform.set_list(name, [p.key for p in identifiers], op)
         for person, fen in balances:
             self.platform.set_balance(person, fen)
         if changes.get("sign_in_expiry"):
@@ -518,4 +519,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amounts-as", choices=("number", "string"))
     args = vars(parser.parse_args(argv))
     host, port, db = args.pop("host"), args.pop("port"), args.pop("db")
-    run(host, port, db, **{k: v for k, v in args.items() if v not in (None, 0.0, False)})
+    seed = args.pop("seed")
+    controls = {k: v for k, v in args.items() if v not in (None, 0.0, False)}
+    run(host, port, db, **controls, **({} if seed is None else {"seed": seed}))

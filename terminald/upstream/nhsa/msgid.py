@@ -90,10 +90,10 @@ def parse_msgid(msgid: str) -> MsgId:
     try:
         local = datetime.strptime(found.group(2), _STAMP)
     except ValueError as exc:
-        raise EnvelopeError(f"{msgid!r} does not hold a valid time") from exc
+        raise EnvelopeError(f"msgid {msgid!r} does not hold a valid time") from exc
     counter = int(found.group(3))
     if counter < 1:
-        raise EnvelopeError(f"{msgid!r}: the counter starts at 0001")
+        raise EnvelopeError(f"msgid {msgid!r}: the counter starts at 0001")
     return MsgId(found.group(1), local, counter)
 
 

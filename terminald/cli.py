@@ -326,6 +326,7 @@ def sim_nhsa(
     busy_rate: Annotated[float, typer.Option(help="Share of calls answered -1 系统繁忙.")] = 0,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
     amounts_as: Annotated[str, typer.Option(help="Amounts in answers: number or string.")] = "number",
+    synthetic_persons: Annotated[int, typer.Option(help="Made-up card holders S00000001… to add.")] = 0,
 ) -> None:
     """Run the national medical-security platform simulator (faults also via POST /_control)."""
     from terminald.sim.nhsa import run
@@ -335,7 +336,8 @@ def sim_nhsa(
                 "drop_after_commit_rate": drop_after_commit_rate, "garbage_rate": garbage_rate,
                 "busy_rate": busy_rate, "amounts_as": amounts_as}
     controls = {k: v for k, v in controls.items() if v not in (0, False)}
-    run(host=host, port=port, db=db, **controls, **({} if seed is None else {"seed": seed}))
+    run(host=host, port=port, db=db, synthetic_persons=synthetic_persons, **controls,
+        **({} if seed is None else {"seed": seed}))
 
 
 def main() -> None:

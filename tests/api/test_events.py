@@ -551,10 +551,13 @@ def test_the_events_writer_survives_a_failing_disk_and_writes_what_it_kept(tmp_p
 def test_events_written_through_the_spool_survive_a_write_lock_held_too_long(online: DaemonProcess,
                                                                               central_sim: CentralSim) -> None:
     """In the daemon the event log is written by the spool's writer thread. Another process holds
-    the file's write lock past busy_timeout (10 s): the writes fail, the events stay in memory
+    the file's write lock past busy_timeout (10 s, and as long for each write queued before
+    them): the writes fail, the events stay in memory
     (live clients get them meanwhile), and once the lock is free they are stored, so that a
     client resuming from before them gets them."""
     d = online
+    # The first retention run (a few seconds after start) would queue behind the lock too.
+    wait_for(lambda: "terminald.retention" in d.stderr_text(), what="the first retention run")
     with EventStream(d, last_event_id=0) as live:
         live.wait_for("upstream.online")
         before = live.events[-1].id

@@ -120,7 +120,7 @@ def test_limits_count_in_the_profiles_unit() -> None:
         _build(REGIONAL, institution=inst, input=_settle_input(REGIONAL))
 
 
-def test_the_regional_profile_needs_no_sign_no_exception_for_sign_in() -> None:
+def test_every_profile_here_requires_a_sign_no_outside_9001() -> None:
     with pytest.raises(EnvelopeError):
         _build(REGIONAL, sign_no="", input=_settle_input(REGIONAL))
 

@@ -42,6 +42,8 @@ def test_the_regional_example_differs_in_data_only() -> None:
 @pytest.mark.parametrize(("message", "kind"), [
     ("系统繁忙,请稍后再试", "transient"),
     ("签到失效，请重新签到", "sign_in"),
+    ("签到编号不能为空，请先签到", "sign_in"),
+    ("原交易不存在或未成功，无需冲正", "rejected"),  # a 2601's "nothing to reverse": definite
     ("调用医保服务超时", "unknown"),
     ("Read timed out", "unknown"),
     ("签到失效(超时)", "unknown"),  # in two lists: the safer reading wins

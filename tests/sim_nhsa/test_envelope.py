@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.rules import MSG_MSGID_REUSED, MSG_SIGN_IN_EXPIRED, MSG_SIGN_NO_MISSING
+from terminald.sim.nhsa.settings import MSG_MSGID_REUSED, MSG_SIGN_IN_EXPIRED, MSG_SIGN_NO_MISSING
 from tests.sim_nhsa.helpers import FIXMEDINS, Caller, decimal_json, new_msgid
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.rules import MSG_BUSY, MSG_MSGID_REUSED, MSG_REFUSED
+from terminald.sim.nhsa.settings import MSG_BUSY, MSG_MSGID_REUSED, MSG_REFUSED
 from tests.sim_nhsa.helpers import Caller, sale_data
 from tests.waiting import wait_for
 
@@ -161,6 +161,7 @@ def test_the_dice_are_reproducible(tmp_path: Path) -> None:
 
 def test_control_over_http_validates_everything_before_changing_anything(nhsa_sim: NhsaSim) -> None:
     url = nhsa_sim.url + "/_control"
+    bad: object
     for bad in ({"bogus": 1}, {"error_rate": 2}, {"busy_rate": 0.5, "amounts_as": "float"},
                 {"fault_infnos": ["9999"]}, {"next": {"explode": 1}}, {"refuse": {"infno": []}},
                 {"balance_fen": {"A10000123": -1}}, {"split": {"310": [90, 20]}}, [1]):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.rules import MSG_ALREADY_REVERSED, MSG_ALREADY_REVOKED, MSG_MSGID_REUSED
+from terminald.sim.nhsa.settings import MSG_ALREADY_REVERSED, MSG_ALREADY_REVOKED, MSG_MSGID_REUSED
 from terminald.sim.ports import free_port
 from tests.sim_nhsa.helpers import Caller, sale_data
 from tests.waiting import wait_for
@@ -47,7 +47,6 @@ def test_a_restart_keeps_everything(tmp_path: Path) -> None:
     again.start()
     caller = Caller(again)
     try:
-        caller.sign_no = caller.sign_no or ""
         assert (again.settlements(), again.revokes(), len(again.calls()), again.balance_fen("A10000123")) == books
         assert again.person_status("C30000789") == "frozen" and again.balance_fen("E50000654") == 1234
         # The old sign-in still holds; the old msgids are still used up.

@@ -10,7 +10,7 @@ import pytest
 
 from terminald.sim.card_desc import CARDS_DIR, load_card
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.rules import MSG_FROZEN, MSG_NOT_INSURED
+from terminald.sim.nhsa.settings import MSG_FROZEN, MSG_NOT_INSURED
 from tests.sim_nhsa.helpers import Caller
 
 

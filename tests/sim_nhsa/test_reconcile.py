@@ -59,7 +59,8 @@ def test_totals_that_match_and_that_do_not(nhsa_sim: NhsaSim, caller: Caller) ->
     off = _reconcile(caller, begin="2026-11-23", end="2026-11-23", count=3, medfee="20.01", fund="14.00",
                      acct="4.00")
     assert off["stmt_rslt"] == "1"
-    assert "结算笔数：机构3，中心2" in off["stmt_rslt_dscr"] and "医疗费总额：机构20.01，中心20.00" in off["stmt_rslt_dscr"]
+    assert "结算笔数：机构3，中心2" in off["stmt_rslt_dscr"]
+    assert "医疗费总额：机构20.01，中心20.00" in off["stmt_rslt_dscr"]
     assert "基金" not in off["stmt_rslt_dscr"]
 
 
@@ -106,4 +107,5 @@ def test_sale_data_helper_is_consistent() -> None:
 
     person = load_persons().persons["A10000123"]
     data = sale_data(person, [("3", "0.333333"), ("2", "1.005")], sale_id="X", business_time="2026-11-23 09:00:00")
-    assert data["medfee_sumamt"] == "3.01" and [d["det_item_fee_sumamt"] for d in data["drugdetail"]] == ["1.00", "2.01"]
+    assert data["medfee_sumamt"] == "3.01"
+    assert [d["det_item_fee_sumamt"] for d in data["drugdetail"]] == ["1.00", "2.01"]

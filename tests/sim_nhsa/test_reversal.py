@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.rules import (
+from terminald.sim.nhsa.settings import (
     MSG_ALREADY_REVERSED,
     MSG_ALREADY_REVOKED,
     MSG_NOTHING_TO_REVERSE,
@@ -48,7 +49,7 @@ def test_a_revoke_cancels_its_settlement_once(nhsa_sim: NhsaSim, caller: Caller)
     person = nhsa_sim.person("A10000123")
     setlinfo = caller.settle(person, LINES, sale_id="S1")[1]["output"]["setlinfo"]
     assert nhsa_sim.balance_fen("A10000123") == 50000 - 1167
-    env, answer = caller.revoke(person, setlinfo)
+    _, answer = caller.revoke(person, setlinfo)
     assert answer["infcode"] == 0, answer
     revoked = answer["output"]["setlinfo"]
     assert revoked["setl_id"] != setlinfo["setl_id"] and revoked["mdtrt_id"] == setlinfo["mdtrt_id"]
@@ -108,10 +109,8 @@ def test_nothing_to_reverse_when_the_call_committed_nothing(nhsa_sim: NhsaSim, c
         nhsa_sim.control(next={fault: 1}, fault_infnos=["2102"])
         env = caller.envelope("2102", sale_data(person, LINES, sale_id=f"S-{fault}", business_time=WHEN),
                               insuplc=person.insuplc_admdvs)
-        try:
+        with contextlib.suppress(*LOST):
             caller.send(env)
-        except LOST:
-            pass
         omsgids.append(env["msgid"])
     nhsa_sim.control(fault_infnos=[], frozen=["A10000123"])
     omsgids.append(caller.settle(person, LINES, sale_id="S-frozen")[0]["msgid"])

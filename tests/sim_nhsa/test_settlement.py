@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.rules import split
+from terminald.sim.nhsa.settings import split
 from tests.sim_nhsa.helpers import Caller, decimal_json, sale_data
 
 LINES = [("2", "12.50"), ("1", "33.33")]  # 58.33 yuan

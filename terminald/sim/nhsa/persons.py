@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from terminald.sim.card_desc import CARDS_DIR, DescriptionError, load_card
 from terminald.sim.nhsa.wire import fen_from_wire
 
-__all__ = ["PERSONS_TABLE", "Person", "PersonTable", "load_persons"]
+__all__ = ["PERSONS_TABLE", "Person", "PersonTable", "load_persons", "synthetic_persons"]
 
 PERSONS_TABLE = Path(__file__).with_name("persons.toml")
 
@@ -47,19 +48,19 @@ class Person:
         return {i for i in (self.key, self.card_number, self.certno, self.psn_no) if i}
 
 
-@dataclass(frozen=True)
+@dataclass
 class PersonTable:
     persons: dict[str, Person]  # by key
     frozen: tuple[str, ...]
     not_insured: tuple[str, ...]
+    _index: dict[str, Person] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {i.upper(): p for p in self.persons.values() for i in p.identifiers()}
 
     def find(self, identifier: str) -> Person | None:
         """By card number, ID number (any letter case for the X) or psn_no."""
-        ident = identifier.strip().upper()
-        for person in self.persons.values():
-            if ident in {i.upper() for i in person.identifiers()}:
-                return person
-        return None
+        return self._index.get(identifier.strip().upper())
 
 
 def psn_no_for(certno: str, area: str) -> str:
@@ -93,8 +94,9 @@ def _person(key: str, fields: dict[str, str], extra: dict[str, Any], default_bal
     )
 
 
-def load_persons(cards: Iterable[Path] | None = None, table: Path = PERSONS_TABLE) -> PersonTable:
-    """Persons from the card descriptions (default: every bundled card) and the persons table."""
+def load_persons(cards: Iterable[Path] | None = None, table: Path = PERSONS_TABLE, synthetic: int = 0) -> PersonTable:
+    """Persons from the card descriptions (default: every bundled card), the persons table and
+    `synthetic` made-up card holders (`synthetic_persons`, for benchmarks with many patients)."""
     raw = tomllib.loads(table.read_text(encoding="utf-8"))
     default_balance = fen_from_wire(raw.get("balance", "0.00"), "balance")
     per_card: dict[str, dict[str, Any]] = raw.get("card", {})
@@ -112,4 +114,31 @@ def load_persons(cards: Iterable[Path] | None = None, table: Path = PERSONS_TABL
                   "birth_date": extra.get("birth_date", "")}
         certno = str(extra["certno"]).upper()
         persons[certno] = _person(certno, fields, extra, default_balance)
+    for person in synthetic_persons(synthetic, default_balance):
+        persons[person.key] = person
     return PersonTable(persons, tuple(raw.get("frozen", [])), tuple(raw.get("not_insured", [])))
+
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀英华"
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_check_digit(first17: str) -> str:
+    """The check digit of a resident ID number (GB 11643, ISO 7064 MOD 11-2)."""
+    return "10X98765432"[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS, strict=True)) % 11]
+
+
+def synthetic_persons(count: int, balance_fen: int = 50000) -> list[Person]:
+    """`count` made-up card holders, the same every time: card numbers S00000001…, insured in
+    110101 (Beijing Dongcheng), employees (insutype 310) with `balance_fen` in their account."""
+    persons = []
+    for i in range(1, count + 1):
+        born = date(1950, 1, 1) + timedelta(days=(i * 997) % 20000)  # distinct for i < 20000
+        first17 = f"110101{born:%Y%m%d}{i % 1000:03d}"
+        card = f"S{i:08d}"
+        fields = {"ssn": first17 + id_check_digit(first17), "name": _SURNAMES[i % 20] + _GIVEN[(i // 20) % 20],
+                  "sex": "1" if i % 2 else "2", "birth_date": born.isoformat()}
+        persons.append(_person(card, fields, {}, balance_fen, card_number=card,
+                               card_sn=f"110101D156000005{i:016X}"))
+    return persons

@@ -17,7 +17,7 @@ contracts/upstream-nhsa.md). Run-time switches, with ``POST /_control`` (JSON) o
     busy_rate: float 0..1       infcode -1 "系统繁忙，请稍后再试", nothing handled
     fault_infnos: [infno]       the rate faults above (and `next`) hit only these infnos ([] = all)
     refuse: {infno: [...], persons: [...], message}   infcode -1 for matching calls, nothing handled
-    + every field of `rules.Settings` (amounts_as, fund_includes_acct, deductible_fen, split, ...)
+    + every field of `settings.Settings` (amounts_as, fund_includes_acct, deductible_fen, split, ...)
 Actions: seed (fault dice), next {fault: count} (the next calls get that fault, before any dice),
 sign_in_expiry (every sign_no given so far expires: the next call answers -1 "签到失效，请重新签到"),
 down_for_s (down now, back by itself), frozen / not_insured (set the lists), freeze / unfreeze,
@@ -49,7 +49,8 @@ import h11
 from terminald.sim.central_http import abort, json_answer, read_request
 from terminald.sim.nhsa.checks import money_problems
 from terminald.sim.nhsa.persons import PERSONS_TABLE, Person, load_persons
-from terminald.sim.nhsa.rules import INFNOS, MSG_REFUSED, Incoming, Platform, Settings
+from terminald.sim.nhsa.rules import Incoming, Platform
+from terminald.sim.nhsa.settings import INFNOS, MSG_REFUSED, Settings
 from terminald.sim.nhsa.store import NhsaStore
 from terminald.sim.nhsa.wire import parse_body
 
@@ -93,13 +94,15 @@ class NhsaSim:
         *,
         cards: Iterable[Path] | None = None,
         persons_table: Path = PERSONS_TABLE,
+        synthetic_persons: int = 0,
         sale_key: Callable[[dict[str, Any]], str] | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
-        self.store = NhsaStore(db_path)
         self.settings = Settings()
         self.settings.update(dict(settings or {}))
-        self.platform = Platform(self.store, load_persons(cards, persons_table), self.settings, sale_key)
+        persons = load_persons(cards, persons_table, synthetic_persons)
+        self.store = NhsaStore(db_path)
+        self.platform = Platform(self.store, persons, self.settings, sale_key)
         self.host = host
         self.port = port
         self.faults = Faults()
@@ -486,9 +489,10 @@ def _parsed(text: str) -> Any:
         return text
 
 
-def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db: str | Path = "nhsa.db", **controls: Any) -> None:
+def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, db: str | Path = "nhsa.db", *,
+        synthetic_persons: int = 0, **controls: Any) -> None:
     """Run the simulator in the foreground until interrupted (`terminald sim nhsa`)."""
-    sim = NhsaSim(db, host, port)
+    sim = NhsaSim(db, host, port, synthetic_persons=synthetic_persons)
     sim.start()
     if controls:
         sim.control(**controls)
@@ -517,8 +521,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=0.0)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--amounts-as", choices=("number", "string"))
+    parser.add_argument("--synthetic-persons", type=int, default=0)
     args = vars(parser.parse_args(argv))
-    host, port, db = args.pop("host"), args.pop("port"), args.pop("db")
-    seed = args.pop("seed")
+    host, port, db = args.pop("host"), args.pop("port"), Path(args.pop("db"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    seed, synthetic = args.pop("seed"), args.pop("synthetic_persons")
     controls = {k: v for k, v in args.items() if v not in (None, 0.0, False)}
-    run(host, port, db, **controls, **({} if seed is None else {"seed": seed}))
+    run(host, port, db, synthetic_persons=synthetic, **controls, **({} if seed is None else {"seed": seed}))

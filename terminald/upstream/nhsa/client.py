@@ -94,10 +94,10 @@ class NhsaClient:
     # -- one call ---------------------------------------------------------------------------------
 
     def _envelope(self, infno: str, msgid: str, input: Mapping[str, Any], psn: Person,
-                  operator: Operator) -> dict[str, Any]:
+                  operator: Operator, sign_no: str) -> dict[str, Any]:
         return build_request(
             profile=self.profile, institution=self.institution, operator=operator, infno=infno,
-            msgid=msgid, input=input, insuplc_admdvs=psn.insuplc_admdvs, sign_no=self.sign_no,
+            msgid=msgid, input=input, insuplc_admdvs=psn.insuplc_admdvs, sign_no=sign_no,
         )
 
     async def call(
@@ -119,15 +119,16 @@ class NhsaClient:
         self, infno: str, input: Mapping[str, Any], psn: Person, record_id: str | None, operator: Operator,
         omsgid: str | None,
     ) -> tuple[str, Answer]:
+        sign_no = self.sign_no  # one value for the whole call, whatever a concurrent sign-in does
         # A request that cannot be built is refused before it has a row: try it with a stand-in msgid.
         probe = format_msgid(msgid_prefix(self.institution.fixmedins_code, datetime.now(UTC), UTC), 1)
-        self._envelope(infno, probe, input, psn, operator)
+        self._envelope(infno, probe, input, psn, operator, sign_no)
         msgid = await asyncio.to_thread(
             self.calllog.begin, infno, record_id=record_id, psn_no=psn.psn_no,
             insuplc_admdvs=psn.insuplc_admdvs, omsgid=omsgid,
         )
         try:
-            body = encode_request(self._envelope(infno, msgid, input, psn, operator))
+            body = encode_request(self._envelope(infno, msgid, input, psn, operator, sign_no))
         except EnvelopeError as exc:
             await self._complete(msgid, "failed", f"not sent: {exc}", psn.redact)
             raise
@@ -180,8 +181,8 @@ class NhsaClient:
     # -- sign-in and reversal ---------------------------------------------------------------------
 
     async def sign_in(self, *, opter_no: str, mac: str, ip: str) -> Answer:
-        """9001; on success the new `sign_no` is kept for every later call."""
-        self.sign_no = ""
+        """9001; on success the new `sign_no` is kept for every later call (calls already under
+        way keep the one they started with)."""
         result = await self.call(SIGN_IN, {"opter_no": opter_no, "mac": mac, "ip": ip})
         if isinstance(result, Ok):
             info = result.output.get("signinoutb")

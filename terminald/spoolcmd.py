@@ -68,7 +68,7 @@ def show_record(cfg: Config, ref: str, *, full: bool) -> int:
         if full:
             shown = record.wire()
         else:
-            shown = answer(record, spool.history(record.record_id))
+            shown = answer(record, spool.history(record.record_id), cfg.terminal.timezone)
             card = record.payload.get("card") or {}
             shown["card"] = {"card_number": mask_card(card.get("card_number")),
                              "ssn": mask_ssn(card.get("ssn")), "name": mask_name(card.get("name"))}

@@ -22,12 +22,12 @@ def receipt_tx(d: Daemon, record: Record) -> dict[str, Any]:
     """The Transaction answer a document is printed from. A revoke also carries
     `original`: what its original's answer says the patient paid at the counter and
     was handed back, so the revoke states the amount returned to the patient."""
-    tx = answer(record)
+    tx = answer(record, tz=d.cfg.terminal.timezone)  # times printed in the terminal's zone
     original_id = tx.get("original_id")
     if record.kind == "revoke" and original_id and d.spool is not None:
         original = d.spool.get(original_id)
         if original is not None:
-            facts = answer(original)
+            facts = answer(original, tz=d.cfg.terminal.timezone)
             tx["original"] = {"paid_at_counter_fen": facts["paid_at_counter_fen"], "refund": facts["refund"]}
     return tx
 

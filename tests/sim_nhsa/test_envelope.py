@@ -132,3 +132,11 @@ def test_infcode_as_a_string_when_the_region_does_so(nhsa_sim: NhsaSim, caller: 
     nhsa_sim.control(infcode_as_string=True)
     response = caller.send(caller.envelope("9001", {"opter_no": "T0001"}))
     assert json.loads(response.content)["infcode"] == "0"
+
+
+def test_inf_refmsgid_echoes_the_msgid_where_the_region_does_so(nhsa_sim: NhsaSim, caller: Caller) -> None:
+    env, answer = caller.call("9001", {"opter_no": "T0001"})
+    assert answer["inf_refmsgid"] != env["msgid"] and answer["inf_refmsgid"].startswith("110105")
+    nhsa_sim.control(refmsgid_echo=True)
+    env, answer = caller.call("9001", {"opter_no": "T0001"})
+    assert answer["inf_refmsgid"] == env["msgid"]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa import NhsaSim
-from terminald.sim.nhsa.settings import MSG_BUSY, MSG_MSGID_REUSED, MSG_REFUSED
+from terminald.sim.nhsa.settings import MSG_BUSY, MSG_GATEWAY_TIMEOUT, MSG_MSGID_REUSED, MSG_REFUSED
 from tests.sim_nhsa.helpers import Caller, sale_data
 from tests.waiting import wait_for
 
@@ -67,6 +67,7 @@ def test_latency(nhsa_sim: NhsaSim, caller: Caller) -> None:
     # Beyond the caller's timeout the platform still handles the call: an unknown outcome.
     wait_for(lambda: nhsa_sim.standing_settlements(), 5, "the slow settlement to commit")
     assert nhsa_sim.state()["injected"]["latency"] >= 2
+    assert nhsa_sim.calls("2102")[0]["fault"] == ["latency"]
 
 
 def test_5xx_handles_nothing(nhsa_sim: NhsaSim, caller: Caller) -> None:
@@ -110,6 +111,16 @@ def test_garbage_after_commit(nhsa_sim: NhsaSim, caller: Caller) -> None:
         response.json()
     assert len(nhsa_sim.standing_settlements()) == 1
     assert nhsa_sim.calls("2102")[0]["fault"] == ["garbage"]
+
+
+def test_a_gateway_timeout_is_a_minus_one_after_commit(nhsa_sim: NhsaSim, caller: Caller) -> None:
+    nhsa_sim.control(next={"gateway_timeout": 1}, fault_infnos=["2102"])
+    answer = caller.send(_settle_env(nhsa_sim, caller, "S1")).json()
+    assert (answer["infcode"], answer["err_msg"], answer["output"]) == (-1, MSG_GATEWAY_TIMEOUT, None)
+    # Behind the front end the platform settled: the caller must reverse, not trust the -1.
+    [call] = nhsa_sim.calls("2102")
+    assert call["committed"] and call["answer"]["infcode"] == 0 and call["fault"] == ["gateway_timeout"]
+    assert len(nhsa_sim.standing_settlements()) == 1
 
 
 def test_busy_is_a_definite_refusal_that_changes_nothing(nhsa_sim: NhsaSim, caller: Caller) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 
 from terminald.sim.card_desc import CARDS_DIR, load_card
 from terminald.sim.nhsa import NhsaSim
+from terminald.sim.nhsa.persons import id_check_digit
 from terminald.sim.nhsa.settings import MSG_FROZEN, MSG_NOT_INSURED
 from tests.sim_nhsa.helpers import Caller
 
@@ -105,3 +107,22 @@ def test_control_refuses_an_unknown_person(nhsa_sim: NhsaSim) -> None:
     assert response.status_code == 400 and "no such person" in response.json()["message"]
     persons = httpx.get(nhsa_sim.url + "/_control/persons", timeout=10).json()
     assert {p["key"]: p["status"] for p in persons}["F60000987"] == "frozen"
+
+
+def test_many_made_up_persons_for_benchmarks(tmp_path: Path) -> None:
+    sim = NhsaSim(tmp_path / "n.db", synthetic_persons=400)
+    sim.start()
+    caller = Caller(sim)
+    try:
+        made_up = [p for p in sim.persons.values() if p.card_number.startswith("S")]
+        assert len(made_up) == 400 and len({p.certno for p in made_up}) == 400
+        assert all(id_check_digit(p.certno[:17]) == p.certno[17] for p in made_up)
+        caller.sign_in()
+        last = sim.person("S00000400")
+        info = caller.person_info(last)
+        assert info["output"]["baseinfo"]["certno"] == last.certno
+        _, answer = caller.settle(last, [("1", "10.00")], sale_id="B1")
+        assert answer["infcode"] == 0
+    finally:
+        caller.close()
+        sim.stop()

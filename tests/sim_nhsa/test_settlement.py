@@ -60,6 +60,7 @@ def test_amounts_on_the_wire_are_two_decimal_numbers_or_strings(nhsa_sim: NhsaSi
     # The caller may send numbers too (here written by hand: no float ever touches them).
     text = json.dumps(env).replace('"det_item_fee_sumamt": "10.00"', '"det_item_fee_sumamt": 10.00')
     text = text.replace('"medfee_sumamt": "10.00"', '"medfee_sumamt": 10')
+    text = text.replace('"cnt": "1"', '"cnt": 1.000')  # trailing zeros are exact
     raw = caller.http.post("/", content=text.encode()).content
     assert b'"medfee_sumamt":10.00,' in raw and b'"acct_pay":2.00,' in raw and b'"balc":498.00' in raw
     nhsa_sim.control(amounts_as="string")
@@ -69,7 +70,8 @@ def test_amounts_on_the_wire_are_two_decimal_numbers_or_strings(nhsa_sim: NhsaSi
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [
-    ("medfee_sumamt", "58.330", "medfee_sumamt"),
+    ("medfee_sumamt", "58.333", "medfee_sumamt"),
+    ("medfee_sumamt", "5.833e1", "medfee_sumamt"),
     ("medfee_sumamt", "58.34", "费用明细合计"),
     ("medfee_sumamt", "-58.33", "medfee_sumamt"),
     ("medfee_sumamt", "0", "大于0"),

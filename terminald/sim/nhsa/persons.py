@@ -21,7 +21,7 @@ from typing import Any
 from terminald.sim.card_desc import CARDS_DIR, DescriptionError, load_card
 from terminald.sim.nhsa.wire import fen_from_wire
 
-__all__ = ["PERSONS_TABLE", "Person", "PersonTable", "load_persons", "synthetic_persons"]
+__all__ = ["PERSONS_TABLE", "Person", "PersonTable", "id_check_digit", "load_persons", "synthetic_persons"]
 
 PERSONS_TABLE = Path(__file__).with_name("persons.toml")
 

@@ -67,6 +67,7 @@ class Incoming:
     envelope: dict[str, Any] | None
     parse_error: str | None
     received: datetime
+    faults: tuple[str, ...] = ()  # applied before the platform saw the call (latency)
 
 
 @dataclass
@@ -165,16 +166,18 @@ class Platform:
             call_id = self.store.open_call(wire_time(incoming.received), incoming.path, _str_or_none(env.get("msgid")),
                                            _str_or_none(env.get("infno")), _str_or_none(env.get("fixmedins_code")),
                                            _request_text(incoming.body))
-            self.store.close_call(call_id, answer=None, infcode=None, err_msg="", committed=False, fault=fault,
-                                  psn_no=_psn_no_of(env))
+            self.store.close_call(call_id, answer=None, infcode=None, err_msg="", committed=False,
+                                  fault=",".join([*incoming.faults, fault]), psn_no=_psn_no_of(env))
 
     def call(self, incoming: Incoming, gate: Gate, post_fault: str | None = None) -> Handled:
+        """Handle one call; `post_fault` (drop_after_commit, garbage, gateway_timeout) is only
+        logged here: the server applies it to the answer after the commit."""
         env = incoming.envelope or {}
         with self.store.transaction():
             call_id = self.store.open_call(wire_time(incoming.received), incoming.path, _str_or_none(env.get("msgid")),
                                            _str_or_none(env.get("infno")), _str_or_none(env.get("fixmedins_code")),
                                            _request_text(incoming.body))
-            faults: list[str] = []
+            faults: list[str] = list(incoming.faults)
             try:
                 with self.store.transaction():  # a savepoint: a refusal undoes the call's effects
                     outcome = self._handle(incoming, call_id, gate)
@@ -197,7 +200,8 @@ class Platform:
         infcode: int | str = str(outcome.infcode) if self.settings.infcode_as_string else outcome.infcode
         answer = {
             "infcode": infcode,
-            "inf_refmsgid": f"{area}{stamp17(now)[:14]}{call_id:010d}",
+            "inf_refmsgid": (str(env.get("msgid", "")) if self.settings.refmsgid_echo
+                             else f"{area}{stamp17(now)[:14]}{call_id:010d}"),
             "refmsg_time": stamp17(received),
             "respond_time": stamp17(now),
             "err_msg": outcome.err_msg,

@@ -15,6 +15,8 @@ contracts/upstream-nhsa.md). Run-time switches, with ``POST /_control`` (JSON) o
     drop_after_commit_rate      handle and commit the call, then reset instead of answering
     garbage_rate: float 0..1    handle and commit, then answer 200 with a body that is not the envelope
     busy_rate: float 0..1       infcode -1 "系统繁忙，请稍后再试", nothing handled
+    gateway_timeout_rate        handle and commit, then answer infcode -1 "调用医保中心服务超时…"
+                                (a front end's own timeout: a -1 whose outcome is not known)
     fault_infnos: [infno]       the rate faults above (and `next`) hit only these infnos ([] = all)
     refuse: {infno: [...], persons: [...], message}   infcode -1 for matching calls, nothing handled
     + every field of `settings.Settings` (amounts_as, fund_includes_acct, deductible_fen, split, ...)
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import signal
 import threading
@@ -50,17 +53,19 @@ from terminald.sim.central_http import abort, json_answer, read_request
 from terminald.sim.nhsa.checks import money_problems
 from terminald.sim.nhsa.persons import PERSONS_TABLE, Person, load_persons
 from terminald.sim.nhsa.rules import Incoming, Platform
-from terminald.sim.nhsa.settings import INFNOS, MSG_REFUSED, Settings
+from terminald.sim.nhsa.settings import INFNOS, MSG_GATEWAY_TIMEOUT, MSG_REFUSED, Settings
 from terminald.sim.nhsa.store import NhsaStore
 from terminald.sim.nhsa.wire import parse_body
 
 __all__ = ["DEFAULT_PORT", "Faults", "NhsaSim", "main", "run"]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PORT = 8650
-ONE_SHOT = ("reset", "error", "busy", "drop_after_commit", "garbage")
+ONE_SHOT = ("reset", "error", "busy", "drop_after_commit", "garbage", "gateway_timeout")
 _ACTIONS = {"seed", "next", "sign_in_expiry", "down_for_s", "frozen", "not_insured", "freeze", "unfreeze",
             "balance_fen", "reset_counters"}
-_RATES = ("error_rate", "reset_rate", "drop_after_commit_rate", "garbage_rate", "busy_rate")
+_RATES = ("error_rate", "reset_rate", "drop_after_commit_rate", "garbage_rate", "busy_rate", "gateway_timeout_rate")
 GARBAGE = b'{"infcode":0,"inf_refmsgid":"\x00\x1f<html><body>502 Bad Gateway'
 _ERROR_PAGE = b"<html><head><title>Service Unavailable</title></head><body>upstream unavailable</body></html>"
 
@@ -75,6 +80,7 @@ class Faults:
     drop_after_commit_rate: float = 0.0
     garbage_rate: float = 0.0
     busy_rate: float = 0.0
+    gateway_timeout_rate: float = 0.0
     fault_infnos: list[str] = field(default_factory=list)
     refuse: dict[str, Any] = field(default_factory=dict)
 
@@ -195,6 +201,11 @@ class NhsaSim:
                  for key in ("frozen", "not_insured", "freeze", "unfreeze") if key in changes}
         balances = self._balances(changes.get("balance_fen", {}))
         one_shot = self._one_shot(changes.get("next", {}))
+        down_for = changes.get("down_for_s", 0)
+        if isinstance(down_for, bool) or not isinstance(down_for, int | float) or down_for < 0:
+            raise ValueError("down_for_s must be a non-negative number of seconds")
+        if "seed" in changes and (isinstance(changes["seed"], bool) or not isinstance(changes["seed"], int)):
+            raise ValueError("seed must be an integer")
         self.settings.update({k: v for k, v in changes.items() if k in Settings.names()})  # validates, then applies
         # Everything is valid: apply.
         for key, value in new_faults.items():
@@ -237,6 +248,7 @@ class NhsaSim:
             elif key == "fault_infnos":
                 if not isinstance(value, list) or not set(value) <= set(INFNOS):
                     raise ValueError(f"fault_infnos must be a list of {INFNOS}")
+                value = list(value)
             elif key == "refuse":
                 value = self._refuse(value)
             else:
@@ -428,14 +440,16 @@ class NhsaSim:
     async def _gateway(self, path: str, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         received = datetime.now().astimezone()
         faults = self.faults
+        applied: tuple[str, ...] = ()
         if faults.latency_ms:
             self.injected["latency"] += 1
+            applied = ("latency",)
             await asyncio.sleep(faults.latency_ms / 1000)
         envelope, problem = parse_body(body)
         raw_infno = envelope.get("infno") if envelope else None
         infno = raw_infno if isinstance(raw_infno, str) else ""
         self.requests[infno or "?"] += 1
-        incoming = Incoming(path, body, envelope, problem, received)
+        incoming = Incoming(path, body, envelope, problem, received, applied)
         targeted = self._targeted(infno)
         if targeted and self._take("reset", faults.reset_rate):
             self.platform.log_transport_fault(incoming, "reset")
@@ -448,12 +462,24 @@ class NhsaSim:
             post = "drop_after_commit"
         elif targeted and self._take("garbage", faults.garbage_rate):
             post = "garbage"
-        handled = self.platform.call(incoming, self, post)
+        elif targeted and self._take("gateway_timeout", faults.gateway_timeout_rate):
+            post = "gateway_timeout"
+        try:
+            handled = self.platform.call(incoming, self, post)
+        except Exception:
+            log.exception("nhsa simulator: the call could not be handled")
+            return 500, [("Content-Type", "text/html")], _ERROR_PAGE
         if post == "drop_after_commit":
             raise _Reset
         if post == "garbage":
             return 200, [("Content-Type", "application/json")], GARBAGE
-        return 200, [("Content-Type", "application/json;charset=UTF-8")], handled.body
+        content_type = [("Content-Type", "application/json;charset=UTF-8")]
+        if post == "gateway_timeout":
+            answer = json.loads(handled.body)
+            answer.update(infcode="-1" if self.settings.infcode_as_string else -1, err_msg=MSG_GATEWAY_TIMEOUT,
+                          output=None)
+            return 200, content_type, json.dumps(answer, ensure_ascii=False).encode()
+        return 200, content_type, handled.body
 
     async def _control_endpoint(
         self, method: str, path: str, query: dict[str, list[str]], body: bytes

@@ -16,6 +16,7 @@ __all__ = [
     "MSG_ALREADY_REVOKED",
     "MSG_BUSY",
     "MSG_FROZEN",
+    "MSG_GATEWAY_TIMEOUT",
     "MSG_MSGID_REUSED",
     "MSG_NOTHING_TO_REVERSE",
     "MSG_NOT_INSURED",
@@ -32,6 +33,7 @@ __all__ = [
 INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201")
 
 MSG_BUSY = "系统繁忙，请稍后再试"
+MSG_GATEWAY_TIMEOUT = "调用医保中心服务超时，交易结果未知"
 MSG_SIGN_IN_EXPIRED = "签到失效，请重新签到"
 MSG_SIGN_NO_MISSING = "签到编号不能为空，请先签到"
 MSG_MSGID_REUSED = "发送方报文ID重复"
@@ -58,10 +60,14 @@ class Settings:
     deductible_fen: int = 0  # per person and calendar year of begntime; 0 = none
     split: dict[str, list[int]] = field(default_factory=lambda: {"310": [70, 20], "390": [50, 0]})
     require_card_sn: bool = True  # 1101 with mdtrt_cert_type 03 needs card_sn
+    refmsgid_echo: bool = False  # inf_refmsgid = the request's msgid (else the platform's own id)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Validate every change first, then apply them all (ValueError names the bad one)."""
         checked: dict[str, Any] = {}
+        unknown = set(changes) - self.names()
+        if unknown:
+            raise ValueError(f"unknown settings: {sorted(unknown)}")
         for key, value in changes.items():
             default = getattr(Settings(), key)
             if key == "amounts_as" and value not in ("number", "string"):
@@ -77,6 +83,7 @@ class Settings:
             elif isinstance(default, list):
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValueError(f"{key} must be a list of strings")
+                value = list(value)
             elif isinstance(default, dict):
                 value = _split_table(value)
             checked[key] = value
@@ -93,7 +100,7 @@ def _split_table(value: Any) -> dict[str, list[int]]:
         raise ValueError("split is {insutype: [fund_pct, acct_pct]}")
     table: dict[str, list[int]] = {}
     for insutype, pcts in value.items():
-        if (not isinstance(pcts, list) or len(pcts) != 2 or not all(isinstance(p, int) and 0 <= p <= 100 for p in pcts)
+        if (not isinstance(pcts, list) or len(pcts) != 2 or not all(type(p) is int and 0 <= p <= 100 for p in pcts)
                 or sum(pcts) > 100):
             raise ValueError(f"split[{insutype}] must be [fund_pct, acct_pct], integers, sum <= 100")
         table[str(insutype)] = [int(pcts[0]), int(pcts[1])]

@@ -1,7 +1,8 @@
 """The platform's wire formats: yuan amounts <-> integer fen, times, msgid, the answer's JSON.
 
 Amounts are never floats here: a request body is parsed with ``parse_float=Decimal`` and an
-amount is accepted only when it is a whole number of fen; answers write yuan with exactly two
+amount is accepted only when it is a whole number of fen (``12.30`` and ``12.300`` yes,
+``12.305`` no), as a string or a number; answers write yuan with exactly two
 decimals, as JSON numbers (``12.30``) or strings (``"12.30"``), per the ``amounts_as`` setting.
 """
 
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 CST = timezone(timedelta(hours=8), "CST")  # the platform's clock: Beijing time
-_AMOUNT = re.compile(r"-?\d{1,14}(\.\d{1,2})?")
+_AMOUNT = re.compile(r"-?\d{1,14}(\.\d{1,8})?")  # exactness (whole fen) is checked after
 _DECIMAL = re.compile(r"-?\d{1,16}(\.\d{1,6})?")
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 

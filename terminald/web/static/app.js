@@ -223,7 +223,7 @@
       const card = r.card || {};
       const reason = el("td", { title: (r.rejection && r.rejection.message) || "" }, rejectionText(r.rejection));
       return el("tr", { "data-id": r.id, "data-seq": String(r.seq) }, el("td", {}, r.seq),
-        el("td", {}, when(r.business_time)), el("td", {}, maskCard(card.card_number)),
+        el("td", { class: "when" }, when(r.business_time)), el("td", {}, maskCard(card.card_number)),
         el("td", {}, card.name_masked || "—"), el("td", { class: "num" }, yuan(r.total_fen)), reason,
         el("td", { class: "actions" }, button, selfPay, voided));
     });
@@ -234,7 +234,7 @@
 
   function renderOutages() {
     const rows = state.outages.slice(-10).reverse().map((o) => el("tr", { "data-reportable": String(!!o.reportable) },
-      el("td", {}, when(o.started_at)), el("td", {}, o.ended_at ? when(o.ended_at) : t("ongoing")),
+      el("td", { class: "when" }, when(o.started_at)), el("td", {}, o.ended_at ? when(o.ended_at) : t("ongoing")),
       el("td", {}, o.duration_s == null ? "—" : duration(o.duration_s)), el("td", {}, causeText(o.cause, o.planned)),
       el("td", {}, (o.planned ? t("planned") : t("unplanned")) + (o.reportable ? " · " + t("reportable") : ""))));
     $("outages").querySelector("tbody").replaceChildren(...rows);
@@ -268,7 +268,7 @@
       }
       return el("tr", { "data-id": job.job_id, "data-state": job.state },
         el("td", {}, seq == null ? "—" : seq), el("td", {}, t("document." + (job.document || "receipt"))),
-        el("td", {}, when(job.updated_at || job.created_at)), el("td", {}, job.printer || "—"), status, action);
+        el("td", { class: "when" }, when(job.updated_at || job.created_at)), el("td", {}, job.printer || "—"), status, action);
     });
     $("jobs").querySelector("tbody").replaceChildren(...rows);
     $("jobs").hidden = !rows.length;
@@ -282,10 +282,10 @@
     const items = (state.followups && state.followups.items) || [];
     const rows = items.map((f) => {
       const card = f.card || {};
-      const deadline = el("td", { "data-level": f.overdue ? "bad" : "ok" },
+      const deadline = el("td", { class: "when", "data-level": f.overdue ? "bad" : "ok" },
         (f.deadline || "—") + (f.overdue ? ` · ${t("overdue")}` : ""));
       return el("tr", { "data-id": f.id, "data-reason": f.reason, "data-overdue": String(!!f.overdue) },
-        el("td", {}, f.seq), el("td", {}, when(f.business_time)), el("td", {}, maskCard(card.card_number)),
+        el("td", {}, f.seq), el("td", { class: "when" }, when(f.business_time)), el("td", {}, maskCard(card.card_number)),
         el("td", {}, card.name_masked || "—"), el("td", {}, f.contact_phone_masked || "—"),
         el("td", { class: "num" }, f.reason === "refund" ? yuan(f.owed_fen) : "—"), deadline,
         el("td", { class: "todo" }, f.reason === "refund" ? t("todo_refund")
@@ -356,7 +356,7 @@
     let found = [];
     try {
       for (const wanted of ["unknown", "failed"]) {
-        const answer = await api(`/v1/print-jobs?state=${wanted}&limit=200`);
+        const answer = await api(`/v1/print-jobs?state=${wanted}`);
         found = found.concat(Array.isArray(answer) ? answer : answer.items || []);
       }
     } catch (e) {

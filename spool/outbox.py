@@ -43,7 +43,7 @@ from spool.records import (
     Transition,
 )
 from spool.schema import NAMESPACE, STEPS
-from spool.store import connect, migrate, translate
+from spool.store import connect, migrate, schema_version, translate
 from spool.witness import Witness, read_witness
 from spool.writer import AppendDone, PendingSummary, WriteDone, Writer
 
@@ -84,6 +84,7 @@ class Spool:
         self._checker: threading.Thread | None = None
         self._check_conn: sqlite3.Connection | None = None
         self._closed = False
+        self._readonly = False
 
     # -- open / close ------------------------------------------------------------------------------
     @classmethod
@@ -110,6 +111,68 @@ class Spool:
             spool.close()
             raise
         return spool
+
+    @classmethod
+    def open_readonly(cls, path: str | Path, terminal_id: str) -> Spool:
+        """Open an existing spool for reading only: what `terminald spool list/show/check/export`
+        use, beside a running daemon or as root on the daemon's file.
+
+        Nothing is created or changed: no migration (a schema of another version is refused with
+        SpoolError: the daemon migrates it when it starts), no claim of the terminal id, no
+        writer thread, no ``-seq`` witness, no lock, and no ``-wal``/``-shm`` (``store.connect``,
+        ``readonly``). The reads, ``stats``/``totals``, ``check`` and ``export`` work; every
+        write (and ``pending_summary``, the writer's) raises SpoolClosed. The open-time checks
+        are those of ``open``: the schema, the terminal, a gapless chain whose newest records
+        hash and link, the witness. Corruption found is reported (``integrity``), never logged
+        as stopping appends: there are none here.
+        """
+        if not isinstance(terminal_id, str) or not terminal_id:
+            raise InvalidRequest("terminal_id must be a non-empty string")
+        spool = cls(Path(path), terminal_id)
+        spool._readonly = True
+        conn = connect(spool.path, readonly=True)
+        try:
+            spool._verify_readonly(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            error = translate(exc, spool.path, "open")
+            if type(error) is SpoolError and isinstance(exc, sqlite3.DatabaseError):
+                error = SpoolCorrupt(f"{spool.path}: schema unreadable ({exc})")
+            raise error from exc
+        except BaseException:
+            conn.close()
+            raise
+        spool._idle_readers.append(conn)
+        spool.integrity = "ok"
+        return spool
+
+    def _verify_readonly(self, conn: sqlite3.Connection) -> None:
+        path = self.path
+        applied = schema_version(conn, NAMESPACE)
+        if applied != len(STEPS):
+            newer = applied > len(STEPS)
+            raise SpoolError(
+                f"{path}: schema {NAMESPACE!r} is at step {applied}, this version of terminald knows "
+                f"{len(STEPS)}: " + ("the file was written by a newer terminald" if newer else
+                                     "start terminald (it migrates the file when it opens it); "
+                                     "reading never changes the file")
+            )
+        self._verify_schema(conn)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'terminal_id'").fetchone()
+        if row is not None and row[0] != self.terminal_id:
+            raise SpoolError(f"{path} holds the spool of terminal {row[0]!r}, not {self.terminal_id!r}")
+        tail_seq, _ = maintenance.verify_tail(conn, path, self.terminal_id)
+        witness = read_witness(path)
+        if witness is not None and witness[0] > tail_seq:
+            raise SpoolCorrupt(
+                f"{path}: appends up to seq {witness[0]} were acknowledged but the file ends at seq "
+                f"{tail_seq} (truncated or replaced WAL/file?)"
+            )
+
+    @property
+    def readonly(self) -> bool:
+        """Opened with ``open_readonly``: reads only."""
+        return self._readonly
 
     @staticmethod
     def opened(path: str | Path) -> Spool | None:
@@ -197,7 +260,7 @@ class Spool:
         self._checker.start()
 
     def _mark_corrupt(self, message: str) -> None:
-        if self.integrity != "corrupt":
+        if self.integrity != "corrupt" and not self._readonly:
             log.error("spool corrupt, appends stopped: %s", message)
         self.integrity = "corrupt"
         self.integrity_error = message
@@ -234,9 +297,18 @@ class Spool:
 
     # -- helpers -----------------------------------------------------------------------------------
     def _live_writer(self) -> Writer:
+        if self._readonly and not self._closed:
+            raise SpoolClosed(f"spool {self.path} is open read-only (Spool.open_readonly): it is never written")
         if self._closed or self._writer is None:
             raise SpoolClosed(f"spool {self.path} is closed")
         return self._writer
+
+    def _ensure_open(self) -> None:
+        if self._readonly:
+            if self._closed:
+                raise SpoolClosed(f"spool {self.path} is closed")
+            return
+        self._live_writer()
 
     def _borrow_reader(self) -> sqlite3.Connection:
         with self._read_lock:
@@ -244,7 +316,7 @@ class Spool:
                 raise SpoolClosed(f"spool {self.path} is closed")
             if self._idle_readers:
                 return self._idle_readers.pop()
-        return connect(self.path)
+        return connect(self.path, readonly=self._readonly)
 
     def _return_reader(self, conn: sqlite3.Connection) -> None:
         with self._read_lock:
@@ -336,7 +408,8 @@ class Spool:
         the last value.
         """
         if self._writer is None:
-            raise SpoolClosed(f"spool {self.path} was never opened")
+            state = "open read-only (no writer: use stats())" if self._readonly else "never opened"
+            raise SpoolClosed(f"spool {self.path} {state}")
         return self._writer.summary
 
     def _prepare(self, req: AppendRequest) -> tuple[Writer, str]:
@@ -503,7 +576,7 @@ class Spool:
     # -- whole file --------------------------------------------------------------------------------
     def check(self) -> CheckReport:
         """Verify the whole chain and run PRAGMA integrity_check; problems stop further writes."""
-        self._live_writer()
+        self._ensure_open()
         report = maintenance.check_file(self.path, self.terminal_id)
         if not report.ok:
             self._mark_corrupt(f"{self.path}: check failed: {report.problems[0]}")
@@ -511,7 +584,7 @@ class Spool:
 
     def export(self, dest: str | Path, fmt: str = "jsonl") -> int:
         """Copy every record to ``dest`` (jsonl, csv or sqlite) from an online-backup snapshot."""
-        self._live_writer()
+        self._ensure_open()
         return maintenance.export_file(self.path, Path(dest), fmt)
 
     def prune(self, retention_days: int, now: datetime | None = None, *, max_records: int | None = None) -> int:

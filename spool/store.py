@@ -47,12 +47,21 @@ def translate(exc: BaseException, path: str | Path, during: str) -> SpoolError:
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open ``path`` with the spool's pragmas; raise a SpoolError if they cannot be had."""
+    """Open ``path`` with the spool's pragmas; raise a SpoolError if they cannot be had.
+
+    ``readonly``: read, and create or change no file. SQLite's ``mode=ro`` alone would create
+    the ``-wal`` and ``-shm`` files of a WAL database beside it when they are missing (owned by
+    whoever reads: root's, for a command run as root, which the daemon's user then cannot
+    open). So: with no ``-wal`` (nobody has the file open, and every commit is in the main
+    file) it is read as ``immutable`` (no lock, no side file); with one, through the existing
+    ``-wal`` and ``-shm`` (the daemon's, while it runs). A non-empty ``-wal`` without its
+    ``-shm`` (left by a crash) cannot be read without creating one: SpoolError.
+    """
     path = Path(path)
     try:
         if readonly:
             conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                _readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
             )
         else:
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -76,6 +85,29 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _readonly_uri(path: Path) -> str:
+    """The URI that reads ``path`` without creating a file beside it (see ``connect``)."""
+    if not path.exists():
+        raise SpoolError(f"no spool at {path}")
+    wal = path.with_name(path.name + "-wal")
+    shm = path.with_name(path.name + "-shm")
+    try:
+        wal_size: int | None = wal.stat().st_size
+    except FileNotFoundError:
+        wal_size = None
+    except OSError as exc:
+        raise translate(exc, path, "open") from exc
+    uri = path.resolve().as_uri()
+    if wal_size is None or (wal_size == 0 and not shm.exists()):
+        return f"{uri}?mode=ro&immutable=1"
+    if not shm.exists():
+        raise SpoolError(
+            f"{wal} holds commits not yet in {path.name} and {shm.name} is missing: reading it would create "
+            f"{shm.name}; let terminald open the spool first (or `terminald spool salvage`)"
+        )
+    return f"{uri}?mode=ro"
 
 
 def split_script(script: str) -> list[str]:

@@ -211,6 +211,10 @@ class PrintJob(BaseModel):
     retried_by: str | None = None  # this `unknown` job was printed again by that job
 
 
+class PrintJobList(BaseModel):
+    items: list[PrintJob]
+
+
 class CardOut(BaseModel):
     card_number: str
     ssn_masked: str

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from terminald.api.deps import daemon, load_record
-from terminald.api.models import PrintJob, PrintRetried, PrintSubmitted, ReceiptIn
+from terminald.api.models import PrintJob, PrintJobList, PrintRetried, PrintSubmitted, ReceiptIn
 from terminald.api.problems import problems
 from terminald.errors import NotFoundError, PrinterNotConfigured
 from terminald.receipts.documents import receipt_png, receipt_tx, renderer
@@ -65,6 +65,19 @@ async def preview(request: Request, record_id: str, document: str = "receipt") -
     record = await load_record(d, record_id)
     png = await asyncio.to_thread(receipt_png, d, record, "notice" if document == "notice" else "receipt")
     return Response(png, media_type="image/png")
+
+
+@router.get("/v1/print-jobs", response_model=PrintJobList, responses=problems({422: "validation_failed"}))
+async def jobs(
+    request: Request,
+    state: Annotated[list[Literal["queued", "printing", "done", "failed", "unknown", "cancelled"]] | None,
+                     Query(description="only jobs in these states (repeat the parameter for several)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Print jobs, newest first: e.g. `?state=unknown&state=failed`, what a person must look at."""
+    d = daemon(request)
+    found = await asyncio.to_thread(d.print_queue.jobs, tuple(state or ()), limit)
+    return {"items": [local_times(job, d.cfg.terminal.timezone) for job in found]}
 
 
 @router.get("/v1/print-jobs/{job_id}", response_model=PrintJob,

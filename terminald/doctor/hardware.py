@@ -147,7 +147,7 @@ def check_printers(cfg: Config, print_page: bool = False,
 
 
 def _test_page(cfg: Config, name: str) -> Check:
-    from terminald.clientcmd import print_test_page
+    from terminald.cli.printing import print_test_page
 
     try:
         code = print_test_page(cfg, name)

@@ -396,6 +396,13 @@ class PrintQueue:
         rows = self._execute(f"SELECT {_PUBLIC} FROM print_jobs WHERE job_id = ?", (job_id,))
         return _public(rows[0]) if rows else None
 
+    def jobs(self, states: tuple[str, ...] = (), limit: int = 100) -> list[dict[str, Any]]:
+        """The newest jobs first, in any of ``states`` (every state when empty)."""
+        where = f"WHERE state IN ({', '.join('?' * len(states))})" if states else ""
+        rows = self._execute(f"SELECT {_PUBLIC} FROM print_jobs {where} ORDER BY rowid DESC LIMIT ?",
+                             (*states, limit))
+        return [_public(row) for row in rows]
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Withdraw a job the worker has not taken (`queued`, including one waiting for paper
         or power); returns the job, now `cancelled`. NotFoundError for an unknown id,

@@ -72,7 +72,7 @@ async def page(request: Request) -> Response:
     daemon = getattr(request.app.state, "daemon", None)
     days = daemon.cfg.offline.deadline_working_days if daemon is not None else 10
     shell = _asset("index.html").body.decode("utf-8")
-    # The only value the shell carries: a config number the page needs before its first fetch.
+    # What the shell carries: a config number the page needs before its first fetch.
     body = shell.replace("{{deadline_days}}", html.escape(str(int(days))))
     return Response(body, media_type="text/html; charset=utf-8",
                     headers={**_HEADERS, "Cache-Control": "no-store"})

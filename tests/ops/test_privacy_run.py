@@ -130,7 +130,7 @@ def test_a_full_day_leaks_nothing_to_logs_or_events(daemon_proc: Callable[..., D
     if read_id:
         assert "card.inserted" in names
         metrics = api.get("/metrics").text
-        assert 'terminald_card_reads_total{outcome="ok"} 1.0' in metrics
+        assert 'terminald_card_reads_total{outcome="ok"} 2.0' in metrics  # one read per sale
     d.stop()
 
     log = d.stderr_text()

@@ -1,5 +1,5 @@
-"""CLI bodies: drain, outages, reconcile (exit codes and output); drain refuses while the daemon
-holds the spool's lock."""
+"""CLI bodies (terminald/cli/): drain, outages, reconcile (exit codes and output); drain refuses
+while the daemon holds the spool's lock."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 
 from spool import Spool
 from spool.lock import SpoolLock, SpoolLocked, lock_path
+from terminald.cli.spool import drain
+from terminald.cli.upstream import print_outages, print_reconcile
 from terminald.sim.central import CentralSim
-from terminald.upload.commands import drain, main, print_outages, print_reconcile
 from terminald.upload.state import UploadState
 from tests.api.helpers import central_config, post_tx, sale
 from tests.fixtures.daemon import DaemonProcess, DaemonStartError
@@ -78,10 +79,14 @@ def test_outages_table_and_csv(
     assert "connect_failed" in table and "1:30:00" in table
 
 
-def test_module_entry_rejects_a_bad_config(tmp_path: Path) -> None:
+def test_a_bad_config_is_a_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[upstream]\nurl = 'ftp://x'\n")
-    assert main(["outages", "--config", str(bad)]) == 2
+    for args in (["outages"], ["reconcile", "--date", "2026-11-23"], ["spool", "drain"]):
+        done = subprocess.run([sys.executable, "-m", "terminald.cli", *args, "--config", str(bad)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "upstream.url" in done.stderr
 
 
 # -- the spool's lock: drain never races a running daemon -------------------------------------------------

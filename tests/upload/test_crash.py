@@ -34,7 +34,7 @@ def _drain(config: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("TERMINALD_CONFIG", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "terminald.upload.commands", "drain", "--config", str(config)],
+        [sys.executable, "-m", "terminald.cli", "spool", "drain", "--config", str(config)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

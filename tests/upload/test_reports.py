@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from spool import Outcome, Spool
+from terminald.cli.upstream import print_reconcile
 from terminald.reports import outages, reconcile
 from terminald.sim.central import CentralSim
 from terminald.upload.answers import CentralTotals, parse_totals
-from terminald.upload.commands import print_reconcile
 from terminald.upload.errors import BadAnswer
 from terminald.upload.state import UploadState
 from terminald.upload.uploader import Uploader

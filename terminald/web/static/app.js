@@ -268,7 +268,8 @@
       }
       return el("tr", { "data-id": job.job_id, "data-state": job.state },
         el("td", {}, seq == null ? "—" : seq), el("td", {}, t("document." + (job.document || "receipt"))),
-        el("td", { class: "when" }, when(job.updated_at || job.created_at)), el("td", {}, job.printer || "—"), status, action);
+        el("td", { class: "when" }, when(job.created_at)), el("td", {}, job.printer || "—"),
+        status, action);
     });
     $("jobs").querySelector("tbody").replaceChildren(...rows);
     $("jobs").hidden = !rows.length;
@@ -285,11 +286,13 @@
       const deadline = el("td", { class: "when", "data-level": f.overdue ? "bad" : "ok" },
         (f.deadline || "—") + (f.overdue ? ` · ${t("overdue")}` : ""));
       return el("tr", { "data-id": f.id, "data-reason": f.reason, "data-overdue": String(!!f.overdue) },
-        el("td", {}, f.seq), el("td", { class: "when" }, when(f.business_time)), el("td", {}, maskCard(card.card_number)),
-        el("td", {}, card.name_masked || "—"), el("td", {}, f.contact_phone_masked || "—"),
+        el("td", {}, f.seq), el("td", { class: "when" }, when(f.business_time)),
+        el("td", {}, maskCard(card.card_number)),
+        el("td", { class: "nowrap" }, card.name_masked || "—"),
+        el("td", { class: "nowrap" }, f.contact_phone_masked || "—"),
         el("td", { class: "num" }, f.reason === "refund" ? yuan(f.owed_fen) : "—"), deadline,
         el("td", { class: "todo" }, f.reason === "refund" ? t("todo_refund")
-          : `${t("todo_rejected")} (${rejectionText(f.rejection)})`));
+          : t("todo_rejected", { why: rejectionText(f.rejection) })));
     });
     $("followups").querySelector("tbody").replaceChildren(...rows);
     $("followups").hidden = !rows.length;
@@ -373,9 +376,15 @@
     const recent = (job) => new Date(job.updated_at || job.created_at).getTime() >= since;
     found = found.filter((job) => state.retried.has(job.job_id) || (!job.retried_by && recent(job)));
     found.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
-    // Print jobs name their transaction by id; staff know it by seq.
+    // Print jobs name their transaction by id; staff know it by seq (a sale pruned since: "—").
     await Promise.all([...new Set(found.map((j) => j.tx_id))].filter((id) => !state.txSeq.has(id)).map(
-      async (id) => { state.txSeq.set(id, (await api(`/v1/transactions/${encodeURIComponent(id)}`)).seq); }));
+      async (id) => {
+        const tx = await api(`/v1/transactions/${encodeURIComponent(id)}`).catch((e) => {
+          if (e instanceof ApiError && e.status === 404) return null;
+          throw e;
+        });
+        state.txSeq.set(id, tx ? tx.seq : null);
+      }));
     state.jobs = found;
     render();
   });
@@ -452,7 +461,8 @@
     ok.disabled = true;
     const note = $("confirm-note").value.trim();
     try {
-      await postJson(`/v1/transactions/${encodeURIComponent(r.id)}/resolve`, note ? { resolution, note } : { resolution });
+      await postJson(`/v1/transactions/${encodeURIComponent(r.id)}/resolve`,
+        note ? { resolution, note } : { resolution });
     } catch (e) {
       if (e instanceof Unauthorized) { $("confirm").close(); showLogin(true); return; }
       const error = $("confirm-error");
@@ -513,7 +523,8 @@
       onEvent,
       onState(s) {
         state.live = s;
-        if (s === "ok") refreshSoon("status", "outages", "rejected", "followups", "jobs");  // catch up after a reconnect
+        // Catch up after a reconnect.
+        if (s === "ok") refreshSoon("status", "outages", "rejected", "followups", "jobs");
         render();
       },
       onUnauthorized() { showLogin(true); },

@@ -39,7 +39,7 @@ window.TerminaldI18n = (function () {
       resolve_failed: "未能处理序号 {seq}：{e}",
       jobs_title: "打印结果不明的凭条",
       jobs_help: "打印中途中断，凭条可能已部分或全部打出：请先查看打印机出纸，确认没有打出完整凭条再点“重打”（新凭条标注“重打”）。",
-      col_document: "单据", col_printer: "打印机", col_state: "状态",
+      col_document: "单据", col_sent: "提交时间", col_printer: "打印机", col_state: "状态",
       document: { receipt: "医保结算凭条", notice: "补录结算通知" },
       job_state: {
         queued: "排队中", printing: "打印中", done: "已打印", failed: "打印失败", unknown: "结果不明",
@@ -50,7 +50,7 @@ window.TerminaldI18n = (function () {
       followups_title: "待联系患者", col_owed: "应退金额", col_deadline: "期限", col_todo: "待办",
       col_phone: "电话", overdue: "已逾期",
       todo_refund: "退还医保统筹部分：交给患者后，请在收银系统登记退款（状态页不能登记；清单另见 terminald followups）",
-      todo_rejected: "医保拒付：在上方“被拒记录”中按自费结算或作废",
+      todo_rejected: "医保拒付（{why}）：在上方“被拒记录”中按自费结算或作废",
       state: {
         ok: "正常", paper_near_end: "纸将尽", paper_out: "缺纸", cover_open: "纸仓盖开", offline: "离线",
         unknown: "状态未知", no_card: "无卡", busy: "忙", error: "故障", no_reader: "无读卡器",
@@ -151,7 +151,7 @@ window.TerminaldI18n = (function () {
       resolve_failed: "Seq {seq} was not resolved: {e}",
       jobs_title: "Receipts whose printing is uncertain",
       jobs_help: "Printing stopped part-way: the receipt may have come out in part or in full. Look at the printer first; reprint only if no complete receipt came out (the new one says REPRINT).",
-      col_document: "Document", col_printer: "Printer", col_state: "State",
+      col_document: "Document", col_sent: "Sent at", col_printer: "Printer", col_state: "State",
       document: { receipt: "Insurance receipt", notice: "Settlement notice" },
       job_state: {
         queued: "queued", printing: "printing", done: "printed", failed: "failed", unknown: "outcome unknown",
@@ -162,7 +162,7 @@ window.TerminaldI18n = (function () {
       followups_title: "Patients to contact", col_owed: "Owed", col_deadline: "Deadline", col_todo: "To do",
       col_phone: "Phone", overdue: "overdue",
       todo_refund: "Refund the fund's share: once handed over, record it at the POS (not from this page; the list is also in terminald followups)",
-      todo_rejected: "Rejected by central: settle as self-pay or void it under “Rejected records” above",
+      todo_rejected: "Rejected by central ({why}): settle as self-pay or void it under “Rejected records” above",
       state: {
         ok: "OK", paper_near_end: "paper low", paper_out: "paper out", cover_open: "cover open",
         offline: "offline", unknown: "status unknown", no_card: "no card", busy: "busy", error: "error",

@@ -1,0 +1,5 @@
+"""`python -m terminald.cli …`, as `terminald …`."""
+
+from terminald.cli import main
+
+main()

@@ -1,0 +1,32 @@
+"""`terminald serve` (the daemon) and `terminald demo` (a whole outage day with every simulator)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from terminald.cli.base import ConfigOpt, fail, load, setup_logging
+
+__all__ = ["demo", "serve"]
+
+
+def serve(config: ConfigOpt = None) -> None:
+    """Run the daemon (systemd Type=notify, watchdog)."""
+    cfg = load(config)
+    setup_logging(cfg)
+    from terminald.server import serve as run
+
+    try:
+        run(cfg)
+    except OSError as exc:
+        fail(f"cannot listen on {cfg.api.listen or cfg.api.unix_socket}: {exc.strerror}")
+
+
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the demo's state directory.")] = False,
+) -> None:
+    """Play a whole outage day with every simulator and print what happened."""
+    from terminald.sim.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))

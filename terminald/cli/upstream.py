@@ -1,0 +1,188 @@
+"""The link to central: `terminald upstream resume`, `outages`, `reconcile`.
+
+Each body returns the exit code: 0 ok, 1 failure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from terminald.cli.base import App, ConfigOpt, load
+
+if TYPE_CHECKING:
+    from terminald.config import Config
+
+__all__ = ["app", "outages", "print_outages", "print_reconcile", "reconcile", "resume"]
+
+app = App(help="The link to central.")
+
+
+@app.command("resume")
+def upstream_resume(
+    reason: Annotated[str, typer.Option("--reason", help="Why: logged with who.")],
+    config: ConfigOpt = None,
+    operator: Annotated[str | None, typer.Option(help="Who resumes (default: your login name).")] = None,
+    clear_downtime: Annotated[bool, typer.Option(
+        "--clear-downtime", help="Also drop the downtime window from central in force now.")] = False,
+) -> None:
+    """Clear an upload halt once its cause is fixed (central's cursor is checked again first)."""
+    raise typer.Exit(resume(load(config), reason=reason, operator=operator, clear_downtime=clear_downtime))
+
+
+def outages(
+    config: ConfigOpt = None,
+    reportable: Annotated[bool, typer.Option("--reportable", help="Only outages over 1 hour.")] = False,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV for the insurance office.")] = False,
+) -> None:
+    """The outage log."""
+    raise typer.Exit(print_outages(load(config), reportable, csv))
+
+
+def reconcile(
+    date: Annotated[str, typer.Option("--date", help="Business date, YYYY-MM-DD.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Local vs central totals for a business date."""
+    raise typer.Exit(print_reconcile(load(config), date))
+
+
+def print_outages(cfg: Config, reportable: bool, csv: bool) -> int:
+    """The outage log, read from the spool's file without writing it."""
+    import csv as csv_module
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from spool import SpoolError
+    from terminald.reports import outages as outage_log
+
+    try:
+        rows = outage_log(cfg.spool_path, reportable_only=reportable)
+    except SpoolError as exc:
+        Console(stderr=True).print(f"[red]cannot read the outage log: {exc}[/red]")
+        return 1
+    keys = ["started_at", "ended_at", "duration_s", "cause", "planned", "reportable"]
+    if csv:
+        writer = csv_module.DictWriter(sys.stdout, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    table = Table(title="outages" + (" over 1 hour" if reportable else ""))
+    for key in keys:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(_duration(row[k]) if k == "duration_s" else _cell(row[k]) for k in keys))
+    Console().print(table)
+    return 0
+
+
+def print_reconcile(cfg: Config, date: str) -> int:
+    """`terminald reconcile --date D`: what `GET /v1/reconciliation` answers, as a table; 1 unless it matches.
+
+    The local side is read from the spool opened read-only (beside a running daemon, too).
+    """
+    import asyncio
+
+    from terminald.cli.spool import with_spool
+    from terminald.reports import reconcile as reconciliation
+
+    return with_spool(cfg, lambda spool: _show_reconcile(asyncio.run(reconciliation(spool, cfg, date))))
+
+
+def _show_reconcile(result: dict[str, Any]) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    figures = ("count", "total_fen", "fund_paid_fen", "account_paid_fen")
+    table = Table(title=f"reconciliation {result['date']}")
+    for column in ("", *figures, "by_status"):
+        table.add_column(column)
+    for side in ("local", "central"):
+        part = result[side]
+        if part is None:
+            table.add_row(side, *["-"] * len(figures), result.get("error", "unavailable"))
+        else:
+            table.add_row(
+                side, *(str(part[f]) for f in figures), json.dumps(part["by_status"], ensure_ascii=False)
+            )
+    console.print(table)
+    for item in result.get("differences", []):
+        if "figure" in item:
+            console.print(f"differs: {item['figure']} local {item['local']} central {item['central']}")
+        else:
+            console.print(
+                f"record {item['record_id']} seq {item['seq']} {item['kind']} {item['status']} "
+                f"{item['total_fen']} fen: {item['why']} ({item['detail']})",
+                markup=False,
+            )
+    if "note" in result:
+        console.print(result["note"], markup=False)
+    console.print("[green]matches[/green]" if result["matches"] else "[red]does not match[/red]")
+    return 0 if result["matches"] else 1
+
+
+def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downtime: bool = False) -> int:
+    """Ask the running daemon to clear its upload halt (and/or central's window in force now).
+
+    The daemon logs who (`operator`, by default the login name) and why, checks central's
+    cursor again and answers the upstream status: exit 0 when no longer halted, 1 when it
+    halted again (the cause is not fixed), nothing was halted, or the daemon did not answer.
+    """
+    import httpx
+    from rich.console import Console
+
+    from terminald.cli.client import api_call
+
+    console = Console()
+    who = operator or _login_name()
+    body = {"operator": who, "reason": reason, "clear_downtime": clear_downtime}
+    try:
+        response = api_call(cfg, "POST", "/v1/upstream/resume", body, timeout_s=30.0)
+    except FileNotFoundError:
+        console.print(f"[red]no API token at {cfg.token_path}: is terminald running here?[/red]")
+        return 1
+    except httpx.HTTPError as exc:
+        console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/red]")
+        return 1
+    if response.status_code != 200:
+        try:
+            problem = response.json()
+            detail = f"{problem.get('code')}: {problem.get('detail')}"
+        except ValueError:
+            detail = response.text[:200]
+        console.print(f"terminald answered {response.status_code}: {detail}", style="red", markup=False)
+        return 1
+    link = response.json()
+    if link.get("halted"):
+        console.print("[red]uploading halted again: the cause is not fixed[/red]")
+        for alarm in link.get("alarms") or []:
+            console.print(f"{alarm.get('code')}: {alarm.get('message')}", style="red", markup=False)
+        return 1
+    cause = f" ({link['cause']})" if link.get("cause") else ""
+    console.print(f"resumed by {who}: upstream {link.get('state')}{cause}", markup=False)
+    return 0
+
+
+def _login_name() -> str:
+    import getpass
+    import os
+
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)

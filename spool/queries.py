@@ -173,7 +173,12 @@ def totals_on(conn: sqlite3.Connection, date: str) -> Totals:
             (date,),
         ).fetchall()
         listed = conn.execute(
-            f"SELECT record_id, seq, kind, status, total_fen FROM records WHERE {uncertain_where}"
+            # With each record its revoke link, so a difference on a revoked sale reads as one.
+            "SELECT record_id, seq, kind, status, total_fen,"
+            " json_extract(CASE WHEN json_valid(payload) THEN payload END, '$.original_record_id'),"
+            " (SELECT r.record_id FROM records r WHERE r.original_seq = records.seq"
+            "  AND r.status IN ('pending', 'settled') ORDER BY r.seq LIMIT 1)"
+            f" FROM records WHERE {uncertain_where}"
             f" ORDER BY seq LIMIT {_UNCERTAIN_LISTED}",
             (date,),
         ).fetchall()
@@ -198,6 +203,8 @@ def totals_on(conn: sqlite3.Connection, date: str) -> Totals:
             "status": str(r[3]),
             "total_fen": int(r[4]),
             "why": "outcome_missing" if r[3] == "settled" else "pending" if r[3] == "pending" else "unknown_status",
+            "original_id": r[5],
+            "revoked_by": r[6],
         }
         for r in listed
     )

@@ -86,7 +86,7 @@ async def reconcile(spool: Spool, cfg: Config, date: str) -> dict[str, Any]:
     figures are equal. ``differences`` (empty when they match, or when central could not be
     asked): one ``{"figure", "local", "central"}`` per figure that differs, then the local records
     of that date that can explain it (``{"record_id", "seq", "kind", "status", "total_fen", "why",
-    "detail"}``, why ∈ pending, outcome_missing, unknown_status).
+    "original_id", "revoked_by", "detail"}``, why ∈ pending, outcome_missing, unknown_status).
     """
     local = await asyncio.to_thread(spool.totals, date)
     local_part = {
@@ -158,6 +158,8 @@ def _named(record: dict[str, Any]) -> dict[str, Any]:
         "status": record["status"],
         "total_fen": record["total_fen"],
         "why": record["why"],
+        "original_id": record.get("original_id"),  # a revoke's original
+        "revoked_by": record.get("revoked_by"),  # the revoke cancelling this settlement
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -372,3 +373,14 @@ def test_checkpoints_run_off_the_writer_thread(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert writer._checkpointer.checkpoints >= 1
         assert (tmp_path / "s.db").stat().st_size > size_before  # frames were copied into the main file
+
+
+def test_reconciliation_names_records_with_their_revoke_links(tmp_spool: Spool) -> None:
+    sale = tmp_spool.append(make_request("sale", 2500)).record
+    tmp_spool.apply_outcomes([Outcome(sale.seq, "settled", {"central_ref": "C1"})])  # no fund/account figures
+    revoke = tmp_spool.append(dataclasses.replace(
+        make_request("revoke", -2500, kind="revoke", extra={"original_record_id": sale.record_id}),
+        original_record_id=sale.record_id)).record
+    named = {r["record_id"]: r for r in tmp_spool.totals("2026-11-23").uncertain}
+    assert named[sale.record_id]["revoked_by"] == revoke.record_id and named[sale.record_id]["original_id"] is None
+    assert named[revoke.record_id]["original_id"] == sale.record_id and named[revoke.record_id]["why"] == "pending"

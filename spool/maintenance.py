@@ -96,6 +96,17 @@ def verify_tail(conn: sqlite3.Connection, path: Path, terminal_id: str) -> tuple
 
 def check_file(path: Path, terminal_id: str) -> CheckReport:
     """Walk the whole chain and run PRAGMA integrity_check; every problem names a seq or page."""
+    wal = path.with_name(path.name + "-wal")
+    unopened = not wal.exists()
+    report = _check_file(path, terminal_id)
+    if not report.ok and unopened and wal.exists():
+        # Read as immutable (nobody had the file open), and a writer opened it meanwhile: a
+        # checkpoint may have moved pages under the walk. Read it again, through the WAL now.
+        report = _check_file(path, terminal_id)
+    return report
+
+
+def _check_file(path: Path, terminal_id: str) -> CheckReport:
     problems: list[str] = []
     records = 0
     try:

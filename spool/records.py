@@ -141,6 +141,17 @@ class Record:
         )
 
     @property
+    def told(self) -> tuple[bool, str | None]:
+        """(offline, offline_reason) as the POS was told: the outage fact once decided (at the
+        commit, or when the POS got its answer); until then, a sale still waiting for central
+        shows how it was spooled; central deciding before any "pending" answer means online."""
+        if self.outage is not None:
+            return self.outage, self.outage_reason if self.outage else None
+        if self.status == "pending":
+            return self.offline, self.offline_reason
+        return False, None
+
+    @property
     def paid_in_full(self) -> bool:
         """The patient paid the whole amount at the counter: an outage sale."""
         return self.outage is True

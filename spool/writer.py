@@ -301,29 +301,30 @@ class Writer:
             # after copying what it could. Emptying it takes the write lock, which this thread
             # has no need to win from itself; it waits at most RESTART_BUSY_MS for old readers.
             self._checkpointer.run_due(conn)
-        if self.commits % HINT_EVERY_COMMITS == 0 and (conn is None or not self._checkpoint_here(conn)):
-            self._checkpointer.hint()
+        if self.commits % HINT_EVERY_COMMITS == 0:
+            if conn is not None:
+                self._checkpoint_between_transactions(conn)
+            self._checkpointer.hint()  # its pass and the backstop's bookkeeping, as ever
 
-    def _checkpoint_here(self, conn: sqlite3.Connection) -> bool:
-        """A PASSIVE checkpoint between two transactions; True if it copied the whole WAL.
+    def _checkpoint_between_transactions(self, conn: sqlite3.Connection) -> None:
+        """A PASSIVE checkpoint on the writer's connection, with no transaction open.
 
         Under steady appends the Checkpointer's passes never catch up (commits land while
         they copy), so SQLite never starts the WAL from the top again and every commit
-        appends to the file: its fdatasync then also allocates blocks and commits the
-        file system's journal. Here nothing commits meanwhile: the next transaction starts
-        the WAL from the top and commits rewrite the same few MB in place (docs/spool.md,
-        "WAL checkpoints and the backstop"). A reader's snapshot can keep it from copying
-        everything; then the Checkpointer is hinted as before, and its backstop decides.
+        appends to the file: its fdatasync then also allocates blocks and commits the file
+        system's journal. Here nothing commits meanwhile: the next transaction starts the
+        WAL from the top, and commits rewrite the same few MB in place (docs/spool.md, "WAL
+        checkpoints and the backstop"). A reader's snapshot may keep it from copying
+        everything; the WAL then grows as before, and the backstop deals with it.
         """
         try:
-            busy, log_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # the commits before are durable: never fail them for this
             if not self._checkpoint_failing:
                 log.warning("spool checkpoint of %s on the writer failed: %s", self._path, exc)
             self._checkpoint_failing = True
-            return False
+            return
         self._checkpoint_failing = False
-        return not busy and log_frames == copied
 
     def _refuse_if_corrupt(self) -> None:
         if self.corrupt is not None:

@@ -59,6 +59,8 @@ def answer(item: Followup) -> dict[str, Any]:
     return {
         "id": record.record_id,
         "seq": record.seq,
+        "idempotency_key": record.idempotency_key,  # the POS finds its own order by these
+        "meta": record.payload.get("meta") or {},
         "reason": item.reason,
         "business_time": record.business_time,
         "total_fen": record.total_fen,

@@ -73,22 +73,11 @@ class Outcome:
 
 
 def mode_of(record: Record) -> str:
-    if record.offline_reason == "planned_downtime":
+    """The mode the sale was taken in, as the POS was told: agrees with `offline` always."""
+    offline, reason = record.told
+    if reason == "planned_downtime":
         return "planned_downtime"
-    return "offline" if record.offline else "online"
-
-
-def outage_of(record: Record) -> tuple[bool, str | None]:
-    """(offline, offline_reason) as the API reports them: what the POS was told.
-
-    Decided once (at the commit, or when the POS got its answer: ``Record.outage``); until
-    then, a sale still waiting for central shows how it was spooled.
-    """
-    if record.outage is not None:
-        return record.outage, record.outage_reason if record.outage else None
-    if record.status == "pending":
-        return record.offline, record.offline_reason
-    return False, None  # central decided before any "pending" answer: the POS had the outcome
+    return "offline" if offline else "online"
 
 
 def paid_at_counter_fen(record: Record) -> int | None:
@@ -109,7 +98,7 @@ def answer(record: Record, history: list[Any] | None = None, tz: tzinfo | str | 
     with `tz` (the terminal's zone), every stored time shown in that zone (terminald/timefmt.py)."""
     payload = record.payload
     card = payload.get("card") or {}
-    offline, offline_reason = outage_of(record)
+    offline, offline_reason = record.told
     body: dict[str, Any] = {
         "id": record.record_id,
         "seq": record.seq,

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 
-from spool import Transition
+from spool import RefundMismatch, Transition
 from terminald.api.deps import SQLITE_MAX_INT, daemon, load_record
 from terminald.api.models import RefundIn, ResolveIn, TransactionIn, TransactionList, TransactionOut
 from terminald.api.problems import problems
-from terminald.errors import ValidationFailed
+from terminald.errors import ConflictError, ValidationFailed
 from terminald.transactions import KEY_MAX, KEY_PATTERN, answer
 
 router = APIRouter(tags=["transactions"])
@@ -131,7 +131,10 @@ async def refund(request: Request, record_id: str, body: Annotated[RefundIn, Bod
     the amount owed (`refund_owed_fen`), once."""
     d = daemon(request)
     assert d.spool is not None
-    record = await asyncio.to_thread(d.spool.refund, record_id, body.paid_fen, body.operator.model_dump())
+    try:
+        record = await asyncio.to_thread(d.spool.refund, record_id, body.paid_fen, body.operator.model_dump())
+    except RefundMismatch as exc:  # the amount owed is part of the answer, not only of its text
+        raise ConflictError(str(exc), code="refund_amount_mismatch", owed_fen=exc.owed_fen) from exc
     d.publish("transaction.refunded", {"id": record.record_id, "seq": record.seq, "paid_fen": body.paid_fen})
     history = await asyncio.to_thread(d.spool.history, record_id)
     return answer(record, history, d.cfg.terminal.timezone)

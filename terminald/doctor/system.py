@@ -112,7 +112,8 @@ def check_spool(cfg: Config) -> list[Check]:
     if not path.exists():
         return [Check(OK, "spool", f"no spool yet at {path} (created on first start)")]
     try:
-        spool = Spool.open(path, cfg.terminal.id, background_check=False)
+        # Read-only: doctor runs as root, beside the daemon; it must not migrate or create anything.
+        spool = Spool.open_readonly(path, cfg.terminal.id)
     except SpoolError as exc:
         return [Check(FAIL, "spool", f"{path} cannot be opened: {exc}",
                       "run as root or the terminald user; if corrupt: `terminald spool check`, "

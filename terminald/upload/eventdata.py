@@ -22,7 +22,7 @@ def transaction_event(record: Record) -> dict[str, Any]:
         "seq": record.seq,
         "kind": record.kind,
         "total_fen": record.total_fen,
-        "offline": record.offline,
+        "offline": record.told[0],  # what the POS was told (an outage sale: refund owed)
         "card": {
             "card_number": mask_card(card.get("card_number")),
             "ssn_masked": mask_ssn(card.get("ssn")),

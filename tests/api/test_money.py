@@ -129,6 +129,7 @@ def test_a_sale_central_answers_after_the_wait_is_an_outage_sale_with_a_refund_o
     tx = first.json()
     assert tx["status"] == "pending" and tx["offline"] is True and tx["offline_reason"] == "timeout"
     assert tx["paid_at_counter_fen"] == 2500 and tx["contact_phone_masked"] == "138****8000"
+    assert tx["mode"] == "offline"  # the mode agrees with what the patient was told
     # A later GET tells the same story as the 202 did.
     assert {k: get(api, tx["id"])[k] for k in ("offline", "offline_reason")} == {"offline": True,
                                                                                "offline_reason": "timeout"}
@@ -146,11 +147,12 @@ def test_a_sale_central_answers_after_the_wait_is_an_outage_sale_with_a_refund_o
     assert [(i["id"], i["reason"], i["owed_fen"]) for i in listed["items"]] == [(tx["id"], "refund", owed)]
     assert listed["items"][0]["deadline"] and listed["items"][0]["overdue"] is False
     assert listed["items"][0]["contact_phone_masked"] == "138****8000"
+    assert listed["items"][0]["idempotency_key"] == "slow-1"
     assert api.get("/v1/status").json()["followups"]["owed_fen"] == owed
 
     operator = {"id": "op7", "name": "王芳"}
     wrong = api.post(f"/v1/transactions/{tx['id']}/refund", json={"paid_fen": owed + 1, "operator": operator})
-    assert assert_problem(wrong, 409, "refund_amount_mismatch")
+    assert assert_problem(wrong, 409, "refund_amount_mismatch")["owed_fen"] == owed
     paid = api.post(f"/v1/transactions/{tx['id']}/refund", json={"paid_fen": owed, "operator": operator})
     assert paid.status_code == 200, paid.text
     assert paid.json()["refund"]["paid_fen"] == owed and paid.json()["refund_owed_fen"] == 0

@@ -36,6 +36,7 @@ from terminald.app import create_app
 from terminald.config import Config
 from terminald.daemon import Daemon
 from terminald.errors import ConfigError, TerminaldError
+from terminald.security import PUBLIC_PATHS, PUBLIC_PREFIXES, status_token_may
 from terminald.sim.central import CentralSim
 from terminald.upload.errors import UpstreamError
 from tests.fixtures.daemon import DaemonProcess
@@ -281,20 +282,31 @@ def served_routes() -> set[tuple[str, str]]:
     return found
 
 
-def documented_routes() -> set[tuple[str, str]]:
-    rows = first_table(section(doc(), "## Endpoints"))
-    found = set()
-    for row in rows:
+def documented_routes() -> dict[tuple[str, str], str]:
+    """{(method, path): the token column} of the endpoint table."""
+    found = {}
+    for row in first_table(section(doc(), "## Endpoints")):
         m = re.fullmatch(r"`(GET|POST|PUT|PATCH|DELETE) (/\S*)`", row[0])
         assert m, f"endpoint table row without `METHOD /path`: {row}"
-        found.add((m[1], re.sub(r"\{[^}]*\}", "{}", m[2].split("?")[0])))
+        found[(m[1], re.sub(r"\{[^}]*\}", "{}", m[2]))] = row[1]
     return found
 
 
-def test_the_endpoint_table_lists_every_served_route() -> None:
+def who_may(method: str, path: str) -> str:
+    """The token column as access control decides it (terminald/security.py)."""
+    concrete = path.replace("{}", "x")
+    if concrete in PUBLIC_PATHS or concrete.startswith(PUBLIC_PREFIXES):
+        return "none"
+    return "POS, status page" if status_token_may(method, concrete) else "POS"
+
+
+def test_the_endpoint_table_lists_every_served_route_and_who_may_call_it() -> None:
     served, documented = served_routes(), documented_routes()
-    assert not served - documented, f"served but not in docs/api.md's endpoint table: {sorted(served - documented)}"
-    assert not documented - served, f"in the endpoint table but not served: {sorted(documented - served)}"
+    assert not served - set(documented), \
+        f"served but not in docs/api.md's endpoint table: {sorted(served - set(documented))}"
+    assert not set(documented) - served, f"in the endpoint table but not served: {sorted(set(documented) - served)}"
+    wrong = {route: (token, who_may(*route)) for route, token in documented.items() if token != who_may(*route)}
+    assert not wrong, f"the token column (documented, actual): {wrong}"
 
 
 # -- every error code, with its status ---------------------------------------------------------------
@@ -312,7 +324,7 @@ def _subclasses(base: type) -> Iterator[type]:
 
 def _takes_code(cls: type) -> bool:
     """Errors whose code is given where they are raised (ConflictError(code=...), PolicyDenied("...")."""
-    return "code" in inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    return "code" in inspect.signature(cls.__init__).parameters
 
 
 def _sources() -> Iterator[tuple[Path, str]]:
@@ -353,13 +365,24 @@ def emitted_codes() -> tuple[dict[str, set[int]], set[str]]:
                 problem(code, problems.STATUS_BY_CODE[code])
             else:
                 other.add(code)  # a print job's `error`, a startup failure, or a base never raised
+    # Errors whose code is given where they are raised: ConflictError(detail, code="..."), PolicyDenied("...").
+    given_at_raise = {cls.__name__: cls for cls in _subclasses(TerminaldError) if _takes_code(cls)}
     for path, text in _sources():
-        for code in re.findall(r'ConflictError\([^)]*?code="([a-z_]+)"', text, flags=re.S):
-            problem(code, 409)
-        for code in re.findall(r'PolicyDenied\(\s*"([a-z_]+)"', text):
-            problem(code, 403)
-        for status, code in re.findall(r'problem_response\(\s*(\d{3}),\s*"([a-z_]+)"', text):
-            problem(code, int(status))
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call):
+                continue
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+            if called in given_at_raise:
+                cls = given_at_raise[called]
+                at = list(inspect.signature(cls.__init__).parameters).index("code") - 1
+                codes = [k.value.value for k in node.keywords if k.arg == "code" and isinstance(k.value, ast.Constant)]
+                codes += [args[at]] if len(args) > at and isinstance(args[at], str) else []
+                for code in codes:
+                    problem(code, cast(int, cast(Any, cls).status))
+            elif called == "problem_response" and len(args) > 1 and isinstance(args[0], int) \
+                    and isinstance(args[1], str):
+                problem(args[1], args[0])
         if path.name == "problems.py" and path.parent.name == "api":
             m = re.search(r"code = \{(.*?)\}\.get\(exc\.status_code, \"([a-z_]+)\"\)", text)
             assert m, "the HTTP layer's code table moved: update this test"

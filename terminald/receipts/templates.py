@@ -183,9 +183,14 @@ def _footer(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> None:
     w.cut()
 
 
+# The banner names why the patient paid in full: a planned window, central unreachable, or
+# central up but not answering in time (the system was not down: the receipt must not say so).
+_BANNERS = {"planned_downtime": "planned_banner", "timeout": "timeout_banner", "backlog": "timeout_banner"}
+
+
 def _outage_banner(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> None:
     if r.offline:
-        _banner(w, s["planned_banner"] if r.offline_reason == "planned_downtime" else s["offline_banner"])
+        _banner(w, s[_BANNERS.get(r.offline_reason, "offline_banner")])
 
 
 def _settled(r: ReceiptData) -> Settlement:

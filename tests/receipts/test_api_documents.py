@@ -61,7 +61,7 @@ def test_timeout_sale_from_receipt_to_notice(central_sim: CentralSim, printer_si
 
     reprint, receipt = printed(api, printer_sim, tx_id, "receipt")
     assert reprint is False and "REPRINT" not in receipt
-    assert "离线交易 OFFLINE — 系统停机期间" in receipt
+    assert "离线交易 OFFLINE — 中心未应答" in receipt
     assert line(receipt, "现金应付").endswith(yuan(total)) and "结算处理中" not in receipt
     assert all(display_width(ln) <= COLUMNS for ln in receipt.splitlines() if not ln.startswith("[QR"))
     central_sim.control(drop_after_commit_rate=0.0)

@@ -147,7 +147,7 @@ def test_decoder_reads_the_cash_due_of_a_timeout_sale(columns: int) -> None:
     due = decoded_line(data, "现金应付")
     assert due.text.endswith("¥37.80") and all(span.bold for span in due.spans if span.text.strip())
     texts = [i.text for i in decode(data).items if isinstance(i, TextLine)]
-    assert "离线交易 OFFLINE — 系统停机期间" in texts and ZH["keep"] in texts
+    assert "离线交易 OFFLINE — 中心未应答" in texts and ZH["keep"] in texts
     assert ZH["pending"] not in texts
 
 

@@ -12,6 +12,10 @@ the POS), and read everywhere else:
 
 from __future__ import annotations
 
+import csv
+import io
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +23,7 @@ from typing import Any
 import httpx
 
 from terminald.sim.central import CentralSim
-from tests.api.helpers import assert_problem, central_config, item, revoke, sale
+from tests.api.helpers import TYPED_CARD, assert_problem, central_config, item, revoke, sale
 from tests.fixtures.daemon import DaemonProcess
 from tests.waiting import wait_for
 
@@ -149,6 +153,15 @@ def test_a_sale_central_answers_after_the_wait_is_an_outage_sale_with_a_refund_o
     assert listed["items"][0]["contact_phone_masked"] == "138****8000"
     assert listed["items"][0]["idempotency_key"] == "slow-1"
     assert api.get("/v1/status").json()["followups"]["owed_fen"] == owed
+
+    # Staff see the same list from the command line (masked: no full card number, no phone).
+    listed_csv = subprocess.run([sys.executable, "-m", "terminald.cli", "followups", "--csv",
+                                 "--config", str(d.config_path)],
+                                capture_output=True, text=True, env=d.env, timeout=60, check=False)
+    assert listed_csv.returncode == 0, listed_csv.stderr
+    rows = list(csv.reader(io.StringIO(listed_csv.stdout)))
+    assert rows[0][:3] == ["seq", "id", "reason"] and [r[1:3] for r in rows[1:]] == [[tx["id"], "refund"]]
+    assert "13800138000" not in listed_csv.stdout and TYPED_CARD["card_number"] not in listed_csv.stdout
 
     operator = {"id": "op7", "name": "王芳"}
     wrong = api.post(f"/v1/transactions/{tx['id']}/refund", json={"paid_fen": owed + 1, "operator": operator})

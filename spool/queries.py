@@ -80,7 +80,7 @@ _ROWS_PER_INSERT = 32
 
 
 # The statement for n rows, built once: sqlite3's statement cache is keyed by the SQL text,
-# which would otherwise be joined (about 1 KB per row) and hashed again for every batch.
+# which would otherwise be joined and hashed again for every batch (0.4 KB for one row, 2.8 KB for 32).
 _INSERT_SQL = {n: _INSERT + ", ".join([_ROW] * n) + _ON_TAKEN_KEY for n in range(1, _ROWS_PER_INSERT + 1)}
 
 

@@ -18,6 +18,7 @@ pending, the oldest pending seq); see ``Writer.summary``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -183,6 +184,7 @@ class Writer:
         self._close_lock = threading.Lock()
         self.corrupt: str | None = None
         self.commits = 0
+        self._in_flight: list[Job[Any]] = []  # the batch being served (failed if the thread dies)
         self._thread = threading.Thread(target=self._loop, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -238,12 +240,42 @@ class Writer:
 
     # -- writer thread -----------------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException:
+            # Every commit path catches its own errors: this is a bug. Say so loudly, and let no
+            # caller wait forever on a thread that is gone (the watchdog's write probe stops too,
+            # so systemd restarts the daemon).
+            log.critical("the spool writer stopped on an unexpected error: nothing more is written",
+                         exc_info=True)
+            with self._close_lock:
+                self._closed = True
+            stranded: list[Job[Any] | None] = list(self._in_flight)
+            while True:
+                try:
+                    stranded.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for job in stranded:
+                if job is not None:
+                    # A job of the batch may have been answered already: its lock is then free.
+                    with contextlib.suppress(RuntimeError):
+                        job.fail(SpoolClosed(f"spool {self._path}: the writer stopped on an unexpected error"))
+        finally:
+            self._checkpointer.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._witness.close()
+
+    def _serve(self) -> None:
         stop = False
         while not stop:
             first = self._queue.get()
             if first is None:
                 break
             batch: list[Job[Any]] = [first]
+            self._in_flight = batch
             while len(batch) < MAX_BATCH:
                 try:
                     nxt = self._queue.get_nowait()
@@ -270,11 +302,6 @@ class Writer:
                 self._run_call(job)  # type: ignore[arg-type]
             if appends or writes:
                 self._commit_group(appends, writes)
-        self._checkpointer.close()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._witness.close()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -312,8 +312,11 @@ def test_the_endpoint_table_lists_every_served_route_and_who_may_call_it() -> No
 # -- every error code, with its status ---------------------------------------------------------------
 # Codes of upstream errors that never reach the API: each shows as its `cause` instead (connect_failed,
 # http_503, bad_answer, refused_http_401: documented as causes), or is an abstract base never raised.
+# The national platform's adapter (terminald/upstream/nhsa) is likewise translated at the uploader's edge
+# (and not wired into the uploader yet): its codes are in docs/nhsa.md, never in an API answer.
 NOT_SHOWN = {"upstream_error", "upstream_transient", "upstream_busy", "upstream_bad_answer", "upstream_refused",
-             "upstream_halt"}
+             "upstream_halt", "nhsa_error", "nhsa_unknown_outcome", "nhsa_amount_invalid", "nhsa_envelope_invalid",
+             "nhsa_call_log", "nhsa_msgid_exhausted"}
 
 
 def _subclasses(base: type) -> Iterator[type]:

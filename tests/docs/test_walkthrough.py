@@ -395,6 +395,7 @@ def emitted_codes() -> tuple[dict[str, set[int]], set[str]]:
         # Halt codes given by name (`self._halt("upstream_config", ...)`) and the alarms' codes.
         other.update(re.findall(r'_halt\(\s*"([a-z_]+)"', text))
         other.update(re.findall(r'\.alarm\(\s*"([a-z_]+)"', text))
+    statuses = {code: found for code, found in statuses.items() if code not in NOT_SHOWN}
     return statuses, other - NOT_SHOWN - set(statuses)
 
 

@@ -26,19 +26,13 @@ from terminald.retention import Retention
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.spool import TERMINAL_ID, make_request
 from tests.ops._helpers import post_transaction, settlement
+from tests.spool.factory import tamper as _tamper
 from tests.waiting import wait_for
 
 FAR = datetime.now(UTC) + timedelta(days=3650)
 ALL_CASH = {"central_ref": "C-1", "fund_paid_fen": 0, "account_paid_fen": 0, "cash_paid_fen": 2500}
 
 
-def _tamper(path: Path, *statements: str) -> None:
-    """Edit the file behind the daemon's back, as a person with sqlite3 would."""
-    conn = sqlite3.connect(path)
-    with conn:
-        for sql in statements:
-            conn.execute(sql)
-    conn.close()
 
 
 def _query(path: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

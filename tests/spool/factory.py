@@ -6,6 +6,8 @@ saves about 0.1 s per child start.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from spool import AppendRequest, digest
@@ -42,3 +44,12 @@ def make_request(
         # Spooled offline, the daemon answers "pending" at once: an outage sale from the commit.
         outage_reason=(offline_reason or "upstream_unreachable") if offline else None,
     )
+
+
+def tamper(path: Path | str, *statements: str) -> None:
+    """Edit the file behind the spool's back, as a person with sqlite3 would."""
+    conn = sqlite3.connect(path)
+    with conn:
+        for sql in statements:
+            conn.execute(sql)
+    conn.close()

@@ -15,6 +15,7 @@ import pytest
 
 from spool import Spool, SpoolCorrupt
 from tests.fixtures.spool import TERMINAL_ID, make_request
+from tests.spool.factory import tamper as _tamper
 
 
 def _build(path: Path, n: int, pad: int = 0) -> None:
@@ -24,13 +25,6 @@ def _build(path: Path, n: int, pad: int = 0) -> None:
     assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
 
 
-def _tamper(path: Path, *statements: str) -> None:
-    """Edit the file behind the spool's back, as a person with sqlite3 would."""
-    conn = sqlite3.connect(path)
-    with conn:
-        for sql in statements:
-            conn.execute(sql)
-    conn.close()
 
 
 def _wait_integrity(sp: Spool) -> str:

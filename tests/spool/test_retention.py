@@ -16,18 +16,12 @@ import pytest
 from spool import InvalidRequest, Outcome, Spool
 from spool.records import Record
 from tests.fixtures.spool import TERMINAL_ID, make_request
+from tests.spool.factory import tamper as _tamper
 
 FAR = datetime.now(UTC) + timedelta(days=3650)
 OPERATOR = {"id": "op7", "name": "王芳"}
 
 
-def _tamper(path: Path, *statements: str) -> None:
-    """Edit the file behind the spool's back, as a person with sqlite3 would."""
-    conn = sqlite3.connect(path)
-    with conn:
-        for sql in statements:
-            conn.execute(sql)
-    conn.close()
 
 
 def _sale(sp: Spool, key: str, total: int = 2500, *, outage: bool = False) -> Record:

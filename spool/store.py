@@ -12,6 +12,7 @@ events, ...) in the same file: step *i* of a namespace is applied once, in a
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from spool.errors import SpoolCorrupt, SpoolError, SpoolFull, SpoolIOError
 
-__all__ = ["BUSY_TIMEOUT_MS", "connect", "migrate", "schema_version", "split_script", "translate"]
+__all__ = ["BUSY_TIMEOUT_MS", "connect", "fsync_dir", "migrate", "schema_version", "split_script", "translate"]
 
 BUSY_TIMEOUT_MS = 10_000
 _SYNCHRONOUS_FULL = 2
@@ -108,6 +109,15 @@ def _readonly_uri(path: Path) -> str:
             f"{shm.name}; let terminald open the spool first (or `terminald spool salvage`)"
         )
     return f"{uri}?mode=ro"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries durable (a file just created or renamed into it)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def split_script(script: str) -> list[str]:

@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from spool.store import fsync_dir
+
 __all__ = ["SYNC_INTERVAL_S", "Witness", "read_witness", "witness_path"]
 
 log = logging.getLogger(__name__)
@@ -55,14 +57,6 @@ def read_witness(spool_path: Path) -> tuple[int, str] | None:
             log.warning("ignoring unreadable spool witness %s", witness_path(spool_path))
         return None
     return int(parts[0]), parts[1]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Witness:
@@ -111,7 +105,7 @@ class Witness:
             self._sync()
         if self._created:
             try:  # the file's name must survive a power cut too, not only its content
-                _fsync_dir(self._path.parent)
+                fsync_dir(self._path.parent)
             except OSError as exc:
                 log.warning("spool witness directory %s not synced: %s", self._path.parent, exc)
             self._created = False

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from spool.store import fsync_dir
 from terminald.api.problems import problem_response
 from terminald.errors import BodyTooLarge, ConfigError
 from terminald.privacy import mask_card, mask_name, mask_ssn
@@ -86,14 +87,6 @@ def api_group_id(name: str) -> int | None:
         return None
 
 
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_token_file(path: Path, token: str, *, mode: int = TOKEN_MODE, uid: int = -1, gid: int = -1) -> None:
     """Write `token` to `path` atomically: a new file with this mode and owner, fsynced, renamed
     over the old one. Readers see the old token or the new one, never a partial file."""
@@ -113,7 +106,7 @@ def write_token_file(path: Path, token: str, *, mode: int = TOKEN_MODE, uid: int
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _sync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_token(path: Path) -> str:

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spool import AppendRequest, Outcome, Record, Spool, digest
 from terminald.config import Config, UpstreamConfig, load_config
 from terminald.sim.central_store import CentralStore
-from terminald.upload.client import CentralClient
 from terminald.upload.uploader import Uploader
+from terminald.upstream.v1.client import CentralClient
 
 
 def fill(spool: Spool, count: int) -> None:

@@ -106,7 +106,8 @@ class SpoolConfig(_Section):
 
 class UpstreamConfig(_Section):
     url: str = ""
-    protocol: Literal["v1"] = "v1"
+    # The adapter that speaks to central (terminald/upstream/adapters.py, ADAPTERS).
+    protocol: Literal["v1", "nhsa"] = "v1"
     token_file: str = ""
     wait_s: float = Field(default=5, ge=0, le=30)
     batch_size: int = Field(default=200, ge=1, le=500)
@@ -146,6 +147,9 @@ class NhsaConfig(_Section):
     dev_no: str = Field(default="", max_length=100)
     dev_safe_info: str = Field(default="", max_length=2000)
     cainfo: str = Field(default="", max_length=1024)
+    # 9001 sign-in's `mac` and `ip` (the counter PC's, as the office registered it); may stay empty.
+    mac: str = Field(default="", max_length=40)
+    ip: str = Field(default="", max_length=40)
 
     @field_validator("opter_type", mode="before")
     @classmethod
@@ -243,8 +247,7 @@ class Config(_Sources):
 
     @model_validator(mode="after")
     def _nhsa_complete(self) -> Config:
-        protocol: str = self.upstream.protocol  # "v1" until the adapters' name table adds "nhsa"
-        if protocol != "nhsa":
+        if self.upstream.protocol != "nhsa":
             return self
         missing = self.nhsa.missing()
         if missing:

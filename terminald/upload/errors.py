@@ -1,24 +1,25 @@
-"""Errors of the upstream link. httpx errors are translated here, at the boundary.
+"""Errors of the upstream link, whatever the protocol. Each adapter translates its own
+errors (httpx's, its protocol's) into these at its edge, `raise … from exc`; nothing else
+leaves an adapter (terminald/upstream/adapters.py).
 
 UpstreamError                  code "upstream_error"; never escapes the uploader
 ├── Transient                  worth retrying the same records with backoff
 │   ├── Unreachable            connect refused/reset, DNS, TLS, timeouts (no answer)
 │   ├── ServerBusy             HTTP 408/425/429/5xx; `.retry_after` seconds when given
-│   └── BadAnswer              an answer that is not what protocol v1 says (not JSON, bad fields)
+│   └── BadAnswer              an answer that is not what the protocol says (not JSON, bad fields)
 ├── Refused                    any other 4xx (bad token, unknown terminal): retry only after a pause
-├── SequenceGap                409 sequence_gap: `.expected_seq`, `.results` decided before the gap
 └── Halt                       central's books disagree with ours: uploading stops (halt), alarm `code`,
-    │                          until `terminald upstream resume`; nothing is lost or rewritten
-    ├── ChainBroken            422 chain_broken: `.seq`, `.results`
-    ├── CursorRegression       central knows less than it acknowledged
-    ├── ChainForked            central's cursor hash is not our record's hash at that seq
-    └── CursorAhead            central's cursor is past our last seq (records we do not have)
+                               until `terminald upstream resume`; nothing is lost or rewritten
+
+An adapter's own subclasses (protocol v1's SequenceGap and its halts: terminald/upstream/v1/errors.py)
+are handled as their base class.
 """
 
 from __future__ import annotations
 
 from terminald.errors import TerminaldError
-from terminald.upload.results import RecordResult
+
+__all__ = ["BadAnswer", "Halt", "Refused", "ServerBusy", "Transient", "Unreachable", "UpstreamError"]
 
 
 class UpstreamError(TerminaldError):
@@ -81,61 +82,7 @@ class Refused(UpstreamError):
         return f"refused_http_{self.http_status}"
 
 
-class SequenceGap(UpstreamError):
-    code = "sequence_gap"
-
-    def __init__(self, expected_seq: int, results: list[RecordResult]) -> None:
-        super().__init__(f"central expects seq {expected_seq}")
-        self.expected_seq = expected_seq
-        self.results = results
-
-
 class Halt(UpstreamError):
     """Uploading must stop until staff resume it: sending more could only make things worse."""
 
     code = "upstream_halt"
-
-
-class ChainBroken(Halt):
-    code = "chain_broken"
-
-    def __init__(self, seq: int, results: list[RecordResult]) -> None:
-        super().__init__(f"central says the hash chain breaks at seq {seq}")
-        self.seq = seq
-        self.results = results
-
-
-class CursorRegression(Halt):
-    code = "cursor_regression"
-
-    def __init__(self, central_seq: int, acked_seq: int) -> None:
-        super().__init__(
-            f"central's cursor is at seq {central_seq} but it had acknowledged seq {acked_seq}: "
-            "central lost records; uploading stopped, nothing is lost locally"
-        )
-        self.central_seq = central_seq
-        self.acked_seq = acked_seq
-
-
-class ChainForked(Halt):
-    code = "chain_forked"
-
-    def __init__(self, seq: int, central_hash: str, local_hash: str) -> None:
-        super().__init__(
-            f"central's cursor says seq {seq} has hash {central_hash[:12]}…, ours has {local_hash[:12]}…: "
-            "central holds another history of this terminal (a fork); uploading stopped, nothing is lost locally"
-        )
-        self.seq = seq
-
-
-class CursorAhead(Halt):
-    code = "cursor_ahead"
-
-    def __init__(self, central_seq: int, local_seq: int) -> None:
-        super().__init__(
-            f"central's cursor is at seq {central_seq} but this spool ends at seq {local_seq}: central holds "
-            "records this terminal does not have (another PC with this terminal id, or an old spool "
-            "restored); uploading stopped, nothing is lost locally"
-        )
-        self.central_seq = central_seq
-        self.local_seq = local_seq

@@ -16,6 +16,9 @@ already ended is dropped (logged once); one that staff cleared
 (`terminald upstream resume --clear-downtime`) stays ignored while central
 keeps announcing it, until it ends. Central withdrawing a window ends it at
 the next re-read.
+
+`Notices` is what an adapter hands over, whatever its protocol calls them (protocol v1 parses
+them from `GET .../notices`, terminald/upstream/v1/answers.py).
 """
 
 from __future__ import annotations
@@ -27,13 +30,39 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from terminald.config import DowntimeWindow
-from terminald.upload.answers import Notices
 from terminald.upload.calendar import active_window, parse_time
 from terminald.upload.state import UploadState
 
-__all__ = ["MAX_WINDOW", "Ignored", "NoticeBook", "window_problem"]
+__all__ = ["MAX_WINDOW", "DowntimeNotice", "FrozenCards", "Ignored", "NoticeBook", "Notices", "window_problem"]
 
 log = logging.getLogger("terminald.upload")
+
+
+@dataclass(frozen=True)
+class DowntimeNotice:
+    start: str
+    end: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FrozenCards:
+    """Either the full list (`full`, card_numbers) or a change since a version (added/removed)."""
+
+    version: int
+    full: bool
+    card_numbers: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Notices:
+    """Central's notices: the downtime windows it announces and its frozen cards."""
+
+    downtime: list[DowntimeNotice]
+    frozen: FrozenCards
+
 
 MAX_WINDOW = timedelta(days=31)
 ENDED = "it has already ended"

@@ -1,22 +1,30 @@
-"""The uploader: the spool's pending records to central, in seq order, exactly once.
+"""The uploader: the spool's pending records to central, in order, exactly once.
 
-One loop, one batch in flight. Each round reads the first `batch_size` pending
-records from the spool (the disk is the queue; memory holds nothing that a
-restart would miss), posts them and writes central's outcomes back with
-`spool.apply_outcomes`. Any ambiguous failure is settled by sending the same
-records again: central answers `duplicate` with the stored outcome.
+It is one piece whatever central speaks; what it sends, and how, is an adapter:
 
-Transient failures (transport, 408/425/429/5xx, unparseable answers) retry
-the same records with exponential backoff and full jitter (tenacity), capped
-at `retry_cap_s`, honouring Retry-After; the link goes offline on the first
-one. Central's cursor is checked against the local chain at start, after
-`sequence_gap` and after a resume: below what central acknowledged, past our
-last seq, or another hash at that seq (a fork) halt uploading, as does
-`chain_broken`, with an alarm: nothing is lost, nothing rewritten. A halt lasts
-until staff resume (`resume`, from `terminald upstream resume` or
-`POST /v1/upstream/resume`); the cursor is checked again first. Inside a
-planned downtime window nothing is sent but one read of the notices every
-`notices_every_s`, so that central can withdraw a window it announced.
+    here (the uploader)              the loop, its order and pacing: one call in flight, retries
+                                     with backoff, the link state and its outages, planned
+                                     downtime windows, central's notices kept (notices.py),
+                                     alarms, halts and staff's resume, the POS's waiters
+    the adapter (terminald/upstream) what goes on the wire: chosen by `upstream.protocol` through
+                                     `adapter_for` (terminald/upstream/adapters.py); v1 sends
+                                     batches and checks central's cursor (upstream/v1/adapter.py)
+
+The uploader is the adapter's `UpstreamHost`: the adapter reads the spool (`spool`, `cfg`,
+`state`, `eligible`), says when central answered (`reached`) and hands central's outcomes to
+`apply`, which alone writes them (`spool.apply_outcomes`), announces them and wakes the
+waiters. The disk is the queue; memory holds nothing that a restart would miss. Any ambiguous
+failure is settled by sending the same records again: central answers with the stored outcome.
+
+The adapter raises only the errors of errors.py, handled here alike for every protocol:
+`Transient` (transport, 408/425/429/5xx, unparseable answers) retries the same call with
+exponential backoff and full jitter (tenacity), capped at `retry_cap_s`, honouring
+Retry-After, and the link goes offline on the first one; `Refused` pauses; `Halt` (v1:
+central's cursor or chain disagrees with ours) stops uploading, with an alarm, until staff
+resume (`resume`, from `terminald upstream resume` or `POST /v1/upstream/resume`): nothing is
+lost, nothing rewritten, and the adapter's `sync` runs again first. Inside a planned downtime
+window nothing is sent but one read of the notices every `notices_every_s`, so that central can
+withdraw a window it announced.
 
 Nothing here waits for SQLite on the event loop. What a sale asks (`offline_reason`,
 `can_settle_now`, `is_frozen`, `downtime_now`) and the deadline check are answered
@@ -39,28 +47,18 @@ from zoneinfo import ZoneInfo
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from spool import GENESIS_HASH, Outcome, Record, Spool, SpoolError, SpoolStats
+from spool import Outcome, Record, Spool, SpoolError
 from terminald.config import Config
 from terminald.errors import ConfigError, ConflictError
-from terminald.upload.answers import Cursor, Notices, RecordResult
 from terminald.upload.calendar import WorkCalendar, now_iso, parse_time
-from terminald.upload.client import CentralClient
-from terminald.upload.errors import (
-    ChainBroken,
-    ChainForked,
-    CursorAhead,
-    CursorRegression,
-    Halt,
-    Refused,
-    SequenceGap,
-    Transient,
-    UpstreamError,
-)
+from terminald.upload.errors import Halt, Refused, Transient, UpstreamError
 from terminald.upload.eventdata import backlog_event, overdue_message, transaction_event
 from terminald.upload.link import Link, LinkTracker
-from terminald.upload.notices import NoticeBook
+from terminald.upload.notices import NoticeBook, Notices
+from terminald.upload.results import RecordResult
 from terminald.upload.retry import Backoff
 from terminald.upload.state import UploadState
+from terminald.upstream.adapters import Adapter, adapter_for
 
 __all__ = ["Uploader"]
 
@@ -78,6 +76,8 @@ class _Downtime(Exception):
 
 
 class Uploader:
+    """Implements `UpstreamHost` (terminald/upstream/adapters.py) for the adapter it drives."""
+
     def __init__(
         self,
         spool: Spool,
@@ -91,30 +91,29 @@ class Uploader:
         notices_every_s: float = 300.0,
         clock: Callable[[], datetime] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        eligible: Callable[[Record], bool] | None = None,
     ) -> None:
-        self._spool = spool
-        self._cfg = cfg
+        self.spool = spool
+        self.cfg = cfg
         self._on_event = on_event
         self._on_error = on_error
-        self._tz = ZoneInfo(cfg.terminal.timezone)
+        self.tz = ZoneInfo(cfg.terminal.timezone)
         self._calendar = WorkCalendar(cfg.offline.holidays, cfg.offline.workdays)
-        self._clock = clock or (lambda: datetime.now(self._tz))
+        self._clock = clock or (lambda: datetime.now(self.tz))
         self._base, self._cap = retry_base_s, retry_cap_s
         self._idle_probe_s, self._notices_every_s = idle_probe_s, notices_every_s
         self._transport = transport
-        self._state = UploadState(spool)
-        self._tracker = LinkTracker(self._state, self._tz, self._emit)
-        self._notices = NoticeBook(self._state, cfg.downtime)
+        self._eligible = eligible
+        self.state = UploadState(spool)
+        self._tracker = LinkTracker(self.state, self.tz, self.emit)
+        self._notices = NoticeBook(self.state, cfg.downtime)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._applied = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._client: CentralClient | None = None
+        self._adapter: Adapter | None = None
         self._notices_due = 0.0
-        self._gaps = 0
         self._backlog_due = 0.0
-        self._applying: asyncio.Task[None] | None = None
-        self._sent_through = 0
         self._kick = asyncio.Event()  # staff resumed, or cleared a window: look again now
         self._checked = asyncio.Event()  # replaced after each check of the cursor (ok, or halted)
         self._read_through = 0  # the spool's tail when the last backlog read began
@@ -138,15 +137,15 @@ class Uploader:
         self._wake.set()
         if self._tasks:
             # A batch in flight gets its answer (bounded by the client timeout); then the loop ends.
-            _, late = await asyncio.wait(self._tasks, timeout=self._cfg.upstream.timeout_s + 2)
+            _, late = await asyncio.wait(self._tasks, timeout=self.cfg.upstream.timeout_s + 2)
             for task in late:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        self._state.close()
+        if self._adapter is not None:
+            await self._adapter.aclose()
+            self._adapter = None
+        self.state.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -156,7 +155,7 @@ class Uploader:
         self.wake()
         while True:
             applied = self._applied
-            record = await asyncio.to_thread(self._spool.get, record_id)
+            record = await asyncio.to_thread(self.spool.get, record_id)
             if record is None:
                 return None
             if record.status != "pending":
@@ -179,7 +178,7 @@ class Uploader:
             return "planned_downtime"
         if self.link.state != "online":
             return "upstream_unreachable"
-        if self._spool.pending_summary().pending:  # memory, not a query: asked on every sale
+        if self.spool.pending_summary().pending:  # memory, not a query: asked on every sale
             return "backlog"
         return None
 
@@ -188,7 +187,7 @@ class Uploader:
         the uploader backs off), halted, inside a planned window, or with no upstream at all:
         then the POS is answered "pending" as soon as the sale is committed."""
         link = self.link
-        if not self._cfg.upstream.url or link.halted or self.downtime_now() is not None:
+        if not self.cfg.upstream.url or link.halted or self.downtime_now() is not None:
             return False
         never_tried = link.last_ok_at is None and link.last_error is None  # the first sync is under way
         return link.state == "online" or never_tried
@@ -221,28 +220,28 @@ class Uploader:
             )
         if codes:
             log.warning("uploading resumed by %s after %s: %s", operator, ", ".join(codes), reason)
-        self._emit(
+        self.emit(
             "upstream.resumed",
-            {"at": now_iso(self._tz), "operator": operator, "reason": reason, "halt": codes,
+            {"at": now_iso(self.tz), "operator": operator, "reason": reason, "halt": codes,
              "cleared_downtime": cleared},
         )
         self._kick.set()
         self._wake.set()
         if halted:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(checked.wait(), min(self._cfg.upstream.timeout_s + 1.0, 10.0))
+                await asyncio.wait_for(checked.wait(), min(self.cfg.upstream.timeout_s + 1.0, 10.0))
         return self.link.as_dict()
 
     # -- the loop ---------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        if not self._cfg.upstream.url:
+        if not self.cfg.upstream.url:
             self._tracker.no_upstream()
             await self._stop.wait()
             return
-        while self._client is None:
+        while self._adapter is None:
             try:
-                self._client = CentralClient(self._cfg.upstream, self._cfg.terminal.id, transport=self._transport)
+                self._adapter = adapter_for(self.cfg.upstream.protocol, self, transport=self._transport)
             except ConfigError as exc:
                 self._halt("upstream_config", exc.detail)
                 if not await self._until_resumed():
@@ -261,7 +260,8 @@ class Uploader:
 
     async def _settle_apply(self) -> None:
         try:
-            await self._finish_apply()
+            if self._adapter is not None:
+                await self._adapter.flush()
         except SpoolError as exc:
             log.error("central's last outcomes could not be written (%s); they are re-sent later", exc.code)
 
@@ -287,7 +287,7 @@ class Uploader:
                     synced = True
                 elif time.monotonic() >= self._notices_due:
                     await self._retrying(self._sync_notices)
-                if await self._retrying(self._upload_batch) == 0:
+                if await self._retrying(self._upload) == 0:
                     await self._idle()
             except (_Stopping, _Downtime):
                 continue
@@ -295,7 +295,7 @@ class Uploader:
                 self._halt(exc.code, exc.detail)
                 if not await self._until_resumed():
                     return
-                synced = False  # the cursor is checked again before anything is sent
+                synced = False  # the adapter syncs again (v1: checks the cursor) before anything is sent
             except Refused as exc:
                 self._failed(exc)
                 await self._pause(self._cap, wakeable=False)
@@ -312,7 +312,7 @@ class Uploader:
         self._wake.clear()
         # A record appended since the backlog was read (its wake-up may have come before the
         # clear): go and send it. The tail only grows by appends; nothing else makes a record pending.
-        if self._spool.pending_summary().last_seq > self._read_through:
+        if self.spool.pending_summary().last_seq > self._read_through:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._idle_probe_s)
@@ -383,55 +383,25 @@ class Uploader:
         previous, self._checked = self._checked, asyncio.Event()
         previous.set()
 
-    def _api(self) -> CentralClient:
-        assert self._client is not None, "the loop creates the client before any call"
-        return self._client
+    def _api(self) -> Adapter:
+        assert self._adapter is not None, "the loop creates the adapter before any call"
+        return self._adapter
 
     # -- calls ------------------------------------------------------------------------------------
 
     async def _probe(self) -> None:
-        await self._api().health()
-        self._tracker.ok()
+        await self._api().probe()
 
     async def _sync(self) -> None:
-        cursor = await self._api().cursor()
-        self._tracker.ok()
-        await self._check_cursor(cursor)
+        notices = await self._api().sync()
         self._mark_checked()
-        await self._sync_notices()
-
-    async def _check_cursor(self, cursor: Cursor) -> None:
-        """Central's cursor against the local chain: below what central acknowledged
-        (regression), past our last seq (ahead), or another hash at that seq (fork) halts."""
-        acked = self._state.acked_seq
-        if cursor.last_seq < acked:
-            raise CursorRegression(cursor.last_seq, acked)
-        stats = await asyncio.to_thread(self._spool.stats)
-        if cursor.last_seq > stats.last_seq:
-            raise CursorAhead(cursor.last_seq, stats.last_seq)
-        local = await asyncio.to_thread(self._local_hash, cursor.last_seq, stats)
-        if local is None:
-            log.warning("central's cursor (seq %d) cannot be compared: that record was pruned here", cursor.last_seq)
-        elif local != cursor.last_hash:
-            raise ChainForked(cursor.last_seq, cursor.last_hash, local)
-
-    def _local_hash(self, seq: int, stats: SpoolStats) -> str | None:
-        """Our hash of record `seq`: the record's; if pruned, the next record's prev_hash; if every
-        record was pruned, the spool's tail (the prune checkpoint); None past that."""
-        if seq == 0:
-            return GENESIS_HASH
-        record = self._spool.get_seq(seq)
-        if record is not None:
-            return record.hash
-        following = self._spool.get_seq(seq + 1)
-        if following is not None:
-            return following.prev_hash
-        return stats.last_hash if seq == stats.last_seq else None
+        self._take_notices(notices)
 
     async def _sync_notices(self) -> None:
         notices = await self._api().notices(self._notices.frozen_version or None)
-        self._tracker.ok()
-        self._apply_notices(notices)
+        if notices is not None:
+            self.reached()
+        self._take_notices(notices)
 
     async def _notices_in_window(self) -> None:
         """Inside a window: one read of the notices with its own timeout and no retry; the link
@@ -439,17 +409,21 @@ class Uploader:
         self._notices_due = time.monotonic() + self._notices_every_s
         try:
             notices = await asyncio.wait_for(
-                self._api().notices(self._notices.frozen_version or None), self._cfg.upstream.timeout_s + 1.0
+                self._api().notices(self._notices.frozen_version or None), self.cfg.upstream.timeout_s + 1.0
             )
         except (UpstreamError, TimeoutError) as exc:
             log.debug("notices not read inside the downtime window: %s", exc)
             return
-        self._tracker.reached()
-        self._apply_notices(notices)
+        if notices is not None:
+            self._tracker.reached()
+        self._take_notices(notices)
 
-    def _apply_notices(self, notices: Notices) -> None:
-        ignored = self._notices.apply(notices, self._clock())
+    def _take_notices(self, notices: Notices | None) -> None:
+        """Keep central's notices (None: the protocol has none; the windows from the config stay)."""
         self._notices_due = time.monotonic() + self._notices_every_s
+        if notices is None:
+            return
+        ignored = self._notices.apply(notices, self._clock())
         suspicious = [item for item in ignored if item.suspicious]
         if not suspicious:
             self._tracker.clear_alarm("downtime_notice_ignored")
@@ -460,74 +434,42 @@ class Uploader:
             f"a downtime window announced by central is ignored: {suspicious[0].describe()}{more}",
         )
 
-    async def _upload_batch(self) -> int:
-        """Send the next pending records; return how many were decided (0: backlog empty).
+    async def _upload(self) -> int:
+        """The adapter sends the next pending records; how many were decided (0: none left)."""
+        # The tail before the adapter reads the backlog: `_idle` goes on at once past it.
+        self._read_through = self.spool.pending_summary().last_seq
+        return await self._api().upload()
 
-        Central's outcomes for a batch are written to the spool while the next batch is on the
-        wire (still one batch in flight, in order): a crash in between only means re-sending.
-        """
-        after = self._sent_through if self._applying is not None else 0
-        self._read_through = self._spool.pending_summary().last_seq
-        batch = await asyncio.to_thread(self._spool.backlog, after, self._cfg.upstream.batch_size)
-        if not batch:
-            await self._finish_apply()
-            return 0 if after == 0 else 1
-        try:
-            answer = await self._api().post_records([r.wire() for r in batch])
-        except SequenceGap as gap:
-            self._tracker.ok()
-            await self._finish_apply()
-            await self._apply(gap.results)
-            await self._resync(await self._api().cursor(), batch[0].seq + len(gap.results))
-            return max(len(gap.results), 1)
-        except ChainBroken as broken:
-            await self._finish_apply()
-            await self._apply(broken.results)
-            raise
+    # -- the adapter's host (UpstreamHost) --------------------------------------------------------
+
+    def reached(self) -> None:
         self._tracker.ok()
-        self._gaps = 0
-        await self._finish_apply()
-        self._state.ack(answer.results[-1].seq)
-        self._applying = asyncio.create_task(self._apply(answer.results))
-        self._sent_through = batch[-1].seq
-        return len(answer.results)
 
-    async def _finish_apply(self) -> None:
-        """Wait for the outcomes being written; on failure start again from the first pending."""
-        task, self._applying = self._applying, None
-        if task is not None:
-            try:
-                await task
-            finally:
-                self._sent_through = 0
+    def alarm(self, code: str, message: str) -> bool:
+        return self._tracker.alarm(code, message)
 
-    async def _resync(self, cursor: Cursor, next_seq: int) -> None:
-        """After a sequence_gap: central's cursor decides whether to go on or to stop."""
-        await self._check_cursor(cursor)
-        if cursor.last_seq < next_seq - 1:
-            # Central lacks records this terminal already has outcomes for: its books lost them.
-            raise CursorRegression(cursor.last_seq, next_seq - 1)
-        self._gaps += 1
-        if self._gaps > 3:
-            raise ChainBroken(cursor.last_seq + 1, [])
-        log.warning("sequence gap: central is at seq %d; re-sending from seq %d", cursor.last_seq, next_seq)
+    def clear_alarm(self, code: str) -> None:
+        self._tracker.clear_alarm(code)
 
-    async def _apply(self, results: list[RecordResult]) -> None:
+    def eligible(self, record: Record) -> bool:
+        return self._eligible is None or self._eligible(record)
+
+    async def apply(self, results: list[RecordResult]) -> None:
         if not results:
             return
         # Acknowledged first: a crash before apply_outcomes only means re-sending (duplicates).
-        self._state.ack(max(r.seq for r in results))
+        self.state.ack(max(r.seq for r in results))
         outcomes = [Outcome(r.seq, r.final, dict(r.settlement or r.reason or {})) for r in results]
-        updated = await asyncio.to_thread(self._spool.apply_outcomes, outcomes)
+        updated = await asyncio.to_thread(self.spool.apply_outcomes, outcomes)
         decided = {r.seq for r in results}
         for record in updated:
             if record.seq in decided and record.status in ("settled", "rejected"):
-                self._emit(f"transaction.{record.status}", transaction_event(record))
+                self.emit(f"transaction.{record.status}", transaction_event(record))
         self._wake_waiters()
         # The backlog event is a summary: at most once a second while draining, and at the end.
-        if len(results) < self._cfg.upstream.batch_size or time.monotonic() >= self._backlog_due:
+        if len(results) < self.cfg.upstream.batch_size or time.monotonic() >= self._backlog_due:
             self._backlog_due = time.monotonic() + 1.0
-            self._emit("spool.backlog", backlog_event(await asyncio.to_thread(self._spool.stats), self._tz))
+            self.emit("spool.backlog", backlog_event(await asyncio.to_thread(self.spool.stats), self.tz))
 
     # -- alarms -----------------------------------------------------------------------------------
 
@@ -544,21 +486,21 @@ class Uploader:
     async def _check_deadline(self) -> None:
         # The first pending seq is known without a query; its record is read (in a thread) only
         # when that seq changes: once per batch while draining, never per sale.
-        seq = self._spool.pending_summary().oldest_pending_seq
+        seq = self.spool.pending_summary().oldest_pending_seq
         known, first = self._oldest
         if seq != known:
-            first = await asyncio.to_thread(self._spool.get_seq, seq) if seq is not None else None
+            first = await asyncio.to_thread(self.spool.get_seq, seq) if seq is not None else None
             self._oldest = (seq, first)
-        limit = self._cfg.offline.deadline_working_days
-        message = overdue_message(first, self._clock(), self._tz, limit, self._calendar)
+        limit = self.cfg.offline.deadline_working_days
+        message = overdue_message(first, self._clock(), self.tz, limit, self._calendar)
         if message is None:
             self._tracker.clear_alarm("reentry_deadline")
         elif self._tracker.alarm("reentry_deadline", message):
             log.error(message)
             alarm = {"code": "reentry_deadline", "message": message}
-            self._emit("spool.backlog", {"at": now_iso(self._tz), "alarm": alarm})
+            self.emit("spool.backlog", {"at": now_iso(self.tz), "alarm": alarm})
 
-    def _emit(self, name: str, data: dict[str, Any]) -> None:
+    def emit(self, name: str, data: dict[str, Any]) -> None:
         try:
             self._on_event(name, data)
         except Exception:

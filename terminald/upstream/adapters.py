@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from spool import Record, Spool
     from terminald.config import Config
-    from terminald.upload.answers import Notices
+    from terminald.upload.notices import Notices
     from terminald.upload.results import RecordResult
     from terminald.upload.state import UploadState
 

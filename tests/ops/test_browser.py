@@ -435,6 +435,7 @@ def emitted_codes() -> set[str]:
     from drivers.errors import PrinterError
     from terminald.upload import errors
     from terminald.upload.link import NO_UPSTREAM, PLANNED_DOWNTIME, Link
+    from terminald.upstream.v1 import errors as v1_errors
 
     root = Path(__file__).resolve().parents[2]
 
@@ -447,9 +448,9 @@ def emitted_codes() -> set[str]:
         return {cls} | {s for c in cls.__subclasses__() for s in subclasses(c)}
 
     codes = {c.code for c in subclasses(errors.UpstreamError)} | {c.code for c in subclasses(PrinterError)}
-    codes |= grep("terminald/upload/client.py", r'Unreachable\([^\n]*?"(\w+)"\) from')
+    codes |= grep("terminald/upstream/v1/client.py", r'Unreachable\([^\n]*?"(\w+)"\) from')
     codes |= {errors.Unreachable("x").cause, errors.BadAnswer("x").cause, errors.ServerBusy(503).cause,
-              errors.ServerBusy(429).cause, errors.Refused(401, "x").cause, errors.SequenceGap(1, []).cause}
+              errors.ServerBusy(429).cause, errors.Refused(401, "x").cause, v1_errors.SequenceGap(1, []).cause}
     codes |= grep("terminald/upload/uploader.py", r'(?:alarm|_halt)\(\s*"(\w+)"')
     codes |= {NO_UPSTREAM, PLANNED_DOWNTIME, str(Link().cause)}
     codes |= grep("terminald/sim/central_store.py", r'_reject\("(\w+)"')

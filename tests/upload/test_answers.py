@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tenacity import RetryCallState
 
-from terminald.upload.answers import SentRecord, parse_batch, parse_cursor, parse_notices, parse_totals
 from terminald.upload.calendar import active_window, working_days_between
-from terminald.upload.client import parse_retry_after
 from terminald.upload.errors import BadAnswer, ServerBusy, Unreachable
 from terminald.upload.retry import Backoff
+from terminald.upstream.v1.answers import SentRecord, parse_batch, parse_cursor, parse_notices, parse_totals
+from terminald.upstream.v1.client import parse_retry_after
 
 SETTLEMENT = {"central_ref": "C1", "fund_paid_fen": 1, "account_paid_fen": 0, "cash_paid_fen": 2}
 SENT = [SentRecord(1, "a", 3), SentRecord(2, "b", 3)]

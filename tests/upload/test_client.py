@@ -11,17 +11,9 @@ import pytest
 
 from terminald.config import UpstreamConfig
 from terminald.errors import ConfigError
-from terminald.upload.client import CentralClient
-from terminald.upload.errors import (
-    BadAnswer,
-    ChainBroken,
-    Refused,
-    SequenceGap,
-    ServerBusy,
-    Transient,
-    Unreachable,
-    UpstreamError,
-)
+from terminald.upload.errors import BadAnswer, Refused, ServerBusy, Transient, Unreachable, UpstreamError
+from terminald.upstream.v1.client import CentralClient
+from terminald.upstream.v1.errors import ChainBroken, SequenceGap
 
 WIRE = [{"seq": 1, "record_id": "a"}]
 

@@ -15,10 +15,10 @@ from spool import Outcome, Spool
 from terminald.cli.upstream import print_reconcile
 from terminald.reports import outages, reconcile
 from terminald.sim.central import CentralSim
-from terminald.upload.answers import CentralTotals, parse_totals
 from terminald.upload.errors import BadAnswer
 from terminald.upload.state import UploadState
 from terminald.upload.uploader import Uploader
+from terminald.upstream.v1.answers import CentralTotals, parse_totals
 from tests.upload.helpers import TID, append, make_config, until
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -12,19 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from terminald.upload.answers import (
-    DowntimeNotice,
-    FrozenCards,
-    Notices,
-    SentRecord,
-    parse_batch,
-    parse_cursor,
-    parse_notices,
-    parse_results,
-)
 from terminald.upload.errors import BadAnswer
-from terminald.upload.notices import NoticeBook, window_problem
+from terminald.upload.notices import DowntimeNotice, FrozenCards, NoticeBook, Notices, window_problem
 from terminald.upload.state import UploadState
+from terminald.upstream.v1.answers import SentRecord, parse_batch, parse_cursor, parse_notices, parse_results
 
 TZ = ZoneInfo("Asia/Shanghai")
 

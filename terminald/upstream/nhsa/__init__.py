@@ -1,4 +1,18 @@
-"""The national medical-security platform (`upstream.protocol = "nhsa"`): its protocol pieces.
+"""The national medical-security platform (`upstream.protocol = "nhsa"`): the adapter and its pieces.
+
+The adapter (`NhsaAdapter`, the uploader's `Adapter`):
+
+    adapter.py    NhsaAdapter: sync, upload, probe, reconcile for the protocol-neutral uploader
+    lanes.py      each person's records in seq order, up to [nhsa] concurrency persons at once
+    settle.py     one record's calls: 1101 -> (2101) -> 2102, or 2103; what a crash left open
+    session.py    the calls as the adapter makes them: signed in, 2601 until definite
+    sale.py       a spooled record as the platform's inputs (lines, feedetl_sn, business time)
+    outcome.py    the platform's answers as the spool's outcomes (settlement split, reasons)
+    edge.py       the adapter's errors, as the uploader's (terminald/upload/errors.py)
+    person.py     who a record is about (the order key)
+    reconcile.py  3201 daily totals
+
+The protocol pieces:
 
     amounts.py    integer fen <-> 2-decimal yuan on the wire, exactly
     wirejson.py   JSON both ways without a float
@@ -10,6 +24,24 @@
     redact.py     masking of the platform's messages
     errors.py     the error tree
 
-contracts/upstream-nhsa.md is the protocol; docs/nhsa.md describes these modules. The adapter
-that settles spooled records through them sits on the protocol-neutral uploader.
+contracts/upstream-nhsa.md is the protocol; docs/nhsa.md describes these modules.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from terminald.upstream.nhsa.adapter import NhsaAdapter
+
+__all__ = ["NhsaAdapter"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the config imports the profiles from this package, and the adapter
+    # imports the uploader's pieces, which import the config.
+    if name == "NhsaAdapter":
+        from terminald.upstream.nhsa.adapter import NhsaAdapter
+
+        return NhsaAdapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

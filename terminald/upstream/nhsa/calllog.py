@@ -12,6 +12,9 @@ call (`nhsa_calls`):
     inf_refmsgid     the answer's, when there was one
     err_msg          the -1 message or the reason of an unknown outcome, masked (redact.py)
     sent_at, completed_at, reversed_at (UTC), reversed_by (the msgid of the 2601 that settled it)
+    output           the `output` of an `ok` answer, as JSON text, for the calls the client keeps
+                     it of (money calls: a crash between "ok logged" and "outcome written to the
+                     spool" is finished from it, never by settling twice); NULL otherwise
 
 States and the only transitions allowed:
 
@@ -76,11 +79,13 @@ MIGRATIONS = [
     CREATE INDEX nhsa_calls_record ON nhsa_calls (record_id);
     CREATE INDEX nhsa_calls_open ON nhsa_calls (state) WHERE state IN ('sent', 'unknown');
     """,
+    # Step 2: the answer of a money call that took effect, so that a restart applies it.
+    "ALTER TABLE nhsa_calls ADD COLUMN output TEXT;",
 ]
 
 CallState = Literal["sent", "ok", "failed", "unknown", "reversed"]
 _COLUMNS = ("msgid, infno, record_id, psn_no, insuplc_admdvs, omsgid, state, inf_refmsgid, err_msg, "
-            "sent_at, completed_at, reversed_at, reversed_by")
+            "sent_at, completed_at, reversed_at, reversed_by, output")
 _INFNO = re.compile(r"[0-9]{4}")
 _ADMDVS = re.compile(r"([0-9]{6})?")
 _MAX_FIELD = 64
@@ -102,11 +107,17 @@ class Call:
     completed_at: str | None
     reversed_at: str | None
     reversed_by: str | None
+    output: str | None = None  # JSON text of an ok answer's `output` (money calls only)
 
     @property
     def open(self) -> bool:
         """Left `sent` or `unknown`: it may stand, and must be reversed before a retry."""
         return self.state in ("sent", "unknown")
+
+    @property
+    def stands(self) -> bool:
+        """Answered infcode 0 (and so never reversed: only open calls are)."""
+        return self.state == "ok"
 
 
 def _utc_now() -> datetime:
@@ -239,18 +250,23 @@ class CallLog:
         inf_refmsgid: str = "",
         err_msg: str = "",
         redact: Iterable[str] = (),
+        output: str | None = None,
     ) -> None:
-        """Record the outcome of a `sent` call. Completing again with the same state is a no-op."""
+        """Record the outcome of a `sent` call. Completing again with the same state is a no-op.
+
+        `output`: the JSON text of an ok answer's output, kept for a restart to apply."""
         if state not in ("ok", "failed", "unknown"):
             raise CallLogError(f"a call completes as ok, failed or unknown, not {state!r}")
+        if output is not None and state != "ok":
+            raise CallLogError("only an ok answer has an output to keep")
         masked = mask_text(err_msg, redact)
         stamp = self._stamp()
 
         def update(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
-                f"UPDATE {TABLE} SET state = ?, inf_refmsgid = ?, err_msg = ?, completed_at = ?"
+                f"UPDATE {TABLE} SET state = ?, inf_refmsgid = ?, err_msg = ?, completed_at = ?, output = ?"
                 " WHERE msgid = ? AND state = 'sent'",
-                (state, inf_refmsgid[:_MAX_FIELD], masked, stamp, msgid),
+                (state, inf_refmsgid[:_MAX_FIELD], masked, stamp, output, msgid),
             )
             if cur.rowcount == 0:
                 current = _state(conn, msgid)

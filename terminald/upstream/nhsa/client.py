@@ -11,9 +11,17 @@ A connect failure is an UnknownOutcome like the rest, on purpose: it costs one 2
 refuses (disk full) turns the answer into an UnknownOutcome: the row stays `sent`, which a
 restart would read as unknown too, so the caller reverses and retries either way.
 
-`reverse(call)` sends the 2601 for a call left `sent` or `unknown` and, on a definite answer
-(0: reversed; a -1 the profile does not call transient or sign-in: nothing to reverse), marks it
-`reversed`. `sign_in` sends 9001 and keeps the `sign_no` for the calls after it.
+`call(..., accept=)` lets the caller check a success before it is logged `ok`: an answer the
+caller cannot trust (a settlement whose parts do not add up) raises UnknownOutcome there and is
+logged `unknown`, so it is reversed like a lost answer. The output of an `ok` money call (the
+profile's `reversible_infnos`) is kept in the log for a restart to apply.
+
+`reverse(call)` sends the 2601 for a call left `sent` or `unknown` and, on a definite answer,
+marks it `reversed`: 0 (reversed), or a -1 the profile lists under
+`refusals.nothing_to_reverse` (it never took effect, or is reversed already). Any other -1 is
+not definite (a 2601 refused for the wrong person, or "revoke the revoke first"): the call
+stays open and the caller decides (the adapter raises an alarm). `sign_in` sends 9001 and
+keeps the `sign_no` for the calls after it.
 The uploader decides when to call what; this module only speaks.
 """
 
@@ -21,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 
+from terminald.upstream.nhsa import wirejson
 from terminald.upstream.nhsa.calllog import Call, CallLog
 from terminald.upstream.nhsa.envelope import (
     MAX_ANSWER_BYTES,
@@ -47,6 +56,8 @@ from terminald.upstream.nhsa.profiles import Profile
 __all__ = ["NhsaClient", "Person"]
 
 REVERSAL = "2601"
+# Checks a success's output before it is logged `ok`; raises UnknownOutcome to log it `unknown`.
+Accept = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -108,16 +119,21 @@ class NhsaClient:
         psn: Person | None = None,
         record_id: str | None = None,
         operator: Operator | None = None,
+        accept: Accept | None = None,
     ) -> Answer:
-        """Send one call, logged; Ok or Refused, or raise UnknownOutcome (EnvelopeError: not sent)."""
+        """Send one call, logged; Ok or Refused, or raise UnknownOutcome (EnvelopeError: not sent).
+
+        `accept(output)`, when given, checks a success before it is logged: UnknownOutcome from
+        it logs the call `unknown` and is raised."""
         if infno == REVERSAL:
             raise EnvelopeError("a 2601 is sent with reverse(call), which logs what it reverses")
-        _, result = await self._call(infno, input, psn or Person(), record_id, operator or self.operator, None)
+        _, result = await self._call(infno, input, psn or Person(), record_id, operator or self.operator, None,
+                                     accept)
         return result
 
     async def _call(
         self, infno: str, input: Mapping[str, Any], psn: Person, record_id: str | None, operator: Operator,
-        omsgid: str | None,
+        omsgid: str | None, accept: Accept | None = None,
     ) -> tuple[str, Answer]:
         sign_no = self.sign_no  # one value for the whole call, whatever a concurrent sign-in does
         # A request that cannot be built is refused before it has a row: try it with a stand-in msgid.
@@ -136,12 +152,18 @@ class NhsaClient:
         try:
             status, answer = await self._post(body)
             result = parse_answer(status, answer, msgid=msgid, profile=self.profile, redact=psn.redact)
+            if accept is not None and isinstance(result, Ok):
+                accept(result.output)
         except UnknownOutcome as exc:
             await self._complete(msgid, "unknown", f"{exc.reason}: {exc.detail}", psn.redact)
             raise
         try:
             if isinstance(result, Ok):
-                await asyncio.to_thread(self.calllog.complete, msgid, "ok", inf_refmsgid=result.inf_refmsgid)
+                # A money call's answer is kept: after a crash before its outcome reached the
+                # spool, the restart applies it instead of settling again.
+                kept = wirejson.dumps(result.output) if infno in self.profile.reversible_infnos else None
+                await asyncio.to_thread(self.calllog.complete, msgid, "ok", inf_refmsgid=result.inf_refmsgid,
+                                        output=kept)
             else:
                 await asyncio.to_thread(
                     self.calllog.complete, msgid, "failed", inf_refmsgid=result.inf_refmsgid,
@@ -193,8 +215,10 @@ class NhsaClient:
         return result
 
     async def reverse(self, call: Call, *, redact: tuple[str, ...] = ()) -> Answer:
-        """2601 for `call` (left sent or unknown). A definite answer marks it `reversed`; a
-        transient or sign-in -1 does not (try again). Raises UnknownOutcome like `call`."""
+        """2601 for `call` (left sent or unknown). A definite answer (0, or a -1 the profile lists
+        as nothing to reverse) marks it `reversed`; any other -1 does not: a transient or sign-in
+        one (try again), or a refusal of the 2601 itself (the call may still stand: the caller
+        must not retry it). Raises UnknownOutcome like `call`."""
         if not call.open:
             raise EnvelopeError(f"call {call.msgid} is {call.state}: only sent or unknown calls are reversed")
         psn = Person(call.psn_no, call.insuplc_admdvs, redact)
@@ -202,6 +226,6 @@ class NhsaClient:
             REVERSAL, {"psn_no": call.psn_no, "omsgid": call.msgid, "oinfno": call.infno},
             psn, call.record_id, self.operator, call.msgid,
         )
-        if isinstance(result, Ok) or result.kind == "rejected":
+        if isinstance(result, Ok) or (result.kind == "rejected" and self.profile.reverses_nothing(result.err_msg)):
             await asyncio.to_thread(self.calllog.mark_reversed, call.msgid, by=by)
         return result

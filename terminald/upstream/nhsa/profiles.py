@@ -22,6 +22,16 @@ Settings (docs/nhsa.md explains each, and where the values come from):
     insuplc_without_person   envelope `insuplc_admdvs` of calls without a person: "empty" or
                              "mdtrtarea" (the institution's area)
     reconcile_match          3201 `stmt_rslt` values that mean "the totals match"
+    reconcile_insutypes      insurance types reconciled every day (one 3201 each, even with no
+                             local sale); the first one is used for a settlement whose stored
+                             answer names none
+    reconcile_clr_type       3201 `clr_type` (清算类别): "41" 定点药店购药 nationally
+    reconcile_setl_optins    3201 `setl_optins` (结算经办机构): "mdtrtarea" (the institution's
+                             area, one 3201 per insurance type) or "insuplc" (one per insured
+                             area, from each settlement's answer)
+    reconcile_revokes        how a revoke counts in 3201: "in_force" (the revoked sale drops out
+                             of its day, the revoke is not counted) or "net" (the revoke is a
+                             settlement of its own day with negative amounts)
     length_unit              how `limits` count: "chars", "utf8" bytes or "gbk" bytes
     envelope_extra           fixed extra envelope fields, e.g. {recer_admdvs = "440100"}
     [limits]                 the longest value of each envelope field, and of `input` as JSON
@@ -29,6 +39,9 @@ Settings (docs/nhsa.md explains each, and where the values come from):
                              after all: reverse before retrying), `sign_in` (sign in again with
                              9001, then retry), `transient` (retry later); any other -1 rejects
                              the record
+                             `nothing_to_reverse`: the -1 answers of a 2601 that are definite
+                             (the original did not take effect, or is reversed already); any
+                             other -1 to a 2601 leaves the original's outcome unknown
 
 An unknown name, an unknown key or a bad value raises ConfigError naming it.
 """
@@ -77,8 +90,11 @@ class Refusals(BaseModel):
     transient: tuple[StrictStr, ...] = ()
     sign_in: tuple[StrictStr, ...] = ()
     unknown: tuple[StrictStr, ...] = ()
+    # Only for 2601: a -1 that settles the reversed call (nothing stands). Kept apart from the
+    # kinds above because it is read after them, on a 2601's `rejected` answers alone.
+    nothing_to_reverse: tuple[StrictStr, ...] = ()
 
-    @field_validator("transient", "sign_in", "unknown")
+    @field_validator("transient", "sign_in", "unknown", "nothing_to_reverse")
     @classmethod
     def _not_empty(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if any(not v.strip() for v in values):
@@ -102,6 +118,11 @@ class Profile(BaseModel):
     refmsgid: Literal["any", "echo"]
     insuplc_without_person: Literal["empty", "mdtrtarea"]
     reconcile_match: tuple[StrictStr, ...] = Field(min_length=1)
+    # 3201: the platform reconciles per insurance type and clearing type (reconcile.py).
+    reconcile_insutypes: tuple[StrictStr, ...] = Field(default=("310", "390"), min_length=1)
+    reconcile_clr_type: StrictStr = Field(default="41", pattern=r"^[0-9A-Za-z]{1,6}$")
+    reconcile_setl_optins: Literal["mdtrtarea", "insuplc"] = "mdtrtarea"
+    reconcile_revokes: Literal["in_force", "net"] = "in_force"
     length_unit: Literal["chars", "utf8", "gbk"]
     envelope_extra: dict[StrictStr, StrictStr] = {}
     limits: dict[StrictStr, StrictInt]
@@ -113,6 +134,16 @@ class Profile(BaseModel):
         bad = sorted(v for v in values if not re.fullmatch(_INFNO, v))
         if bad:
             raise ValueError(f"not transaction numbers (4 digits): {bad}")
+        return values
+
+    @field_validator("reconcile_insutypes")
+    @classmethod
+    def _insutypes(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        bad = sorted(v for v in values if not re.fullmatch(r"[0-9]{3,6}", v))
+        if bad:
+            raise ValueError(f"not insurance types (3 to 6 digits, e.g. 310): {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError("an insurance type is listed twice")
         return values
 
     @field_validator("limits")
@@ -144,6 +175,11 @@ class Profile(BaseModel):
             if any(p.casefold() in text for p in patterns):
                 return kind
         return "rejected"
+
+    def reverses_nothing(self, err_msg: str) -> bool:
+        """A 2601's -1 with `err_msg` is definite: the call it reverses does not stand."""
+        text = (err_msg or "").casefold()
+        return any(p.casefold() in text for p in self.refusals.nothing_to_reverse)
 
     def length(self, text: str) -> int:
         """`text`'s length as this region's limits count it."""

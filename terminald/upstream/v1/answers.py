@@ -1,4 +1,4 @@
-"""Central's answers, parsed strictly into typed values.
+"""Central's protocol v1 answers, parsed strictly into typed values.
 
 Anything that does not match protocol v1 raises BadAnswer (a transient error:
 the same records are re-sent later, which the protocol makes safe). Nothing
@@ -20,15 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from terminald.upload.errors import BadAnswer
+from terminald.upload.notices import DowntimeNotice, FrozenCards, Notices
 from terminald.upload.results import RecordResult
 
 __all__ = [
     "BatchAnswer",
     "CentralTotals",
     "Cursor",
-    "DowntimeNotice",
-    "FrozenCards",
-    "Notices",
     "RecordResult",
     "SentRecord",
     "clean_text",
@@ -77,30 +75,6 @@ class SentRecord:
 class BatchAnswer:
     results: list[RecordResult]
     last_seq: int
-
-
-@dataclass(frozen=True)
-class DowntimeNotice:
-    start: str
-    end: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class FrozenCards:
-    """Either the full list (`full`, card_numbers) or a change since a version (added/removed)."""
-
-    version: int
-    full: bool
-    card_numbers: tuple[str, ...] = ()
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Notices:
-    downtime: list[DowntimeNotice]
-    frozen: FrozenCards
 
 
 @dataclass(frozen=True)

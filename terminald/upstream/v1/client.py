@@ -1,9 +1,9 @@
 """Protocol v1 client: one httpx.AsyncClient, explicit timeouts, typed answers and errors.
 
-Every call either returns a parsed, checked value or raises an UpstreamError
-subclass (see errors.py); httpx exceptions never leave this module. An answer
-body is read up to MAX_ANSWER_BYTES (8 MiB, after content decoding): past it,
-the answer is garbage (BadAnswer, retried), whatever it says.
+Every call either returns a parsed, checked value or raises an UpstreamError subclass
+(terminald/upload/errors.py, and v1's own in errors.py here); httpx exceptions never leave
+this module. An answer body is read up to MAX_ANSWER_BYTES (8 MiB, after content decoding):
+past it, the answer is garbage (BadAnswer, retried), whatever it says.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import httpx
 
 from terminald.config import UpstreamConfig
 from terminald.errors import ConfigError
-from terminald.upload.answers import (
+from terminald.upload.errors import BadAnswer, Refused, ServerBusy, Unreachable
+from terminald.upload.notices import Notices
+from terminald.upstream.v1.answers import (
     BatchAnswer,
     CentralTotals,
     Cursor,
-    Notices,
     SentRecord,
     parse_batch,
     parse_cursor,
@@ -32,14 +33,7 @@ from terminald.upload.answers import (
     parse_results,
     parse_totals,
 )
-from terminald.upload.errors import (
-    BadAnswer,
-    ChainBroken,
-    Refused,
-    SequenceGap,
-    ServerBusy,
-    Unreachable,
-)
+from terminald.upstream.v1.errors import ChainBroken, SequenceGap
 
 __all__ = ["MAX_ANSWER_BYTES", "CentralClient", "parse_retry_after"]
 

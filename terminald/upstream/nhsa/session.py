@@ -1,0 +1,130 @@
+"""The calls as the adapter makes them: signed in, reversed when unknown, errors translated.
+
+One `Session` per adapter, shared by every lane (person) running at once:
+
+    ensure_signed_in()   9001 before the first call (profile `requires_sign_in`)
+    ask(...)             one call; a -1 the profile calls `sign_in` signs in again (once per
+                         stale sign_no, whatever the number of lanes that saw it) and repeats
+                         the call; a transient -1 raises PlatformBusy. Ok and Refused are
+                         returned; UnknownOutcome is raised for the caller to decide
+    reverse(call)        2601 until it is definite: True. A refusal of the 2601 itself raises
+                         ReversalRefused (alarm `reversal_refused`); no answer or a busy
+                         platform raises a Transient (the uploader backs off and comes back)
+
+Every definite answer tells the host the platform is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from terminald.upstream.nhsa.calllog import Call
+from terminald.upstream.nhsa.client import Accept, NhsaClient, Person
+from terminald.upstream.nhsa.edge import PlatformBusy, ReversalRefused, SignInRefused, transient_of
+from terminald.upstream.nhsa.envelope import Answer, Ok, Operator, Refused
+from terminald.upstream.nhsa.errors import UnknownOutcome
+from terminald.upstream.nhsa.profiles import Profile
+
+if TYPE_CHECKING:
+    from terminald.upstream.adapters import UpstreamHost
+
+__all__ = ["SIGN_IN_ATTEMPTS", "Session"]
+
+log = logging.getLogger("terminald.upstream.nhsa")
+
+# A call refused for its sign_no this many times in a row, each after a fresh sign-in: the
+# gateway does not take our sign-ins; back off instead of looping.
+SIGN_IN_ATTEMPTS = 3
+
+
+class Session:
+    def __init__(self, client: NhsaClient, host: UpstreamHost, *, opter_no: str, mac: str = "", ip: str = "") -> None:
+        self.client = client
+        self.host = host
+        self._signin = (opter_no, mac, ip)
+        self._lock = asyncio.Lock()
+
+    @property
+    def profile(self) -> Profile:
+        return self.client.profile
+
+    def _definite(self, answer: Answer) -> Answer:
+        self.host.reached()
+        return answer
+
+    async def sign_in(self, stale: str | None = None) -> None:
+        """9001, unless another lane already replaced `stale` (None: sign in regardless)."""
+        async with self._lock:
+            if stale is not None and self.client.sign_no != stale:
+                return
+            opter_no, mac, ip = self._signin
+            try:
+                answer = await self.client.sign_in(opter_no=opter_no, mac=mac, ip=ip)
+            except UnknownOutcome as exc:
+                raise transient_of(exc, "9001 sign-in") from exc
+            self._definite(answer)
+            if isinstance(answer, Refused):
+                if answer.kind == "rejected":
+                    raise SignInRefused(answer.err_msg)
+                raise PlatformBusy(f"9001 sign-in: {answer.err_msg}")
+
+    async def ensure_signed_in(self) -> None:
+        if self.profile.requires_sign_in and not self.client.sign_no:
+            await self.sign_in(stale="")
+
+    async def _signed(self, send: Callable[[], Awaitable[Answer]], what: str) -> Answer:
+        for _ in range(SIGN_IN_ATTEMPTS):
+            await self.ensure_signed_in()
+            used = self.client.sign_no
+            answer = self._definite(await send())
+            if isinstance(answer, Refused) and answer.kind == "sign_in":
+                log.info("%s: the sign-in is no longer accepted; signing in again", what)
+                await self.sign_in(stale=used)
+                continue
+            return answer
+        raise PlatformBusy(f"{what}: refused for its sign-in {SIGN_IN_ATTEMPTS} times after signing in again")
+
+    async def ask(
+        self,
+        infno: str,
+        input: Mapping[str, Any],
+        *,
+        psn: Person | None = None,
+        record_id: str | None = None,
+        operator: Operator | None = None,
+        accept: Accept | None = None,
+    ) -> Answer:
+        """One call (see the module's docstring). Raises UnknownOutcome, PlatformBusy, or the
+        sign-in's errors."""
+
+        def send() -> Awaitable[Answer]:
+            return self.client.call(infno, input, psn=psn, record_id=record_id, operator=operator, accept=accept)
+
+        answer = await self._signed(send, infno)
+        if isinstance(answer, Refused) and answer.kind == "transient":
+            raise PlatformBusy(f"{infno}: {answer.err_msg}")
+        return answer
+
+    async def reverse(self, call: Call, redact: tuple[str, ...] = ()) -> None:
+        """Reverse `call` (left sent or unknown) with 2601 until the platform answers definitely."""
+        what = f"2601 of {call.infno} {call.msgid}"
+
+        def send() -> Awaitable[Answer]:
+            return self.client.reverse(call, redact=redact)
+
+        try:
+            answer = await self._signed(send, what)
+        except UnknownOutcome as exc:
+            raise transient_of(exc, what) from exc
+        if isinstance(answer, Ok):
+            log.info("%s: reversed", what)
+            return
+        if answer.kind == "transient":
+            raise PlatformBusy(f"{what}: {answer.err_msg}")
+        if self.profile.reverses_nothing(answer.err_msg):
+            log.info("%s: nothing to reverse (%s)", what, answer.err_msg)
+            return
+        raise ReversalRefused(call, answer.err_msg)

@@ -1,0 +1,209 @@
+"""The adapter's test bench: a real spool, a small host, records made the way terminald makes them.
+
+`Bench` holds a spool in tmp_path, a config for protocol "nhsa" against the simulator, and
+`FakeHost` (the uploader's side of `UpstreamHost`: apply writes outcomes to the spool the way
+the uploader does). Nothing here sleeps: every step is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Coroutine
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from spool import AppendRequest, Outcome, Record, Spool, digest
+from terminald.config import Config, load_config
+from terminald.sim.nhsa import NhsaSim
+from terminald.sim.nhsa.persons import Person
+from terminald.upload.results import RecordResult
+from terminald.upstream.nhsa.adapter import NhsaAdapter
+from terminald.upstream.nhsa.sale import feedetl_sn
+
+TID = "T0001"
+CODE = "H11010500123"
+TZ = ZoneInfo("Asia/Shanghai")
+_keys = itertools.count(1)
+
+
+def make_config(spool_path: Path, url: str, *, concurrency: int = 4, profile: str = "mock",
+                timeout_s: float = 2.0) -> Config:
+    return load_config(
+        None,
+        terminal={"id": TID, "timezone": "Asia/Shanghai"},
+        spool={"path": str(spool_path)},
+        upstream={"url": url, "protocol": "nhsa", "timeout_s": timeout_s, "batch_size": 200},
+        nhsa={"fixmedins_code": CODE, "fixmedins_name": "示例大药房", "mdtrtarea_admvs": "110105",
+              "recer_sys_code": "YBXT", "profile": profile, "concurrency": concurrency,
+              "opter": "0001", "opter_name": "王药师"},
+    )
+
+
+class FakeHost:
+    """The uploader's side, as small as the adapter needs."""
+
+    def __init__(self, spool: Spool, cfg: Config) -> None:
+        self.spool = spool
+        self.cfg = cfg
+        self.tz = TZ
+        self.state: Any = None
+        self.applied: list[RecordResult] = []
+        self.alarms: dict[str, str] = {}
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.reached_count = 0
+        self.waiting: set[str] = set()  # record ids not eligible (awaiting their patient)
+        self.fail_apply: Callable[[RecordResult], None] | None = None
+
+    def reached(self) -> None:
+        self.reached_count += 1
+
+    async def apply(self, results: list[RecordResult]) -> None:
+        for result in results:
+            if self.fail_apply is not None:
+                self.fail_apply(result)
+        outcomes = [Outcome(r.seq, r.final, dict(r.settlement or r.reason or {})) for r in results]
+        await asyncio.to_thread(self.spool.apply_outcomes, outcomes)
+        self.applied.extend(results)
+
+    def alarm(self, code: str, message: str) -> bool:
+        new = code not in self.alarms
+        self.alarms[code] = message
+        return new
+
+    def clear_alarm(self, code: str) -> None:
+        self.alarms.pop(code, None)
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append((name, data))
+
+    def eligible(self, record: Record) -> bool:
+        return record.record_id not in self.waiting
+
+
+def card_of(person: Person, *, with_sn: bool = False) -> dict[str, str]:
+    """The card as a card read gives it (number, ID number, name, issuer); `with_sn` adds the
+    card identifier, which the POS could send."""
+    card = {"card_number": person.card_number, "ssn": person.certno, "name": person.name,
+            "issuer_code": person.insuplc_admdvs}
+    if with_sn:
+        card["card_sn"] = person.card_sn
+    return card
+
+
+def sale(spool: Spool, card: dict[str, str], *, when: str = "2026-11-23T10:15:00+08:00",
+         items: list[tuple[str, str, Any, int]] | None = None) -> Record:
+    """A settlement as terminald spools it (transactions.py `_payload`)."""
+    lines = items or [("XA01", "阿莫西林胶囊", 2, 1250), ("XB02", "布洛芬缓释胶囊", 1, 3333)]
+    key = f"k{next(_keys)}"
+    rows = [{"code": code, "name": name, "qty": qty, "unit_price_fen": price,
+             "amount_fen": int((Decimal(str(qty)) * price).quantize(Decimal(1), rounding=ROUND_HALF_UP))}
+            for code, name, qty, price in lines]
+    payload = {"operator": {"id": "0007", "name": "李药师"}, "idempotency_key": key, "meta": {},
+               "card": card, "card_present": True, "items": rows,
+               "total_fen": sum(r["amount_fen"] for r in rows)}
+    req = AppendRequest(kind="settlement", business_time=when, payload=payload, idempotency_key=key,
+                        request_digest=digest(payload))
+    return spool.append(req).record
+
+
+def revoke(spool: Spool, original: Record, *, when: str = "2026-11-24T09:00:00+08:00") -> Record:
+    key = f"k{next(_keys)}"
+    payload = {"operator": {"id": "0007", "name": "李药师"}, "idempotency_key": key, "meta": {},
+               "card": original.payload["card"], "card_present": False, "items": [],
+               "total_fen": -original.total_fen, "original_record_id": original.record_id}
+    req = AppendRequest(kind="revoke", business_time=when, payload=payload, idempotency_key=key,
+                        request_digest=digest(payload), original_record_id=original.record_id)
+    return spool.append(req).record
+
+
+def sale_id(record: Record) -> str:
+    """The simulator's sale id of a record: its first line's feedetl_sn."""
+    return feedetl_sn(record.record_id, 0)
+
+
+def wire_time(record: Record) -> str:
+    from terminald.upstream.nhsa.sale import business_time
+
+    return business_time(record, TZ)
+
+
+def expected(spool: Spool) -> dict[str, dict[str, Any]]:
+    """What the platform must hold for the spool: each settled sale once, at its business time,
+    with its total, revoked exactly when a settled revoke points at it."""
+    records = spool.records(after_seq=0, limit=100_000)
+    revoked = {r.payload["original_record_id"] for r in records if r.kind == "revoke" and r.status == "settled"}
+    return {sale_id(r): {"medfee_fen": r.total_fen, "business_time": wire_time(r), "revoked": r.record_id in revoked}
+            for r in records if r.kind == "settlement" and r.status == "settled"}
+
+
+class Bench:
+    def __init__(self, tmp_path: Path, sim: NhsaSim, **config: Any) -> None:
+        self.tmp_path = tmp_path
+        self.sim = sim
+        self.spool = Spool.open(tmp_path / "spool.db", TID, background_check=False)
+        self.cfg = make_config(self.spool.path, sim.url, **config)
+        self.host = FakeHost(self.spool, self.cfg)
+
+    def adapter(self, transport: httpx.AsyncBaseTransport | None = None) -> NhsaAdapter:
+        return NhsaAdapter(self.host, transport=transport)
+
+    def record(self, record: Record) -> Record:
+        found = self.spool.get(record.record_id)
+        assert found is not None
+        return found
+
+    def check_money(self) -> None:
+        self.sim.assert_money_consistent(expected(self.spool))
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    return asyncio.run(coro_fn())
+
+
+async def drain(adapter: NhsaAdapter, rounds: int = 50) -> int:
+    """upload() until it has nothing to do; how many were decided."""
+    total = 0
+    for _ in range(rounds):
+        decided = await adapter.upload()
+        if decided == 0:
+            return total
+        total += decided
+    raise AssertionError("the backlog did not drain")
+
+
+class Tap(httpx.AsyncBaseTransport):
+    """The real transport, with a hook that sees (and may change) each request and answer."""
+
+    def __init__(self, on_answer: Callable[[dict[str, Any], bytes], bytes] | None = None,
+                 before: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None,
+                 after: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.on_answer = on_answer
+        self.before = before
+        self.after = after
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import json
+
+        body = await request.aread()
+        envelope = json.loads(body)
+        if self.before is not None:
+            await self.before(envelope)
+        response = await self._inner.handle_async_request(request)
+        content = await response.aread()
+        if self.after is not None:
+            self.after(envelope)
+        if self.on_answer is not None:
+            content = self.on_answer(envelope, content)
+        return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=content)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

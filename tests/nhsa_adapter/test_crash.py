@@ -1,0 +1,162 @@
+"""Crash windows: what a kill -9 leaves in the call log, and what the next run makes of it.
+
+A crash is simulated by an exception no handler catches (`Crash`, a BaseException) at the
+moment in question, then a new adapter on the same spool (the restart)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from terminald.upload.results import RecordResult
+from terminald.upstream.nhsa.calllog import CallLog
+from tests.nhsa_adapter.helpers import CODE, Bench, Tap, card_of, drain, revoke, run, sale
+
+
+class Crash(BaseException):
+    """kill -9: nothing after this point runs."""
+
+
+def _calls(bench: Bench, record_id: str) -> list[tuple[str, str]]:
+    with CallLog(bench.spool, fixmedins_code=CODE) as log:
+        return [(c.infno, c.state) for c in log.for_record(record_id)]
+
+
+def _crash_after(infno: str) -> Tap:
+    """The request reaches the platform (and commits); the process dies before the answer."""
+    crashed: list[str] = []
+
+    def after(envelope: dict[str, Any]) -> None:
+        if envelope["infno"] == infno and not crashed:
+            crashed.append(envelope["msgid"])
+            raise Crash
+
+    return Tap(after=after)
+
+
+def test_a_2102_left_sent_by_a_crash_is_reversed_at_restart(bench: Bench) -> None:
+    record = sale(bench.spool, card_of(bench.sim.person("A10000123")))
+
+    async def first_run() -> None:
+        adapter = bench.adapter(_crash_after("2102"))
+        with pytest.raises(Crash):
+            await adapter.upload()
+        await adapter.aclose()
+
+    async def restart() -> None:
+        adapter = bench.adapter()
+        try:
+            await adapter.sync()  # the 2102 left `sent` is reversed here, before anything else
+            assert [c["infcode"] for c in bench.sim.calls("2601")] == [0]
+            assert await drain(adapter) == 1
+        finally:
+            await adapter.aclose()
+
+    run(first_run)
+    assert _calls(bench, record.record_id) == [("1101", "ok"), ("2102", "sent")]
+    assert len(bench.sim.standing_settlements()) == 1  # it did settle: the answer was lost
+    run(restart)
+    assert bench.record(record).status == "settled"
+    assert _calls(bench, record.record_id) == [("1101", "ok"), ("2102", "reversed"), ("2601", "ok"),
+                                               ("1101", "ok"), ("2102", "ok")]
+    bench.check_money()
+
+
+def test_a_row_written_but_never_sent_is_reversed_as_nothing(bench: Bench) -> None:
+    """kill -9 right after the call log's row was committed, before the request left."""
+    zhang = bench.sim.person("A10000123")
+    record = sale(bench.spool, card_of(zhang))
+    with CallLog(bench.spool, fixmedins_code=CODE) as log:
+        log.begin("2102", record_id=record.record_id, psn_no=zhang.psn_no, insuplc_admdvs=zhang.insuplc_admdvs)
+
+    async def restart() -> None:
+        adapter = bench.adapter()
+        try:
+            # No sync: the record's own open call is found before any money call for it.
+            assert await drain(adapter) == 1
+        finally:
+            await adapter.aclose()
+
+    run(restart)
+    [reversal] = bench.sim.calls("2601")
+    assert reversal["infcode"] == -1 and "无需冲正" in reversal["err_msg"]
+    assert [s for _, s in _calls(bench, record.record_id)] == ["reversed", "failed", "ok", "ok"]
+    bench.check_money()
+
+
+@pytest.mark.parametrize("kind", ["settlement", "revoke"])
+def test_an_ok_answer_not_yet_applied_is_applied_from_the_call_log(bench: Bench, kind: str) -> None:
+    """kill -9 between "ok" in the call log and the outcome in the spool: no second call."""
+    original = sale(bench.spool, card_of(bench.sim.person("A10000123")))
+    money = "2102" if kind == "settlement" else "2103"
+
+    def crash_once(result: RecordResult) -> None:
+        bench.host.fail_apply = None
+        raise Crash
+
+    async def first_run() -> Any:
+        adapter = bench.adapter()
+        try:
+            if kind == "revoke":
+                await drain(adapter)
+                target = revoke(bench.spool, bench.record(original))
+            else:
+                target = original
+            bench.host.fail_apply = crash_once
+            with pytest.raises(Crash):
+                await adapter.upload()
+            return target
+        finally:
+            await adapter.aclose()
+
+    async def restart() -> None:
+        adapter = bench.adapter()
+        bench.sim.control(down=True)  # the stored answer needs no call at all
+        try:
+            assert await adapter.upload() == 1
+        finally:
+            await adapter.aclose()
+            bench.sim.control(down=False)
+
+    target = run(first_run)
+    assert bench.record(target).status == "pending" and _calls(bench, target.record_id)[-1] == (money, "ok")
+    run(restart)
+    done = bench.record(target)
+    assert done.status == "settled"
+    assert len(bench.sim.calls(money)) == 1
+    held = bench.sim.standing_settlements() if kind == "settlement" else bench.sim.standing_revokes()
+    assert [h["setl_id"] for h in held] == [(done.outcome or {})["central_ref"]]
+    if kind == "revoke":
+        before = bench.record(original).outcome or {}
+        assert (done.outcome or {})["fund_paid_fen"] == -before["fund_paid_fen"]
+    bench.check_money()
+
+
+def test_a_2103_left_sent_is_reversed_and_the_revoke_stands_once(bench: Bench) -> None:
+    original = sale(bench.spool, card_of(bench.sim.person("A10000123")))
+
+    async def first_run() -> Any:
+        adapter = bench.adapter(_crash_after("2103"))
+        try:
+            await drain(adapter)
+            later = revoke(bench.spool, bench.record(original))
+            with pytest.raises(Crash):
+                await adapter.upload()
+            return later
+        finally:
+            await adapter.aclose()
+
+    async def restart() -> None:
+        adapter = bench.adapter()
+        try:
+            await adapter.sync()
+            assert await drain(adapter) == 1
+        finally:
+            await adapter.aclose()
+
+    later = run(first_run)
+    run(restart)
+    assert bench.record(later).status == "settled"
+    assert len(bench.sim.calls("2103")) == 2 and len(bench.sim.standing_revokes()) == 1
+    bench.check_money()

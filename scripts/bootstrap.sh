@@ -17,7 +17,9 @@ want_test=0
 RUNTIME_PKGS=(pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-venv python3-dev
               fonts-wqy-microhei)
 # prometheus for promtool: /metrics is checked with the linter Prometheus itself uses.
-TEST_PKGS=(fiu-utils socat nftables iproute2 util-linux chromium procps wrk strace systemd prometheus curl jq)
+# postgresql: the mirror's tests start a primary and a synchronous standby of their own.
+TEST_PKGS=(fiu-utils socat nftables iproute2 util-linux chromium procps wrk strace systemd prometheus curl jq
+           postgresql)
 
 missing=()
 need() { for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done; }

@@ -29,6 +29,7 @@ from terminald.config import Config
 from terminald.events import EventBus
 from terminald.metrics import Metrics
 from terminald.receipts.jobs import PrintQueue
+from terminald.reentry import ReentryBook
 from terminald.retention import Retention
 from terminald.security import ApiTokens, make_private
 from terminald.transactions import Recorder
@@ -49,6 +50,8 @@ class Daemon:
         self.tokens = ApiTokens.load(cfg.token_path, cfg.status_token_path, cfg.api.group)
         self.token = self.tokens  # what app.build hands to AccessControl: the live token files
         self.card_reads = CardReads()
+        # Outage sales waiting for their patient (nhsa.reentry = "patient_present"); inert otherwise.
+        self.reentry = ReentryBook(cfg)
         self.spool: Spool | None = None
         self.events = EventBus(cfg.spool_path, ZoneInfo(cfg.terminal.timezone))
         self._on_commit_hooks: list[Callable[[float], None]] = []
@@ -61,6 +64,7 @@ class Daemon:
         self.add_upload_error_hook(self.metrics.observe_upload_error)
         self.add_card_read_hook(self.metrics.observe_card_read)
         self.add_event_hook(self.metrics.observe_event)
+        self.add_event_hook(self.reentry.observe_event)  # a decided record waits for nobody
         # Set when the server starts shutting down: endless answers (the event stream) end then,
         # rather than holding the shutdown until uvicorn's graceful timeout cancels them.
         self.stopping = asyncio.Event()
@@ -70,7 +74,10 @@ class Daemon:
         cfg = self.cfg
         self.spool = Spool.open(cfg.spool_path, cfg.terminal.id, on_commit=self._on_commit)
         self.events.open()
-        self.uploader = Uploader(self.spool, cfg, on_event=self.publish, on_error=self._on_upload_error)
+        # Before the uploader: its first question (`eligible`) must already know every waiting sale.
+        await asyncio.to_thread(self.reentry.load, self.spool)
+        self.uploader = Uploader(self.spool, cfg, on_event=self.publish, on_error=self._on_upload_error,
+                                 eligible=self.reentry.eligible)
         self.cards = ReportingCardService(profile=cfg.card.profile, readers=cfg.card.readers,
                                           psam_reader=cfg.card.psam_reader, on_event=self.publish,
                                           on_read=self._on_card_read)
@@ -81,7 +88,7 @@ class Daemon:
         }
         self.print_queue = PrintQueue(cfg.spool_path, self.printers, on_event=self.publish)
         self.recorder = Recorder(cfg, self.spool, self.uploader, self.card_reads, self.publish,
-                                 LoopAppender(self.spool, asyncio.get_running_loop()))
+                                 LoopAppender(self.spool, asyncio.get_running_loop()), self.reentry)
         await self.uploader.start()
         self.cards.start()
         self.print_queue.start()

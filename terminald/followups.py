@@ -1,14 +1,18 @@
-"""Who staff must contact, and by when: money owed to patients, rejections to settle.
+"""Who staff must contact, and by when: money owed to patients, rejections to settle, and
+outage sales waiting for their patient.
 
 A patient who paid in full during an outage is owed the fund's share (统筹 +
 个人账户) once central settles the sale; a sale central rejected must be settled
-with the patient as self-pay (or voided). Both wait for a person, so both are
+with the patient as self-pay (or voided); where re-entry needs the patient
+(`nhsa.reentry = "patient_present"`), an outage sale waits until its patient comes
+back with the card to re-settle it. All wait for a person, so all are
 listed here, oldest first, with the deadline the insurance office sets
 (`offline.deadline_working_days` working days after the business day, with the
 configured holidays and make-up working days).
 
 The facts come from the spool, decided once (the record's `outage`, central's
-outcome, the refund handed over): nothing here recomputes them.
+outcome, the refund handed over): nothing here recomputes them. Which pending sales
+wait for their patient only the daemon knows (terminald/reentry.py): its caller passes them.
 """
 
 from __future__ import annotations
@@ -29,18 +33,26 @@ __all__ = ["Followup", "answer", "followups_of", "summary"]
 @dataclass(frozen=True)
 class Followup:
     record: Record
-    reason: str  # "refund" (the fund's share is owed) | "rejected" (settle as self-pay or void)
+    # "refund" (the fund's share is owed) | "rejected" (settle as self-pay or void) |
+    # "awaiting_patient" (an outage sale to re-settle when the patient is back with the card)
+    reason: str
     owed_fen: int
     deadline: date | None
     overdue: bool
 
 
-def followups_of(records: Iterable[Record], cfg: Config, today: date) -> list[Followup]:
-    """The follow-ups among ``records`` (from ``Spool.followups``), oldest first."""
+def followups_of(records: Iterable[Record], cfg: Config, today: date,
+                 awaiting: Iterable[Record] = ()) -> list[Followup]:
+    """The follow-ups among ``records`` (from ``Spool.followups``) and the outage sales
+    ``awaiting`` their patient (from ``ReentryBook.records_waiting``), oldest first."""
     calendar = WorkCalendar(cfg.offline.holidays, cfg.offline.workdays)
     found = []
-    for record in records:
-        if record.status == "rejected":
+    waiting = {r.record_id for r in awaiting if r.status == "pending"}
+    merged = {r.record_id: r for r in [*records, *awaiting]}
+    for record in sorted(merged.values(), key=lambda r: r.seq):
+        if record.record_id in waiting:
+            reason, owed = "awaiting_patient", 0
+        elif record.status == "rejected":
             reason, owed = "rejected", 0
         elif record.refund_owed_fen > 0:
             reason, owed = "refund", record.refund_owed_fen
@@ -81,4 +93,5 @@ def summary(items: list[Followup]) -> dict[str, int]:
         "overdue": sum(1 for i in items if i.overdue),
         "refunds": sum(1 for i in items if i.reason == "refund"),
         "owed_fen": sum(i.owed_fen for i in items),
+        "awaiting_patient": sum(1 for i in items if i.reason == "awaiting_patient"),
     }

@@ -39,6 +39,7 @@ from terminald.appender import LoopAppender
 from terminald.cardreads import CardReads
 from terminald.config import Config
 from terminald.errors import (
+    CardReadNotFound,
     ConflictError,
     NotFoundError,
     PolicyDenied,
@@ -47,7 +48,9 @@ from terminald.errors import (
 )
 from terminald.policy import Candidate, check_offline
 from terminald.privacy import mask_name, mask_phone, mask_ssn
+from terminald.reentry import ReentryBook, card_person
 from terminald.timefmt import local_iso, local_times
+from terminald.upstream.nhsa.person import person_key
 
 # 1-64 visible ASCII characters, inner spaces allowed: HTTP trims a header's outer whitespace
 # and carries latin-1 only, so this is every key a POS can send and get back unchanged.
@@ -93,9 +96,12 @@ def paid_at_counter_fen(record: Record) -> int | None:
     return None
 
 
-def answer(record: Record, history: list[Any] | None = None, tz: tzinfo | str | None = None) -> dict[str, Any]:
+def answer(record: Record, history: list[Any] | None = None, tz: tzinfo | str | None = None, *,
+           awaiting_patient: bool = False) -> dict[str, Any]:
     """The API's Transaction: personal data masked, money in fen, the money facts as stored;
-    with `tz` (the terminal's zone), every stored time shown in that zone (terminald/timefmt.py)."""
+    with `tz` (the terminal's zone), every stored time shown in that zone (terminald/timefmt.py).
+    `awaiting_patient`: the record waits for its patient (`ReentryBook.awaiting`), which only
+    the daemon's memory knows."""
     payload = record.payload
     card = payload.get("card") or {}
     offline, offline_reason = record.told
@@ -106,6 +112,7 @@ def answer(record: Record, history: list[Any] | None = None, tz: tzinfo | str | 
         "meta": payload.get("meta") or {},
         "kind": record.kind,
         "status": record.status,
+        "awaiting_patient": awaiting_patient and record.status == "pending",
         "mode": mode_of(record),
         "created_at": local_iso(record.spooled_at, tz),
         "business_time": record.business_time,
@@ -219,8 +226,10 @@ class _Digests:
 
 class Recorder:
     def __init__(self, cfg: Config, spool: Spool, uploader: UploaderView, card_reads: CardReads,
-                 publish: Callable[[str, dict[str, Any]], None], appender: LoopAppender) -> None:
+                 publish: Callable[[str, dict[str, Any]], None], appender: LoopAppender,
+                 reentry: ReentryBook | None = None) -> None:
         self.cfg = cfg
+        self.reentry = reentry if reentry is not None else ReentryBook(cfg)
         self.publish = publish
         self.spool = spool
         self.appender = appender
@@ -273,10 +282,56 @@ class Recorder:
             raise
         if not result.created:  # a repeat: the spool found the key with this very request
             return await self._repeat(result.record, digests, wait_s)
+        self._patient_here(result.record)
         self.uploader.wake()
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
         return await self._answer(result.record, wait_s, first=True)
+
+    def _patient_here(self, record: Record) -> None:
+        """A new record was committed. A sale that central is to decide now means its patient is
+        at the counter: their outage sales waiting for them go first, so that the person's seq
+        order holds (the new sale waits behind them until they are released: ReentryBook). A
+        sale answered "pending" in its commit waits for its patient like any outage sale."""
+        if record.kind == "settlement" and record.outage is not True:
+            self.reentry.release(person_key(record.payload))
+        self.reentry.observe(record)
+
+    async def resettle(self, record_id: str, card_read_id: str, wait_s: float | None) -> Outcome:
+        """`POST /v1/transactions/{id}/resettle`: the patient of an outage sale that waits for them
+        is back (`card_read_id`, a read of their card): release it (and their earlier ones), wake
+        the uploader and wait up to `wait` like a sale. 200 decided, 202 still pending.
+
+        A repeat (the record released or decided already) answers its state and sends nothing
+        again; a record that does not wait is 409 `not_awaiting_patient`."""
+        record = await asyncio.to_thread(self.spool.get, record_id)
+        if record is None:
+            raise NotFoundError(f"no transaction {record_id} on this terminal")
+        if record.status != "pending":
+            return Outcome(200, record)  # decided (a repeat after the outcome): its state
+        if not self.reentry.released(record.record_id):
+            if not self.reentry.awaiting(record):
+                raise ConflictError(f"transaction {record_id} does not wait for its patient: it is "
+                                    + ("uploaded by itself" if self.reentry.enabled
+                                       else 're-entered by itself (nhsa.reentry is not "patient_present")'),
+                                    code="not_awaiting_patient", transaction_status=record.status)
+            read = self.card_reads.get(card_read_id)
+            if read is None:
+                raise CardReadNotFound("card_read_id is unknown or older than 10 minutes: read the card again")
+            person = person_key(record.payload)
+            if card_person(read.card) != person:
+                raise ConflictError("this card read is of another person than the transaction's: read the "
+                                    "patient's own card", code="card_read_other_person")
+            # One read backs one visit of one person: all of their re-entries (and retries), no sale.
+            self.card_reads.claim(card_read_id, "reentry:" + person)
+            self.reentry.release(person, through=record)
+        self.uploader.wake()
+        wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
+        final = await self.uploader.wait_final(record.record_id, wait) if wait > 0 else None
+        if final is not None:
+            return Outcome(200, final)
+        latest = await asyncio.to_thread(self.spool.get, record.record_id)
+        return Outcome(202 if latest is None or latest.status == "pending" else 200, latest or record)
 
     def _release_card_read(self, body: dict[str, Any], key: str) -> None:
         """A refused sale recorded nothing under its key: its card read is free again."""
@@ -305,6 +360,7 @@ class Recorder:
         else:
             reason = record.offline_reason or "timeout"
         fixed = await asyncio.to_thread(self.spool.mark_outage, record.record_id, reason)
+        self.reentry.observe(fixed)  # an outage sale now: with patient_present it waits for its patient
         if fixed.status != "pending":  # central's outcome was applied just before
             return Outcome(settled_code, fixed)
         return Outcome(202 if first else 200, fixed)

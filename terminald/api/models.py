@@ -175,12 +175,32 @@ class CardReadIn(_In):
     timeout_s: float = Field(default=0, ge=0, le=60)
 
 
+class ResettleIn(_In):
+    # Visible ASCII, as every card_read_id is ("cr_" + URL-safe base64): nothing to trim away.
+    card_read_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+
+
+class AwaitingSaleOut(BaseModel):
+    """An outage sale of the card's holder that waits for them (nhsa.reentry = "patient_present")."""
+
+    id: str
+    seq: int
+    business_time: str
+    total_fen: int
+    paid_at_counter_fen: int | None
+    pos_order_id: Any = None  # the sale's meta.pos_order_id, as the POS sent it
+    revoked_by: str | None = None
+
+
 class CardReadOut(BaseModel):
     card_read_id: str
     read_at: str
     reader: str
     atr: str
     card: CardData  # the driver's dataclass: one definition of a card's fields
+    # This person's outage sales that can be re-settled now (POST /v1/transactions/{id}/resettle);
+    # always [] unless re-entry waits for the patient.
+    awaiting_patient: list[AwaitingSaleOut] = Field(default_factory=list)
 
 
 class PrintSubmitted(BaseModel):
@@ -234,6 +254,7 @@ class TransactionOut(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
     kind: Literal["settlement", "revoke"]
     status: Literal["pending", "settled", "rejected", "resolved"]
+    awaiting_patient: bool = False  # pending, waiting for its patient to re-settle it
     mode: Literal["online", "offline", "planned_downtime"]
     created_at: str
     business_time: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
@@ -13,10 +13,14 @@ from pydantic.json_schema import models_json_schema
 
 from spool import RefundMismatch, Transition
 from terminald.api.deps import SQLITE_MAX_INT, daemon, load_record
-from terminald.api.models import RefundIn, ResolveIn, TransactionIn, TransactionList, TransactionOut
+from terminald.api.models import RefundIn, ResettleIn, ResolveIn, TransactionIn, TransactionList, TransactionOut
 from terminald.api.problems import problems
 from terminald.errors import ConflictError, ValidationFailed
 from terminald.transactions import KEY_MAX, KEY_PATTERN, answer
+
+if TYPE_CHECKING:  # the daemon is built above the routes
+    from spool import Record
+    from terminald.daemon import Daemon
 
 router = APIRouter(tags=["transactions"])
 
@@ -63,8 +67,13 @@ async def create(request: Request) -> JSONResponse:
         history = [Transition.spooled(record.spooled_at, record.offline, record.offline_reason)]
     else:
         history = await asyncio.to_thread(d.spool.history, record.record_id)  # type: ignore[union-attr]
-    body = answer(outcome.record, history, d.cfg.terminal.timezone)
+    body = _answer(d, outcome.record, history)
     return JSONResponse(body, status_code=outcome.status_code)
+
+
+def _answer(d: Daemon, record: Record, history: list[Any] | None) -> dict[str, Any]:
+    """`answer` with what only the daemon's memory knows: does it wait for its patient."""
+    return answer(record, history, d.cfg.terminal.timezone, awaiting_patient=d.reentry.awaiting(record))
 
 
 def _wait(raw: str | None) -> float | None:
@@ -87,7 +96,7 @@ async def get_one(request: Request, record_id: str) -> dict[str, Any]:
     d = daemon(request)
     record = await load_record(d, record_id)
     history = await asyncio.to_thread(d.spool.history, record_id)  # type: ignore[union-attr]
-    return answer(record, history, d.cfg.terminal.timezone)
+    return _answer(d, record, history)
 
 
 @router.get("/v1/transactions", response_model=TransactionList,
@@ -106,6 +115,9 @@ async def list_all(
     business_date: Annotated[str | None, Query(
         pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"},
         description="the sales of this business day (YYYY-MM-DD, the day of business_time in its own offset)")] = None,
+    awaiting_patient: Annotated[bool | None, Query(
+        description="true: only the records waiting for their patient (nhsa.reentry = \"patient_present\"); "
+                    "false: only the others")] = None,
 ) -> dict[str, Any]:
     """Transactions in seq order, `limit` at a time after `after_seq`; every filter given must hold."""
     if business_date is not None:
@@ -117,9 +129,29 @@ async def list_all(
                                             "type": "date"}]) from exc
     d = daemon(request)
     assert d.spool is not None
-    records = await asyncio.to_thread(d.spool.search, status, after_seq, limit, idempotency_key=idempotency_key,
-                                      pos_order_id=pos_order_id, business_date=business_date)
-    return {"items": [answer(r, None, d.cfg.terminal.timezone) for r in records],
+    spool = d.spool
+
+    def search(status: str | None, after: int) -> list[Record]:
+        return spool.search(status, after, limit, idempotency_key=idempotency_key, pos_order_id=pos_order_id,
+                            business_date=business_date)
+
+    if awaiting_patient is None:
+        records = await asyncio.to_thread(search, status, after_seq)
+    elif awaiting_patient and status not in (None, "pending"):
+        records = []  # only pending records wait
+    else:
+        # Filtered in memory, page after page: only pending records can wait, so `true` reads
+        # the backlog alone; `false` reads what the other filters give.
+        records = []
+        after = after_seq
+        query_status = "pending" if awaiting_patient else status
+        while len(records) < limit:
+            page = await asyncio.to_thread(search, query_status, after)
+            records += [r for r in page if d.reentry.awaiting(r) == awaiting_patient][:limit - len(records)]
+            if len(page) < limit:
+                break
+            after = page[-1].seq
+    return {"items": [_answer(d, r, None) for r in records],
             "next_after_seq": records[-1].seq if len(records) == limit else None}
 
 
@@ -137,7 +169,7 @@ async def refund(request: Request, record_id: str, body: Annotated[RefundIn, Bod
         raise ConflictError(str(exc), code="refund_amount_mismatch", owed_fen=exc.owed_fen) from exc
     d.publish("transaction.refunded", {"id": record.record_id, "seq": record.seq, "paid_fen": body.paid_fen})
     history = await asyncio.to_thread(d.spool.history, record_id)
-    return answer(record, history, d.cfg.terminal.timezone)
+    return _answer(d, record, history)
 
 
 @router.post("/v1/transactions/{record_id}/resolve", response_model=TransactionOut,
@@ -150,4 +182,25 @@ async def resolve(request: Request, record_id: str, body: Annotated[ResolveIn, B
     d.publish("transaction.resolved", {"id": record.record_id, "seq": record.seq,
                                        "resolution": body.resolution})
     history = await asyncio.to_thread(d.spool.history, record_id)
-    return answer(record, history, d.cfg.terminal.timezone)
+    return _answer(d, record, history)
+
+
+@router.post("/v1/transactions/{record_id}/resettle", response_model=TransactionOut,
+             responses={202: {"model": TransactionOut, "description": "released; central has not answered yet"},
+                        **problems({404: "not_found",
+                                    409: "not_awaiting_patient, card_read_other_person",
+                                    422: "validation_failed, card_read_unknown, card_read_used",
+                                    503: "spool_unavailable"})})
+async def resettle(request: Request, record_id: str, body: Annotated[ResettleIn, Body()],
+                   wait: Annotated[float | None, Query(
+                       ge=0, le=WAIT_MAX_S,
+                       description="seconds to wait for central's outcome (default: upstream.wait_s)")] = None,
+                   ) -> JSONResponse:
+    """Re-settle an outage sale that waits for its patient (nhsa.reentry = "patient_present"),
+    now that the patient is here: `card_read_id` is a read of their card. Their earlier outage
+    sales go first. 200: decided (settled with central's split, or rejected); 202: still pending
+    when `wait` ended. A repeat answers the state and sends nothing again."""
+    d = daemon(request)
+    outcome = await d.recorder.resettle(record_id, body.card_read_id, wait)
+    history = await asyncio.to_thread(d.spool.history, record_id)  # type: ignore[union-attr]
+    return JSONResponse(_answer(d, outcome.record, history), status_code=outcome.status_code)

@@ -322,7 +322,7 @@ def test_the_served_openapi_document_is_valid(d: DaemonProcess, api: httpx.Clien
     assert {p["name"] for p in post_op["parameters"]} == {"wait", "Idempotency-Key"}
     get_op = document["paths"]["/v1/transactions"]["get"]
     assert {p["name"] for p in get_op["parameters"] if p["in"] == "query"} == {
-        "status", "after_seq", "limit", "idempotency_key", "pos_order_id", "business_date"}
+        "status", "after_seq", "limit", "idempotency_key", "pos_order_id", "business_date", "awaiting_patient"}
     answer = schemas["TransactionOut"]
     assert {"idempotency_key", "meta"} <= answer["properties"].keys() and "idempotency_key" in answer["required"]
 

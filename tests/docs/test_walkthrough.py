@@ -431,7 +431,7 @@ def _dict_keys(node: ast.AST) -> set[str]:
 
 def published_events() -> dict[str, set[str]]:
     """{event name: the fields of its data} for every event the daemon publishes, read from the code:
-    calls of publish / _emit / on_event with a name and a dict literal, or the result of a function
+    calls of publish / (_)emit / on_event with a name and a dict literal, or the result of a function
     (terminald/upload/eventdata.py), and the `reset` event of the stream."""
     functions: dict[str, ast.FunctionDef] = {}
     calls: list[tuple[ast.Call, str]] = []
@@ -443,7 +443,7 @@ def published_events() -> dict[str, set[str]]:
             if (isinstance(node, ast.Call) and len(node.args) == 2
                     and isinstance(node.func, ast.Attribute | ast.Name)
                     and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
-                    in ("publish", "_emit", "on_event", "_on_event")):
+                    in ("publish", "_emit", "emit", "on_event", "_on_event")):
                 calls.append((node, text))
     events: dict[str, set[str]] = {}
     for call, _ in calls:

@@ -41,9 +41,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _nhsa_protocol() -> UpstreamConfig:
-    # upstream.protocol accepts only "v1" until the adapters' name table (issue 14, item 1) adds
-    # "nhsa"; an already-built section carries it past that check meanwhile.
-    return UpstreamConfig.model_construct(protocol="nhsa")
+    return UpstreamConfig(protocol="nhsa")
 
 
 def test_defaults_are_empty_and_allowed_for_other_protocols() -> None:

@@ -109,15 +109,26 @@ class NhsaAdapter:
         return None
 
     async def upload(self) -> int:
+        read_through = self.host.spool.pending_summary().last_seq
         pending = await asyncio.to_thread(self._pending)
         groups = [lane for lane in lanes(pending, self._key) if self._key(lane[0]) not in self.blocked]
         if not groups:
             return 0
+        # The order of persons is free (only each person's own order matters): a person with a
+        # sale the POS is still waiting for goes first, so a patient at the counter is not made
+        # to wait behind days of re-entry, and becomes an outage sale only when the platform is
+        # really away. Then the oldest first.
+        groups.sort(key=lambda lane: (not any(r.outage is None for r in lane), lane[0].seq))
         concurrency = self.host.cfg.nhsa.concurrency
         # Control goes back to the uploader between rounds; a round long enough that the lanes'
-        # tail (workers idle while the last persons finish) stays small.
+        # tail (workers idle while the last persons finish) stays small, and cut short when a
+        # new record arrives, so that it is looked at within one call's time.
         budget = max(self.host.cfg.upstream.batch_size, ROUND_PER_LANE * concurrency)
-        return await run_lanes(groups, self._work, concurrency=concurrency, budget=budget)
+
+        def arrived() -> bool:
+            return self.host.spool.pending_summary().last_seq > read_through
+
+        return await run_lanes(groups, self._work, concurrency=concurrency, budget=budget, stop_early=arrived)
 
     async def reconcile(self, date: str, local: dict[str, Any]) -> dict[str, Any]:
         # Imported here: reconciliation is a tool's and a report's call, not the upload loop's.
@@ -133,13 +144,22 @@ class NhsaAdapter:
         return person_key(record.payload)
 
     def _pending(self) -> list[Record]:
+        # A record the host holds back (waiting for its patient) is left out here with every
+        # later record of its person (their order matters), so that thousands of them never
+        # fill the window.
         found: list[Record] = []
+        held: set[str] = set()
         after = 0
         while len(found) < WINDOW:
             page = self.host.spool.backlog(after, PAGE)
             if not page:
                 break
-            found.extend(page)
+            for record in page:
+                key = self._key(record)
+                if key in held or not self.host.eligible(record):
+                    held.add(key)
+                else:
+                    found.append(record)
             after = page[-1].seq
         return found
 

@@ -9,8 +9,9 @@ workers: a worker takes the next lane and works its records in order until the l
 a record must wait (`work` returns False: the later records of that person wait with it). When
 a record's work raises, no record is started after it; the records being worked finish, then
 the error is raised (a Halt before anything else, then any error that is not Transient, then
-the first Transient). `budget` bounds the records started in one run, so the uploader gets
-control back between rounds.
+the first Transient). `budget` bounds the records started in one run, and `stop_early` (asked
+before each start) ends it sooner, so the uploader gets control back between rounds: a sale
+the POS is still waiting for is committed meanwhile and goes first in the next round.
 """
 
 from __future__ import annotations
@@ -46,14 +47,21 @@ def _first_error(errors: Sequence[BaseException]) -> BaseException:
     return errors[0]
 
 
-async def run_lanes(groups: Sequence[Sequence[Record]], work: Work, *, concurrency: int, budget: int) -> int:
+async def run_lanes(
+    groups: Sequence[Sequence[Record]],
+    work: Work,
+    *,
+    concurrency: int,
+    budget: int,
+    stop_early: Callable[[], bool] = lambda: False,
+) -> int:
     """Work the lanes; return how many records were decided."""
     queue = deque(groups)
     errors: list[BaseException] = []
     counts = {"started": 0, "decided": 0}
 
     def may_start() -> bool:
-        return not errors and counts["started"] < budget
+        return not errors and counts["started"] < budget and not (counts["started"] and stop_early())
 
     async def worker() -> None:
         while queue and may_start():

@@ -278,7 +278,8 @@
     $("jobs-unavailable").hidden = state.jobsAvailable;
   }
 
-  // -- follow-ups: refunds owed (recorded at the POS, never here) and rejections to settle ------------
+  // -- follow-ups: refunds owed (recorded at the POS, never here), rejections to settle, and outage
+  // sales waiting for their patient (re-settled at the POS with the card) ---------------------------
   function renderFollowups() {
     const items = (state.followups && state.followups.items) || [];
     const rows = items.map((f) => {
@@ -292,6 +293,7 @@
         el("td", { class: "nowrap" }, f.contact_phone_masked || "—"),
         el("td", { class: "num" }, f.reason === "refund" ? yuan(f.owed_fen) : "—"), deadline,
         el("td", { class: "todo" }, f.reason === "refund" ? t("todo_refund")
+          : f.reason === "awaiting_patient" ? t("todo_awaiting_patient")
           : t("todo_rejected", { why: rejectionText(f.rejection) })));
     });
     $("followups").querySelector("tbody").replaceChildren(...rows);

@@ -51,6 +51,7 @@ window.TerminaldI18n = (function () {
       col_phone: "电话", overdue: "已逾期",
       todo_refund: "退还医保统筹部分：交给患者后，请在收银系统登记退款（状态页不能登记；清单另见 terminald followups）",
       todo_rejected: "医保拒付（{why}）：在上方“被拒记录”中按自费结算或作废",
+      todo_awaiting_patient: "离线交易待患者持卡到场补录结算：请联系患者，到场后在收银系统读卡并补录",
       state: {
         ok: "正常", paper_near_end: "纸将尽", paper_out: "缺纸", cover_open: "纸仓盖开", offline: "离线",
         unknown: "状态未知", no_card: "无卡", busy: "忙", error: "故障", no_reader: "无读卡器",
@@ -163,6 +164,7 @@ window.TerminaldI18n = (function () {
       col_phone: "Phone", overdue: "overdue",
       todo_refund: "Refund the fund's share: once handed over, record it at the POS (not from this page; the list is also in terminald followups)",
       todo_rejected: "Rejected by central ({why}): settle as self-pay or void it under “Rejected records” above",
+      todo_awaiting_patient: "Outage sale waiting for its patient: call them back; once they are here with the card, re-settle it at the POS",
       state: {
         ok: "OK", paper_near_end: "paper low", paper_out: "paper out", cover_open: "cover open",
         offline: "offline", unknown: "status unknown", no_card: "no card", busy: "busy", error: "error",

@@ -1,0 +1,102 @@
+"""Shared steps of the mirror tests: a database with the schema and terminal roles, appends, and
+the one comparison that matters (the mirror holds exactly the spool's chain, statuses included)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from spool import Outcome, Spool
+from terminald.mirror import init_db, role_name, role_statements
+from terminald.mirror.rows import local_state
+from tests.fixtures.postgres import PgPair
+from tests.spool.factory import make_request
+
+T = TypeVar("T")
+
+TID = "T0001"
+OTHER = "T0002"
+
+
+def prepare(pair: PgPair, dbname: str, *terminal_ids: str) -> dict[str, str]:
+    """The schema and each terminal's role in ``dbname``; each terminal's DSN (as its own role)."""
+    with pair.admin(dbname) as conn:
+        init_db(conn)
+        for line in role_statements(terminal_ids):
+            if not line.startswith("--"):
+                conn.execute(line)
+    return {tid: pair.dsn(dbname, user=role_name(tid)) for tid in terminal_ids}
+
+
+def append(spool: Spool, count: int, *, prefix: str = "k", offline: bool = False,
+           wake: Callable[[], None] | None = None) -> list[int]:
+    """``count`` sales (blocking: run in a thread while a copier runs); their seqs."""
+    start = spool.stats().last_seq
+    seqs = []
+    for i in range(count):
+        reason = "upstream_unreachable" if offline else None
+        record = spool.append(make_request(f"{prefix}-{start + i}", 100 + i, offline=offline,
+                                           offline_reason=reason)).record
+        seqs.append(record.seq)
+        if wake is not None:
+            wake()
+    return seqs
+
+
+def settle_some(spool: Spool, seqs: list[int]) -> None:
+    """Central answers: every third settled, every seventh rejected (and every 14th then resolved)."""
+    outcomes = []
+    for seq in seqs:
+        if seq % 7 == 0:
+            outcomes.append(Outcome(seq, "rejected", {"code": "card_frozen", "message": "欠费冻结"}))
+        elif seq % 3 == 0:
+            outcomes.append(Outcome(seq, "settled", {"fund_paid_fen": 60, "account_paid_fen": 10}))
+    spool.apply_outcomes(outcomes)
+    for seq in seqs:
+        if seq % 14 == 0:
+            record = spool.get_seq(seq)
+            assert record is not None
+            spool.resolve(record.record_id, "self_pay", "患者自付")
+
+
+def mirrored_rows(pair: PgPair, dbname: str, terminal_id: str) -> list[tuple[Any, ...]]:
+    with pair.admin(dbname) as conn:
+        rows: list[tuple[Any, ...]] = conn.execute(
+            "SELECT seq, record_id::text, prev_hash, hash, record, status, outcome, local_state"
+            " FROM terminald_records WHERE terminal_id = %s ORDER BY seq", (terminal_id,)).fetchall()
+    return rows
+
+
+def assert_mirror_equals_spool(pair: PgPair, dbname: str, spool: Spool) -> int:
+    """Every record of the spool is in the mirror once, in order, unchanged, with its status; the
+    head row says the tail. Returns how many."""
+    records = spool.records(limit=100_000)
+    rows = mirrored_rows(pair, dbname, spool.terminal_id)
+    assert [row[0] for row in rows] == [r.seq for r in records] == list(range(1, len(records) + 1))
+    for record, (_seq, record_id, prev_hash, hash_, wire, status, outcome, local) in zip(records, rows, strict=True):
+        assert (record_id, prev_hash, hash_) == (record.record_id, record.prev_hash, record.hash)
+        assert wire == record.wire()
+        assert (status, outcome, local) == (record.status, record.outcome, local_state(record)), record.seq
+    with pair.admin(dbname) as conn:
+        head = conn.execute("SELECT last_seq, last_hash FROM terminald_terminals WHERE terminal_id = %s",
+                            (spool.terminal_id,)).fetchone()
+    assert head == (records[-1].seq, records[-1].hash)
+    return len(records)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll ``predicate`` on the loop (it must not block) until true; fail after ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}") from None

@@ -35,6 +35,8 @@ from spool.records import (
     STATUSES,
     AppendRequest,
     AppendResult,
+    ChangeMark,
+    Changes,
     CheckReport,
     Outcome,
     Record,
@@ -510,6 +512,31 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         return self._read(queries.stats_in)
+
+    def newest_change(self) -> ChangeMark | None:
+        """The newest ``history`` row now (None: no record has changed since its append yet).
+
+        Take it before comparing records with a copy elsewhere: whatever changes later is then
+        found by ``changes_since`` from it.
+        """
+        return self._read(queries.newest_change_in)
+
+    def changes_since(self, mark: ChangeMark | None, limit: int = 1000) -> Changes:
+        """The records changed after ``mark`` (None: from the first change), from at most ``limit``
+        history rows: a range scan of the history's key, however long the spool.
+
+        Every change of a record after its append (central's outcome, a resolution, the outage
+        fact, a refund) writes one ``history`` row in the same transaction, and history ids only
+        grow while their newest row exists. If ``mark``'s row is gone or is another row now (a
+        prune deleted it, so ids may be handed out again), the answer is ``broken`` with the
+        newest mark: the reader compares every record that may still change instead, once.
+        Continue with the answer's ``mark`` until it stops moving.
+        """
+        return self._read(lambda conn: queries.changes_since_in(conn, mark, _limit(limit)))
+
+    def records_at(self, seqs: Sequence[int]) -> list[Record]:
+        """The records with these seqs as stored now, in seq order; a seq not held is left out."""
+        return self._read(lambda conn: queries.records_at_in(conn, seqs))
 
     def totals(self, business_date: str) -> Totals:
         """Count and sum of the records whose business_time falls on ``business_date`` (its own offset)."""

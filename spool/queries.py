@@ -7,16 +7,19 @@ docs/spool.md, "Group commit"): their number must not grow with the batch.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from spool.chain import GENESIS_HASH
-from spool.records import RECORD_COLUMNS, Record, SpoolStats, Totals
+from spool.records import RECORD_COLUMNS, ChangeMark, Changes, Record, SpoolStats, Totals
 
 __all__ = [
+    "changes_since_in",
     "insert_rows",
     "load_tail",
+    "newest_change_in",
     "pending_offline_fen",
+    "records_at_in",
     "stats_in",
     "status_totals",
     "stored_with_keys",
@@ -108,6 +111,44 @@ def stored_with_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, Rec
 def _chunks(items: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(items), _ROWS_PER_INSERT):
         yield items[start : start + _ROWS_PER_INSERT]
+
+
+def newest_change_in(conn: sqlite3.Connection) -> ChangeMark | None:
+    row = conn.execute("SELECT id, seq, at FROM history ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else ChangeMark(int(row[0]), int(row[1]), str(row[2]))
+
+
+def changes_since_in(conn: sqlite3.Connection, mark: ChangeMark | None, limit: int) -> Changes:
+    """See ``Spool.changes_since``: one snapshot, so the mark's check and the range read agree."""
+    conn.execute("BEGIN")
+    try:
+        if mark is not None:
+            row = conn.execute("SELECT seq, at FROM history WHERE id = ?", (mark.id,)).fetchone()
+            if row is None or int(row[0]) != mark.seq or str(row[1]) != mark.at:
+                return Changes(seqs=(), mark=newest_change_in(conn), broken=True)
+        rows = conn.execute("SELECT id, seq, at FROM history WHERE id > ? ORDER BY id LIMIT ?",
+                            (0 if mark is None else mark.id, limit)).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    if not rows:
+        return Changes(seqs=(), mark=mark, broken=False)
+    last = rows[-1]
+    seqs = tuple(dict.fromkeys(int(r[1]) for r in rows))
+    return Changes(seqs=seqs, mark=ChangeMark(int(last[0]), int(last[1]), str(last[2])), broken=False)
+
+
+_SEQS_PER_SELECT = 500  # well below SQLite's limit on bound parameters
+
+
+def records_at_in(conn: sqlite3.Connection, seqs: Sequence[int]) -> list[Record]:
+    found: list[Record] = []
+    wanted = sorted(set(seqs))
+    for start in range(0, len(wanted), _SEQS_PER_SELECT):
+        chunk = wanted[start : start + _SEQS_PER_SELECT]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE seq IN ({marks}) ORDER BY seq", chunk)
+        found += [Record.from_row(row) for row in rows]
+    return found
 
 
 def stats_in(conn: sqlite3.Connection) -> SpoolStats:

@@ -21,6 +21,8 @@ __all__ = [
     "STATUSES",
     "AppendRequest",
     "AppendResult",
+    "ChangeMark",
+    "Changes",
     "CheckReport",
     "Outcome",
     "Record",
@@ -267,6 +269,24 @@ class SpoolStats:
     # Outage settlements (paid in full at the counter) still pending: the offline limit's
     # measure. Revokes never lower it.
     pending_offline_fen: int = 0
+
+
+@dataclass(frozen=True)
+class ChangeMark:
+    """A ``history`` row: where a reader of ``Spool.changes_since`` has handled changes up to."""
+
+    id: int
+    seq: int
+    at: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What ``Spool.changes_since`` found after a mark."""
+
+    seqs: tuple[int, ...]  # records changed after the mark, each once, in the order of their first change
+    mark: ChangeMark | None  # where to continue from
+    broken: bool  # the mark's row is gone (a prune): the reader must compare every open record instead
 
 
 @dataclass(frozen=True)

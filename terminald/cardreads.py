@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +46,16 @@ class _Entry:
 
 
 class CardReads:
-    def __init__(self, ttl_s: float = TTL_S) -> None:
+    def __init__(self, ttl_s: float = TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl_s
+        # Monotonic seconds; the re-entry book measures its releases on the same clock (expires_at).
+        self.clock = clock
         self._lock = threading.Lock()
         self._reads: OrderedDict[str, _Entry] = OrderedDict()
 
     def remember(self, read: Any) -> str:
         read_id = "cr_" + secrets.token_urlsafe(12)
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._reads[read_id] = _Entry(now, read)
             while self._reads and (len(self._reads) > MAX_KEPT or self._oldest_at() < now - self._ttl):
@@ -64,9 +67,16 @@ class CardReads:
 
     def _live(self, read_id: str) -> _Entry | None:
         entry = self._reads.get(read_id)
-        if entry is None or entry.at < time.monotonic() - self._ttl:
+        if entry is None or entry.at < self.clock() - self._ttl:
             return None
         return entry
+
+    def expires_at(self, read_id: str) -> float | None:
+        """When (on `clock`) the read stops being honoured, or None when unknown or expired: how
+        long a read proves its patient at the counter (a re-entry release lasts that long)."""
+        with self._lock:
+            entry = self._live(read_id)
+        return None if entry is None else entry.at + self._ttl
 
     def get(self, read_id: str) -> Any | None:
         """The read, or None when unknown or expired. Claims nothing (see `claim`)."""

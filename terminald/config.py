@@ -150,6 +150,9 @@ class NhsaConfig(_Section):
     # 9001 sign-in's `mac` and `ip` (the counter PC's, as the office registered it); may stay empty.
     mac: str = Field(default="", max_length=40)
     ip: str = Field(default="", max_length=40)
+    # Digits leading this terminal's 4-digit msgid counter: terminals of one fixmedins_code each
+    # keep their own call log, so each needs a slot of its own ("07": counters 0701..0799).
+    msgid_slot: str = Field(default="", pattern=r"^[0-9]{0,3}$")
 
     @field_validator("opter_type", mode="before")
     @classmethod
@@ -160,6 +163,30 @@ class NhsaConfig(_Section):
         """The keys upstream.protocol = "nhsa" needs that are empty."""
         required = ("fixmedins_code", "fixmedins_name", "mdtrtarea_admvs", "recer_sys_code")
         return [key for key in required if not getattr(self, key)]
+
+
+class MirrorConfig(_Section):
+    """`[mirror]`: the copy of every record on the hospital's PostgreSQL (docs/mirror.md).
+
+    An empty `dsn` turns the mirror off (the default): the daemon then never imports psycopg.
+    """
+
+    dsn: str = ""
+    # A file holding the role's password, so the secret stays out of the config and environment.
+    password_file: str = ""
+    # Unmirrored records older than this raise the `mirror_lag` alarm.
+    lag_alarm_s: float = Field(default=300, gt=0)
+    # The longest wait between two attempts to reach PostgreSQL (each a random wait below a
+    # doubling bound, so a fleet that lost the server does not come back at once).
+    retry_max_s: float = Field(default=30, ge=0.05, le=600)
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_dsn(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://")) and "=" not in value:
+            raise ValueError('expected a "postgresql://..." URL or "key=value" connection string, or empty')
+        return value
 
 
 class OfflineConfig(_Section):
@@ -223,6 +250,7 @@ class _Sources(BaseSettings):
     spool: SpoolConfig = SpoolConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     nhsa: NhsaConfig = NhsaConfig()
+    mirror: MirrorConfig = MirrorConfig()
     offline: OfflineConfig = OfflineConfig()
     downtime: tuple[DowntimeWindow, ...] = ()
     card: CardConfig = CardConfig()

@@ -5,8 +5,9 @@ nothing is a module global. It is the composition root: it builds every
 part and wires the observers (metrics) to its hooks; no part reaches back
 into it. Start-up: spool first (nothing is served before the
 system of record is open and its tail verified), then events, uploader,
-drivers. Shutdown is the reverse: the uploader stops between batches, the
-drivers close, the spool closes last.
+drivers, and the mirror (when `mirror.dsn` is set). Shutdown is the reverse: the
+uploader stops between batches, then the mirror, the drivers close, the spool
+closes last.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drivers.printers import Printer, PrinterConfig
@@ -34,6 +35,11 @@ from terminald.retention import Retention
 from terminald.security import ApiTokens, make_private
 from terminald.transactions import Recorder
 from terminald.upload.uploader import Uploader
+from terminald.upstream import nhsa
+
+if TYPE_CHECKING:  # psycopg is imported only when a mirror is configured
+    from terminald.mirror.heartbeat import Heartbeat
+    from terminald.mirror.service import MirrorService
 
 log = logging.getLogger("terminald")
 
@@ -51,8 +57,13 @@ class Daemon:
         self.token = self.tokens  # what app.build hands to AccessControl: the live token files
         self.card_reads = CardReads()
         # Outage sales waiting for their patient (nhsa.reentry = "patient_present"); inert otherwise.
-        self.reentry = ReentryBook(cfg)
+        # Who a record is about and what stands at central are the nhsa package's to say; the
+        # releases last as long as the card read behind them, on the reads' clock.
+        self.reentry = ReentryBook(cfg, person_of=nhsa.person_key,
+                                   standing_records=lambda: nhsa.standing_records(cfg.spool_path),
+                                   clock=self.card_reads.clock)
         self.spool: Spool | None = None
+        self.mirror: MirrorService | None = None  # built in start() when mirror.dsn is set
         self.events = EventBus(cfg.spool_path, ZoneInfo(cfg.terminal.timezone))
         self._on_commit_hooks: list[Callable[[float], None]] = []
         self._upload_error_hooks: list[Callable[[str], None]] = []
@@ -77,7 +88,7 @@ class Daemon:
         # Before the uploader: its first question (`eligible`) must already know every waiting sale.
         await asyncio.to_thread(self.reentry.load, self.spool)
         self.uploader = Uploader(self.spool, cfg, on_event=self.publish, on_error=self._on_upload_error,
-                                 eligible=self.reentry.eligible)
+                                 eligible=self.reentry.eligible, awaiting=self.reentry.awaiting_count)
         self.cards = ReportingCardService(profile=cfg.card.profile, readers=cfg.card.readers,
                                           psam_reader=cfg.card.psam_reader, on_event=self.publish,
                                           on_read=self._on_card_read)
@@ -94,8 +105,46 @@ class Daemon:
         self.print_queue.start()
         self.retention = Retention(self.spool, cfg.spool_path, cfg.spool.retention_days)
         self.retention.start()  # first run a few seconds from now, then daily: never delays readiness
+        if cfg.mirror.dsn:
+            self._start_mirror()
         log.info("terminald %s started: terminal %s, spool %s, upstream %s", self.version, cfg.terminal.id,
                  cfg.spool_path, cfg.upstream.url or "(none)")
+
+    def _start_mirror(self) -> None:
+        """The copier to PostgreSQL (docs/mirror.md): observers wake it on each commit and status
+        change; nothing on the sale path waits for it."""
+        from terminald.mirror.service import MirrorService
+
+        assert self.spool is not None
+        self.mirror = MirrorService(self.spool, self.cfg.mirror, publish=self.publish, heartbeat=self._heartbeat,
+                                    tz=self.cfg.terminal.timezone)
+        self.add_commit_hook(self.mirror.observe_commit)
+        self.add_event_hook(self.mirror.observe_event)
+        self.mirror.start()
+
+    def _heartbeat(self) -> Heartbeat | None:
+        """The fleet row's values (terminald_terminals), on the mirror's worker thread every
+        heartbeat: the link's state and alarms from memory, the backlog from one spool read."""
+        from terminald.mirror.heartbeat import Heartbeat
+        from terminald.mirror.service import overdue_reentries
+        from terminald.upload.calendar import WorkCalendar
+
+        uploader, spool, mirror = getattr(self, "uploader", None), self.spool, self.mirror
+        if uploader is None or spool is None or mirror is None:
+            return None
+        link = uploader.link
+        alarms = [dict(alarm) for alarm in list(link.alarms)]
+        stats = spool.stats()
+        overdue = 0
+        if any(alarm.get("code") == "reentry_deadline" for alarm in alarms):
+            tz = ZoneInfo(self.cfg.terminal.timezone)
+            overdue = overdue_reentries(spool, self.cfg.offline.deadline_working_days, tz, datetime.now(tz).date(),
+                                        WorkCalendar(self.cfg.offline.holidays, self.cfg.offline.workdays))
+        # The copier adds its own alarms; the lag alarm is the daemon's view of them.
+        alarms += [alarm for alarm in mirror.alarms() if alarm["code"] == "mirror_lag"]
+        return Heartbeat(mode=link.state, pending=stats.pending, pending_amount_fen=stats.pending_amount_fen,
+                         oldest_pending_at=stats.oldest_pending_at, outage_since=link.outage_since,
+                         overdue_reentries=overdue, version=self.version, alarms=alarms)
 
     async def stop(self) -> None:
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -107,6 +156,11 @@ class Daemon:
             await self._stop_uploader()
         except Exception:
             log.exception("error while stopping the uploader")
+        try:
+            if self.mirror is not None:  # after the uploader: central's last outcomes are committed
+                await self.mirror.stop()
+        except Exception:
+            log.exception("error while stopping the mirror")
         for name, step in steps:
             try:
                 step()

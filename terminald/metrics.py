@@ -6,7 +6,8 @@ Metrics observe; they never wrap. Two kinds of numbers:
 - state, read at scrape time by `DaemonCollector` from what the daemon holds
   (`Observed`): the spool (pending count, amount and age, rejected, size,
   integrity), print jobs by state (the durable queue's table), the upstream
-  link (state, outage seconds, alarms), readers and printers. The spool is
+  link (state, outage seconds, alarms), the mirror (connected, lag in records and
+  seconds, alarms: the copier's memory), readers and printers. The spool is
   the system of record, so these survive restarts and never drift.
 - counters of what happened in this process, fed by `Metrics.observe_*`:
   events from the bus (uploads by outcome, outages), card reads by outcome,
@@ -111,7 +112,7 @@ class DaemonCollector(Collector):
         info.add_metric([], {"version": str(d.version), "terminal_id": d.cfg.terminal.id,
                              "instance_id": d.instance_id})
         yield info
-        for part in (self._upstream, self._spool, self._devices, self._print_jobs):
+        for part in (self._upstream, self._spool, self._mirror, self._devices, self._print_jobs):
             try:
                 yield from part(d, now)
             except Exception:  # a failing part must not hide the others (or the scrape)
@@ -183,6 +184,29 @@ class DaemonCollector(Collector):
         for name in ("checking", "ok", "corrupt"):
             integrity.add_metric([name], 1.0 if spool.integrity == name else 0.0)
         yield integrity
+
+    @staticmethod
+    def _mirror(d: Observed, now: float) -> Iterable[Metric]:
+        mirror = getattr(d, "mirror", None)
+        if mirror is None:  # mirror.dsn empty: no mirror series at all
+            return
+        status = mirror.status()  # memory only: no query, no wait for PostgreSQL
+        connected = GaugeMetricFamily("terminald_mirror_connected",
+                                      "1 while the mirror holds a connection to a read-write PostgreSQL.")
+        connected.add_metric([], 1.0 if status.connected else 0.0)
+        yield connected
+        records = GaugeMetricFamily("terminald_mirror_lag_records",
+                                    "Records in the spool not yet in the mirror (NaN before the first contact).")
+        records.add_metric([], float("nan") if status.unmirrored is None else float(status.unmirrored))
+        yield records
+        seconds = GaugeMetricFamily("terminald_mirror_lag_seconds",
+                                    "Age of the oldest record not yet mirrored (0 when none waits).")
+        seconds.add_metric([], float("nan") if status.lag_s is None else status.lag_s)
+        yield seconds
+        alarms = GaugeMetricFamily("terminald_mirror_alarms",
+                                   "Mirror alarms raised and not cleared (mirror_lag, mirror_fork, ...).")
+        alarms.add_metric([], float(len(mirror.alarms(status))))
+        yield alarms
 
     @staticmethod
     def _devices(d: Observed, now: float) -> Iterable[Metric]:

@@ -128,3 +128,7 @@ class ReportHost:
 
     def eligible(self, record: Record) -> bool:
         return False  # a report sends nothing
+
+    @property
+    def stopping(self) -> bool:
+        return False  # a report's one call runs to its end

@@ -14,6 +14,10 @@ Its task runs on the event loop and does the blocking work in threads
    retention (`terminald.receipts.jobs.prune_before`).
 3. events older than the retention, keeping at least the last 1,000 that the SSE contract
    promises to replay (`terminald.events.prune_before`).
+4. the national platform's call log (`nhsa_calls`, only in a file that has it): finished calls
+   (ok, failed, reversed) older than the retention, `chunk` rows per transaction through the
+   spool's writer; never a call left open, nor the kept answer of a record still pending
+   (`terminald.upstream.nhsa.calllog.prune_calls`).
 
 After each chunk of records this task runs a `PRAGMA wal_checkpoint(PASSIVE)` of its own (on
 its own connection: it never waits for the writer or for readers). The spool's checkpointer
@@ -43,6 +47,7 @@ from pathlib import Path
 from spool import Spool, connect
 from terminald import events
 from terminald.receipts import jobs
+from terminald.upstream.nhsa.calllog import prune_calls
 
 __all__ = ["CHUNK", "DAY_S", "FIRST_RUN_DELAY_S", "Retention", "RetentionRun"]
 
@@ -63,6 +68,7 @@ class RetentionRun:
     events: int
     checkpoint_seq: int  # the last pruned seq (0: nothing pruned ever)
     finished_at: datetime
+    nhsa_calls: int = 0  # call-log rows of the national platform deleted
 
 
 class Retention:
@@ -131,7 +137,7 @@ class Retention:
 
     # -- one run -----------------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> RetentionRun:
-        """Prune records, then print jobs, then events, as of ``now`` (default: the clock)."""
+        """Prune records, then print jobs, events and nhsa calls, as of ``now`` (default: the clock)."""
         async with self._running:
             moment = now if now is not None else self._clock()
             before = moment - timedelta(days=self.retention_days)
@@ -146,16 +152,24 @@ class Retention:
                     break
             deleted_jobs, emptied_jobs = await asyncio.to_thread(jobs.prune_before, self._db_path, before)
             deleted_events = await asyncio.to_thread(events.prune_before, self._db_path, before)
+            calls = 0
+            while not self._stop.is_set():
+                # Chunked like the records: a first run may find a year of rows (a sign-in and
+                # a few calls per sale), and the writer serves the sales meanwhile.
+                gone = await asyncio.to_thread(prune_calls, self._spool, before, chunk=self.chunk)
+                calls += gone
+                if gone < self.chunk:
+                    break
             checkpoint = await asyncio.to_thread(self._checkpoint_seq)
             run = RetentionRun(records, deleted_jobs, emptied_jobs, deleted_events, checkpoint,
-                               datetime.now(UTC))
+                               datetime.now(UTC), calls)
             self.runs += 1
             self.last, self.last_error = run, None
             log.info(
                 "retention (%d days): pruned %d records (chain checkpoint now seq %d), %d print jobs "
-                "(%d more emptied), %d events",
+                "(%d more emptied), %d events, %d nhsa calls",
                 self.retention_days, run.records, run.checkpoint_seq, run.print_jobs, run.print_jobs_emptied,
-                run.events)
+                run.events, run.nhsa_calls)
             return run
 
     def _checkpoint_seq(self) -> int:

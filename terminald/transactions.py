@@ -48,9 +48,8 @@ from terminald.errors import (
 )
 from terminald.policy import Candidate, check_offline
 from terminald.privacy import mask_name, mask_phone, mask_ssn
-from terminald.reentry import ReentryBook, card_person
+from terminald.reentry import ReentryBook
 from terminald.timefmt import local_iso, local_times
-from terminald.upstream.nhsa.person import person_key
 
 # 1-64 visible ASCII characters, inner spaces allowed: HTTP trims a header's outer whitespace
 # and carries latin-1 only, so this is every key a POS can send and get back unchanged.
@@ -282,19 +281,26 @@ class Recorder:
             raise
         if not result.created:  # a repeat: the spool found the key with this very request
             return await self._repeat(result.record, digests, wait_s)
-        self._patient_here(result.record)
+        self._patient_here(result.record, tx.card_read_id)
         self.uploader.wake()
         self.publish("spool.backlog", {"seq": result.record.seq, "id": result.record.record_id,
                                        "offline_reason": result.record.offline_reason})
         return await self._answer(result.record, wait_s, first=True)
 
-    def _patient_here(self, record: Record) -> None:
-        """A new record was committed. A sale that central is to decide now means its patient is
-        at the counter: their outage sales waiting for them go first, so that the person's seq
-        order holds (the new sale waits behind them until they are released: ReentryBook). A
-        sale answered "pending" in its commit waits for its patient like any outage sale."""
-        if record.kind == "settlement" and record.outage is not True:
-            self.reentry.release(person_key(record.payload))
+    def _patient_here(self, record: Record, card_read_id: str | None) -> None:
+        """A new record was committed. A sale made with a card read (`card_present`: the read is
+        of this very card) that central is to decide now proves its patient at the counter:
+        their outage sales waiting for them go first, so that the person's seq order holds, and
+        the new sale is released with them, for as long as the read lasts (ReentryBook). So if
+        the POS's wait runs out before central answers (`mark_outage` in `_answer`), the sale
+        does not wait for a patient who was here. A sale with typed-in card data proves nobody
+        here and releases nothing; a sale answered "pending" in its commit (nothing could settle
+        it) waits for its patient like any outage sale."""
+        until = self.card_reads.expires_at(card_read_id) if card_read_id is not None else None
+        if (record.kind == "settlement" and record.outage is not True and record.payload.get("card_present") is True
+                and until is not None):
+            self.reentry.release(self.reentry.person_of(record.payload), until=until, through=record,
+                                 read_id=card_read_id)
         self.reentry.observe(record)
 
     async def resettle(self, record_id: str, card_read_id: str, wait_s: float | None) -> Outcome:
@@ -315,16 +321,25 @@ class Recorder:
                                     + ("uploaded by itself" if self.reentry.enabled
                                        else 're-entered by itself (nhsa.reentry is not "patient_present")'),
                                     code="not_awaiting_patient", transaction_status=record.status)
+            if self.reentry.lapsed_read(record.record_id) == card_read_id:
+                # A repeat of a resettle whose release lapsed with its card read: its state (202,
+                # awaiting its patient again), as any repeat is answered.
+                return Outcome(202, record)
             read = self.card_reads.get(card_read_id)
             if read is None:
                 raise CardReadNotFound("card_read_id is unknown or older than 10 minutes: read the card again")
-            person = person_key(record.payload)
-            if card_person(read.card) != person:
+            person = self.reentry.person_of(record.payload)
+            if self.reentry.card_person(read.card) != person:
                 raise ConflictError("this card read is of another person than the transaction's: read the "
                                     "patient's own card", code="card_read_other_person")
             # One read backs one visit of one person: all of their re-entries (and retries), no sale.
             self.card_reads.claim(card_read_id, "reentry:" + person)
-            self.reentry.release(person, through=record)
+            until = self.card_reads.expires_at(card_read_id)
+            if until is None:  # it ended just now
+                raise CardReadNotFound("card_read_id is unknown or older than 10 minutes: read the card again")
+            # Only while the read lasts: a release not sent by then (the link down or backing off)
+            # waits for its patient again rather than going out after they left.
+            self.reentry.release(person, until=until, through=record, read_id=card_read_id)
         self.uploader.wake()
         wait = self.cfg.upstream.wait_s if wait_s is None else wait_s
         final = await self.uploader.wait_final(record.record_id, wait) if wait > 0 else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -12,6 +12,9 @@ from terminald import followups
 from terminald.api.deps import daemon
 from terminald.api.followups import current as current_followups
 from terminald.timefmt import local_iso
+
+if TYPE_CHECKING:
+    from terminald.daemon import Daemon
 
 router = APIRouter()
 public_router = APIRouter()  # no token needed
@@ -78,5 +81,15 @@ async def status(request: Request) -> dict[str, Any]:
             "error": d.spool.integrity_error,
         },
         "followups": owed,
+        "mirror": mirror_of(d),
         "devices": await asyncio.to_thread(devices_of, request),
     }
+
+
+def mirror_of(d: Daemon) -> dict[str, Any]:
+    """The mirror's section: the copier's state from memory (no query, never a wait for PostgreSQL)."""
+    if d.mirror is None:  # mirror.dsn empty: the same keys, nothing known (psycopg not even imported)
+        return {"enabled": False, "connected": False, "server": None, "mirrored_seq": None, "spool_seq": None,
+                "unmirrored": None, "lag_s": None, "oldest_unmirrored_at": None, "last_ok_at": None,
+                "last_error": None, "lag_alarm_s": None, "alarms": []}
+    return d.mirror.status_dict()

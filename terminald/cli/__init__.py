@@ -4,7 +4,8 @@ One module per command group, each with its commands' bodies:
 
     serve.py         serve, demo
     status.py        status, followups, doctor
-    spool.py         spool list|show|check|export (read-only) · salvage · drain
+    spool.py         spool list|show|check|export (read-only) · salvage · drain · restore
+    mirror.py        mirror init-db|status · spool restore --from-mirror's body · fleet
     upstream.py      upstream resume · outages · reconcile
     card.py          card read
     printing.py      print test|retry
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from terminald.cli import card, printing, serve, sim, spool, status, token, transactions, upstream
+from terminald.cli import card, mirror, printing, serve, sim, spool, status, token, transactions, upstream
 from terminald.cli.base import App
 
 __all__ = ["app", "main"]
@@ -36,6 +37,7 @@ app.command()(status.followups)
 app.command()(status.doctor)
 app.command()(upstream.outages)
 app.command()(upstream.reconcile)
+app.command("fleet")(mirror.fleet_command)
 app.add_typer(spool.app, name="spool")
 app.add_typer(card.app, name="card")
 app.add_typer(printing.app, name="print")
@@ -43,6 +45,7 @@ app.add_typer(transactions.app, name="transactions")
 app.add_typer(sim.app, name="sim")
 app.add_typer(upstream.app, name="upstream")
 app.add_typer(token.app, name="token")
+app.add_typer(mirror.app, name="mirror")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -23,10 +24,18 @@ def serve(config: ConfigOpt = None) -> None:
         fail(f"cannot listen on {cfg.api.listen or cfg.api.unix_socket}: {exc.strerror}")
 
 
+class DemoProtocol(StrEnum):
+    v1 = "v1"
+    nhsa = "nhsa"
+
+
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo's state directory.")] = False,
+    protocol: Annotated[DemoProtocol, typer.Option(
+        help="The upstream to play against: our central (v1) or the national platform's simulator (nhsa).",
+    )] = DemoProtocol.v1,
 ) -> None:
     """Play a whole outage day with every simulator and print what happened."""
     from terminald.sim.demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep))
+    raise typer.Exit(run_demo(keep=keep, protocol=protocol.value))

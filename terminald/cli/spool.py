@@ -1,9 +1,10 @@
-"""`terminald spool list|show|check|export|salvage|drain`: the system of record, directly.
+"""`terminald spool list|show|check|export|salvage|drain|restore`: the system of record, directly.
 
 `list`, `show`, `check` and `export` only read (`Spool.open_readonly`): no migration, no writer
 thread, no file created or changed beside the spool (nor its owner or mode), so they are safe
 beside a running daemon and as root. `salvage` never writes its source. `drain` uploads, so it
-writes, and takes the spool's lock (never beside the daemon).
+writes, and takes the spool's lock (never beside the daemon). `restore --from-mirror` writes a
+new spool where the config's is missing (its body: cli/mirror.py), under the same lock.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["app", "check", "drain", "export", "list_records", "print_salvage", "salvage", "show_record",
            "with_spool"]
 
-app = App(help="Inspect, verify, export, drain and salvage the spool.")
+app = App(help="Inspect, verify, export, drain, salvage and restore the spool.")
 
 INTERRUPTED = 130
 
@@ -79,6 +80,27 @@ def spool_salvage(
 ) -> None:
     """Copy every readable record of a damaged spool into a new one; report exactly what was lost."""
     raise typer.Exit(salvage(src, dest, terminal_id))
+
+
+@app.command("restore")
+def spool_restore(
+    config: ConfigOpt = None,
+    from_mirror: Annotated[bool, typer.Option(
+        "--from-mirror", help="Rebuild from the PostgreSQL mirror (the only source; required).")] = False,
+    dsn: Annotated[str | None, typer.Option("--dsn", help="Default: the config's mirror.dsn.")] = None,
+    terminal: Annotated[str | None, typer.Option("--terminal", help="Default: the config's terminal.id.")] = None,
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", help="Default: the config's mirror.password_file.")] = None,
+) -> None:
+    """Rebuild a lost spool from the PostgreSQL mirror, its chain verified from seq 1.
+
+    Pending records stay pending. Refused while terminald runs or while a spool file exists."""
+    from terminald.cli.mirror import restore_from_mirror
+
+    if not from_mirror:
+        fail("--from-mirror is required: the mirror is the only source to restore from "
+             "(a damaged file that still exists: terminald spool salvage)", 2)
+    raise typer.Exit(restore_from_mirror(load(config), dsn, terminal, password_file))
 
 
 @app.command("drain")

@@ -11,10 +11,9 @@ Contract: mirror-postgresql.md; for IT: docs/mirror.md.
     connect.py    the DSN's defaults (read-write target, keepalives), connecting
     copier.py     MirrorCopier: the loop, reconnects with backoff, lag and alarms
     restore.py    a spool rebuilt from the mirror
+    service.py    MirrorService: the copier as a part of the daemon (its thread, the lag alarm,
+                  events, /v1/status); terminald/daemon.py builds it when ``mirror.dsn`` is set
     errors.py     MirrorError and its tree
-
-Not wired into the daemon yet: config ``[mirror]``, the CLI commands and /v1/status use these
-parts in the next step.
 """
 
 from terminald.mirror.copier import MirrorAlarm, MirrorCopier, MirrorStatus

@@ -1,6 +1,7 @@
 """``MirrorCopier``: one terminal's spool, copied to the hospital's PostgreSQL as it grows.
 
-One task on the daemon's event loop, one async connection (psycopg 3). Each pass:
+One task on an event loop, one async connection (psycopg 3); in the daemon, a loop and thread
+of its own (service.py), so no step of it can hold up the API's loop. Each pass:
 
 1. reads the terminal's head row and checks it is on this spool's chain (chain.verify_head);
 2. copies the records after it in seq order, ``batch_size`` at a time, one compare-and-set
@@ -102,6 +103,7 @@ class MirrorCopier:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         call_timeout_s: float = 30.0,
+        min_gap_s: float = 0.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -113,6 +115,9 @@ class MirrorCopier:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.call_timeout_s = call_timeout_s
+        # Between two passes at least this long: a wake-up per commit under load then costs one
+        # pass per gap (the records that came meanwhile go in one batch), not one per sale.
+        self.min_gap_s = min_gap_s
         self._info = conninfo(dsn, password=password, application_name=f"terminald-mirror {self.terminal_id}")
         self._heartbeat = heartbeat
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -158,8 +163,10 @@ class MirrorCopier:
                 if failures:
                     await asyncio.sleep(delay)  # a wake-up must not shorten a backoff
                 else:
+                    if self.min_gap_s > 0:
+                        await asyncio.sleep(self.min_gap_s)
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
+                        async with asyncio.timeout(max(delay - self.min_gap_s, 0)):
                             await self._wake.wait()
         finally:
             await self.close()
@@ -178,6 +185,12 @@ class MirrorCopier:
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._wake.set)
+
+    def beat_soon(self) -> None:
+        """Send the heartbeat at the next pass (the terminal's mode changed), and wake for it;
+        safe from any thread."""
+        self._beat_at = None
+        self.wake()
 
     async def sync_once(self) -> None:
         """One pass (see the module doc). MirrorUnavailable, MirrorFork, MirrorSchemaMissing or
@@ -327,7 +340,8 @@ class MirrorCopier:
             return
         if self._beat_at is not None and time.monotonic() - self._beat_at < self.heartbeat_s:
             return
-        beat = self._heartbeat()
+        # In a thread: the daemon's values may take a read of the spool (its pending amount).
+        beat = await asyncio.to_thread(self._heartbeat)
         if beat is None:
             return
         status = self.status()

@@ -40,7 +40,9 @@ from terminald.mirror.connect import conninfo, sync_connect
 from terminald.mirror.errors import MirrorUnavailable, RestoreFailed
 from terminald.mirror.rows import SELECT_MIRRORED, MirroredRecord
 
-__all__ = ["RestoreReport", "restore_from", "restore_spool"]
+__all__ = ["SPOOL_MODE", "RestoreReport", "restore_from", "restore_spool"]
+
+SPOOL_MODE = 0o600  # as the daemon's umask (0077) makes it: the spool holds every patient's identity
 
 _PAGE = 1000
 _COLUMNS = (
@@ -64,15 +66,19 @@ class RestoreReport:
     notes: tuple[str, ...] = field(default_factory=tuple)  # what could not be put back exactly
 
 
-def restore_spool(dsn: str, terminal_id: str, dest: str | Path, *, password: str | None = None) -> RestoreReport:
+def restore_spool(dsn: str, terminal_id: str, dest: str | Path, *, password: str | None = None,
+                  owner: tuple[int, int] | None = None) -> RestoreReport:
     """Connect to the mirror at ``dsn`` and ``restore_from`` it."""
     with sync_connect(conninfo(dsn, password=password, application_name="terminald restore")) as conn:
-        return restore_from(conn, terminal_id, Path(dest))
+        return restore_from(conn, terminal_id, Path(dest), owner=owner)
 
 
-def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path) -> RestoreReport:
+def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path, *,
+                 owner: tuple[int, int] | None = None) -> RestoreReport:
     """Write the spool ``dest`` from the mirror's copy of ``terminal_id`` (see the module doc).
 
+    The file is 0600 (the daemon's own, whatever the umask) and, with ``owner`` (uid, gid),
+    given to that user before it appears at DEST: run as root, the daemon's user must own it.
     RestoreFailed if DEST (or a side file of it) exists, the mirror has no such terminal, or its
     copy is not one whole verified chain; MirrorUnavailable if the connection is lost.
     """
@@ -96,6 +102,14 @@ def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path) ->
         check = check_file(tmp, terminal_id)
         if not check.ok:
             raise RestoreFailed(f"the rebuilt spool fails its check: {check.problems[0]}")
+        # Before it is linked into place: a daemon started at that moment finds it usable, and
+        # every patient's identity is never readable by others, not even for an instant.
+        try:
+            os.chmod(tmp, SPOOL_MODE)
+            if owner is not None:
+                os.chown(tmp, owner[0], owner[1])
+        except OSError as exc:
+            raise RestoreFailed(f"cannot give the rebuilt spool its owner and mode: {exc.strerror or exc}") from exc
         _link_into_place(tmp, dest)
         fsync_dir(dest.parent)
     finally:

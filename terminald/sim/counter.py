@@ -27,8 +27,13 @@ class DemoFailed(Exception):
 class Counter:
     """The daemon as a child process, and a POS talking to it."""
 
-    def __init__(self, work: Path, central_url: str, printer_uri: str, use_cards: bool) -> None:
+    def __init__(self, work: Path, central_url: str, printer_uri: str, use_cards: bool, *,
+                 protocol: str = "v1", extra_config: str = "") -> None:
+        """`protocol`: upstream.protocol; `extra_config`: TOML tables appended to the config
+        (the [nhsa] institution of the platform demo)."""
         self.work = work
+        self.protocol = protocol
+        self.extra_config = extra_config
         self.state = work / "state"
         self.central_url = central_url
         self.printer_uri = printer_uri
@@ -43,8 +48,10 @@ class Counter:
         text = (f'[terminal]\nid = "{TERMINAL}"\ninstitution_name = "示例大药房(演示)"\n'
                 f'[api]\nlisten = "127.0.0.1:{self.port}"\n'
                 f'[upstream]\nurl = "{self.central_url}"\nwait_s = 3\n'
+                + (f'protocol = "{self.protocol}"\n' if self.protocol != "v1" else "") +
                 f'[offline]\nmax_tx_fen = 200000\nrequire_card_present = {str(self.use_cards).lower()}\n'
-                f'[[printers]]\nname = "receipt"\nuri = "{self.printer_uri}"\ncolumns = 42\n')
+                f'[[printers]]\nname = "receipt"\nuri = "{self.printer_uri}"\ncolumns = 42\n'
+                + self.extra_config)
         if downtime:
             text += (f'[[downtime]]\nstart = {downtime[0].isoformat(timespec="seconds")}\n'
                      f'end = {downtime[1].isoformat(timespec="seconds")}\nreason = "切换国家医保信息平台"\n')

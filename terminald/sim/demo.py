@@ -1,6 +1,10 @@
 """`terminald demo`: a whole outage day at one counter, with every simulator.
 
-It starts central, a receipt printer and (through pcscd's vpcd driver) card
+`play_day` is the frame of every scenario (printer, cards, the daemon, the summary, cleanup);
+a `Day` is one scenario: `V1Day` here against our central, `NhsaDay` (demo_nhsa.py, `--protocol
+nhsa`) against the national platform's simulator.
+
+The v1 day starts central, a receipt printer and (through pcscd's vpcd driver) card
 emulators, runs the real daemon as a child process, and plays: an online
 sale; central goes down; offline sales, one refused for a frozen card and one
 over the limit; the daemon killed with SIGKILL mid-outage and restarted; a
@@ -18,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -35,21 +39,21 @@ NOT_INSURED_CARD = "B20000456"
 console = Console(highlight=False)
 
 
-def _item(code: str, name: str, qty: float, unit_fen: int) -> dict[str, Any]:
+def line_item(code: str, name: str, qty: float, unit_fen: int) -> dict[str, Any]:
     return {"code": code, "name": name, "qty": qty, "unit_price_fen": unit_fen,
             "amount_fen": round(qty * unit_fen)}
 
 
 BASKETS = [
-    [_item("XA01", "阿莫西林胶囊 0.25g×24粒", 2, 1250), _item("XB02", "布洛芬缓释胶囊", 1, 2380)],
-    [_item("XC03", "复方甘草片", 1, 650), _item("XD04", "板蓝根颗粒 10g×20袋", 1, 1890)],
-    [_item("XE05", "硝苯地平控释片 30mg×7片", 3, 3520)],
-    [_item("XF06", "蒙脱石散", 2, 1160), _item("XG07", "口服补液盐散(III)", 0.5, 860)],
-    [_item("XH08", "胰岛素注射液 3ml", 1, 6800)],
+    [line_item("XA01", "阿莫西林胶囊 0.25g×24粒", 2, 1250), line_item("XB02", "布洛芬缓释胶囊", 1, 2380)],
+    [line_item("XC03", "复方甘草片", 1, 650), line_item("XD04", "板蓝根颗粒 10g×20袋", 1, 1890)],
+    [line_item("XE05", "硝苯地平控释片 30mg×7片", 3, 3520)],
+    [line_item("XF06", "蒙脱石散", 2, 1160), line_item("XG07", "口服补液盐散(III)", 0.5, 860)],
+    [line_item("XH08", "胰岛素注射液 3ml", 1, 6800)],
 ]
 
 
-def _say(step: str, text: str) -> None:
+def say(step: str, text: str) -> None:
     console.print(f"[bold cyan]{step}[/] {text}")
 
 
@@ -94,23 +98,62 @@ def _cards(work: Path) -> Iterator[Callable[[str, Counter], None] | None]:
         daemon.stop()
 
 
-def run_demo(keep: bool = False) -> int:
+Insert = Callable[[str, Counter], None] | None
+
+
+class Day(Protocol):
+    """One demo scenario: the upstream it plays against, the day itself, and its summary."""
+
+    receipts_dir: str  # under the temp dir, where the receipt PNGs are kept after the demo
+
+    def start(self, work: Path) -> None:
+        """Start the upstream simulator (its state under `work`)."""
+
+    def counter(self, work: Path, printer_uri: str, use_cards: bool) -> Counter:
+        """The counter (not started) configured for this upstream."""
+
+    def play(self, counter: Counter, printer: PrinterSim, insert: Insert) -> dict[str, Any]:
+        """Play the day; the summary's facts (with "receipts": {name: png path})."""
+
+    def print_summary(self, s: dict[str, Any]) -> None:
+        """The summary's lines of this scenario (the receipts and the verdict are printed after)."""
+
+    def stop(self) -> None: ...
+
+
+def run_demo(keep: bool = False, protocol: str = "v1") -> int:
+    """Play the outage day against central `v1` or the national platform (`nhsa`); the exit code."""
+    if protocol == "nhsa":
+        from terminald.sim.demo_nhsa import NhsaDay
+
+        return play_day(NhsaDay(), keep)
+    if protocol != "v1":
+        raise ValueError(f"no demo for upstream protocol {protocol!r}")
+    return play_day(V1Day(), keep)
+
+
+def play_day(day: Day, keep: bool) -> int:
+    """Start the printer, the cards and `day`'s upstream, run the daemon, play, print, stop it all."""
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="terminald-demo-"))
-    central = CentralSim(work / "central.db")
     printer = PrinterSim()
     counter: Counter | None = None
     try:
-        central.start()
+        day.start(work)
         printer.start()
-        central.control(freeze=[FROZEN_CARD], not_insured=[NOT_INSURED_CARD])
         with _cards(work) as insert:
-            counter = Counter(work, central.url, printer.uri, use_cards=insert is not None)
+            counter = day.counter(work, printer.uri, insert is not None)
             counter.start()
-            summary = _play(counter, central, printer, insert)
-        summary["seconds"] = round(time.monotonic() - started, 1)
-        summary["kept"] = keep
-        _print_summary(summary, work)
+            summary = day.play(counter, printer, insert)
+        console.rule("summary")
+        day.print_summary(summary)
+        shown_dir = work / "receipts" if keep else Path(tempfile.gettempdir()) / day.receipts_dir
+        console.print("receipts (PNG):")
+        for name, path in summary["receipts"].items():
+            console.print(f"  {name}: {shown_dir / Path(path).name}")
+        if keep:
+            console.print(f"state, logs and receipts kept in {work}")
+        console.print(f"[bold green]DEMO OK[/] in {round(time.monotonic() - started, 1)} s")
         return 0
     except DemoFailed as exc:
         console.print(f"[bold red]DEMO FAILED:[/] {exc}")
@@ -122,17 +165,46 @@ def run_demo(keep: bool = False) -> int:
         if counter is not None:
             counter.stop()
         printer.stop()
-        central.stop()
+        day.stop()
         if not keep:
             import shutil
 
             receipts = work / "receipts"
             if receipts.exists():
                 # The receipt images are the demo's product: keep them, drop the rest.
-                target = Path(tempfile.gettempdir()) / "terminald-demo-receipts"
+                target = Path(tempfile.gettempdir()) / day.receipts_dir
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.copytree(receipts, target)
             shutil.rmtree(work, ignore_errors=True)
+
+
+class V1Day:
+    """The outage day against our own central (`upstream.protocol = "v1"`)."""
+
+    receipts_dir = "terminald-demo-receipts"
+
+    def __init__(self) -> None:
+        self.central: CentralSim | None = None
+
+    def start(self, work: Path) -> None:
+        self.central = CentralSim(work / "central.db")
+        self.central.start()
+        self.central.control(freeze=[FROZEN_CARD], not_insured=[NOT_INSURED_CARD])
+
+    def counter(self, work: Path, printer_uri: str, use_cards: bool) -> Counter:
+        assert self.central is not None
+        return Counter(work, self.central.url, printer_uri, use_cards=use_cards)
+
+    def play(self, counter: Counter, printer: PrinterSim, insert: Insert) -> dict[str, Any]:
+        assert self.central is not None
+        return _play(counter, self.central, printer, insert)
+
+    def print_summary(self, s: dict[str, Any]) -> None:
+        _print_summary(s)
+
+    def stop(self) -> None:
+        if self.central is not None:
+            self.central.stop()
 
 
 def _slot0_has_card(counter: Counter) -> bool:
@@ -140,7 +212,7 @@ def _slot0_has_card(counter: Counter) -> bool:
     return any(r["name"].endswith("00 00") and r["card_present"] for r in readers)
 
 
-def _card_for(insert: Callable[[str, Counter], None] | None, counter: Counter, name: str) -> dict[str, Any]:
+def card_for(insert: Callable[[str, Counter], None] | None, counter: Counter, name: str) -> dict[str, Any]:
     """Insert and read a card (through pcscd) or, without a reader stack, type its data in."""
     from terminald.sim.card import load_card
 
@@ -160,8 +232,8 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     s: dict[str, Any] = {"receipts": {}, "refused": []}
     tx: dict[str, dict[str, Any]] = {}
 
-    _say("08:30", "the counter opens; central is up")
-    card = _card_for(insert, counter, "ssc2")
+    say("08:30", "the counter opens; central is up")
+    card = card_for(insert, counter, "ssc2")
     r = counter.sell("order-1001", BASKETS[0], card)
     tx["online"] = expect(r, 201, "online sale")
     if tx["online"]["status"] != "settled":
@@ -169,37 +241,37 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     counter.print_receipt(tx["online"]["id"])
     s["receipts"]["online"] = counter.save_png(tx["online"]["id"], "1-online")
     st = tx["online"]["settlement"]
-    _say("", f"online sale settled: fund {st['fund_paid_fen'] / 100:.2f}, account "
+    say("", f"online sale settled: fund {st['fund_paid_fen'] / 100:.2f}, account "
              f"{st['account_paid_fen'] / 100:.2f}, cash {st['cash_paid_fen'] / 100:.2f} yuan; receipt printed")
 
-    _say("10:05", "central stops answering (network fault)")
+    say("10:05", "central stops answering (network fault)")
     central.control(down=True)
-    r = counter.sell("order-1002", BASKETS[1], _card_for(insert, counter, "ssc2"), wait=2)
+    r = counter.sell("order-1002", BASKETS[1], card_for(insert, counter, "ssc2"), wait=2)
     tx["first_offline"] = expect(r, 202, "sale while central is down")
     counter.wait_for("the daemon to notice the outage", lambda: counter.status()["mode"] == "offline")
-    _say("", f"sale kept as pending ({tx['first_offline']['offline_reason']}); mode is now OFFLINE")
+    say("", f"sale kept as pending ({tx['first_offline']['offline_reason']}); mode is now OFFLINE")
 
-    card = _card_for(insert, counter, "ssc2_t0")
+    card = card_for(insert, counter, "ssc2_t0")
     r = counter.sell("order-1003", BASKETS[2], card)
     tx["offline"] = expect(r, 202, "offline sale")
     counter.print_receipt(tx["offline"]["id"])
     s["receipts"]["offline"] = counter.save_png(tx["offline"]["id"], "2-offline")
-    _say("", "offline sale: patient pays cash, receipt marked 离线交易 and kept")
+    say("", "offline sale: patient pays cash, receipt marked 离线交易 and kept")
 
-    r = counter.sell("order-1004", BASKETS[3], _card_for(insert, counter, "frozen"))
+    r = counter.sell("order-1004", BASKETS[3], card_for(insert, counter, "frozen"))
     problem = expect(r, 403, "frozen card refused")
     if problem["code"] != "card_frozen":
         raise DemoFailed(f"frozen card: expected card_frozen, got {problem['code']}")
     s["refused"].append("card_frozen")
-    big = [_item("XZ99", "注射用重组人生长激素", 10, 26000)]
-    r = counter.sell("order-1005", big, _card_for(insert, counter, "ssc2"))
+    big = [line_item("XZ99", "注射用重组人生长激素", 10, 26000)]
+    r = counter.sell("order-1005", big, card_for(insert, counter, "ssc2"))
     problem = expect(r, 403, "over-limit sale refused")
     if problem["code"] != "offline_limit_exceeded":
         raise DemoFailed(f"over limit: expected offline_limit_exceeded, got {problem['code']}")
     s["refused"].append("offline_limit_exceeded")
-    _say("", "refused by the offline policy: a frozen card, and a sale over the offline limit")
+    say("", "refused by the offline policy: a frozen card, and a sale over the offline limit")
 
-    _say("12:00", "the counter PC loses power (kill -9), comes back with the planned 停机 window configured")
+    say("12:00", "the counter PC loses power (kill -9), comes back with the planned 停机 window configured")
     counter.kill9()
     now = datetime.now(TZ)
     window = (now - timedelta(seconds=1), now + timedelta(seconds=6))
@@ -208,19 +280,19 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     replay = expect(r, 200, "replay after the crash")
     if replay["id"] != tx["offline"]["id"]:
         raise DemoFailed("the replayed sale got a new id: a duplicate")
-    _say("", f"nothing lost: {counter.status()['spool']['pending']} pending after the restart; "
+    say("", f"nothing lost: {counter.status()['spool']['pending']} pending after the restart; "
              "the POS's retry returns the same record")
 
     counter.wait_for("planned downtime mode", lambda: counter.status()["mode"] == "planned_downtime", 10)
-    r = counter.sell("order-1006", BASKETS[4], _card_for(insert, counter, "ssc2"))
+    r = counter.sell("order-1006", BASKETS[4], card_for(insert, counter, "ssc2"))
     tx["planned"] = expect(r, 202, "sale during planned downtime")
     if tx["planned"]["offline_reason"] != "planned_downtime":
         raise DemoFailed(f"planned downtime sale: offline_reason {tx['planned']['offline_reason']}")
     counter.print_receipt(tx["planned"]["id"])
     s["receipts"]["planned"] = counter.save_png(tx["planned"]["id"], "3-planned-downtime")
-    _say("", "sale during the planned window: receipt marked 停机")
+    say("", "sale during the planned window: receipt marked 停机")
 
-    _say("14:00", "central is back; the window ends; the backlog uploads in order")
+    say("14:00", "central is back; the window ends; the backlog uploads in order")
     central.control(down=False)
     counter.wait_for("the backlog to drain", lambda: counter.status()["spool"]["pending"] == 0, 40)
     local = counter.api().get("/v1/transactions", params={"limit": 500}).json()["items"]
@@ -233,7 +305,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     rejected = counter.api().get(f"/v1/transactions/{tx['offline']['id']}").json()
     if rejected["status"] != "rejected":
         raise DemoFailed(f"the not-insured sale came back {rejected['status']}")
-    _say("", f"{len(stored)} records at central, seq {central_seqs[0]}..{central_seqs[-1]}, each once; "
+    say("", f"{len(stored)} records at central, seq {central_seqs[0]}..{central_seqs[-1]}, each once; "
              f"one rejected: {rejected['rejection']['code']}")
 
     r = counter.api().post(f"/v1/transactions/{tx['offline']['id']}/resolve",
@@ -246,7 +318,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     split = settled_later["settlement"]
     if not settled_later["offline"] or owed != split["fund_paid_fen"] + split["account_paid_fen"] or owed <= 0:
         raise DemoFailed(f"the sale answered 202 should owe the fund's share back: {settled_later}")
-    _say("", f"staff resolved the rejection as self-pay; the settlement notice tells the patient of "
+    say("", f"staff resolved the rejection as self-pay; the settlement notice tells the patient of "
              f"order-1002 (paid {settled_later['paid_at_counter_fen'] / 100:.2f} in full) that "
              f"{owed / 100:.2f} yuan is owed back")
 
@@ -255,7 +327,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     if settled_later["id"] not in owed_ids or tx["planned"]["id"] not in owed_ids:
         raise DemoFailed(f"the follow-up list misses a refund owed: {followups}")
     for item in followups["items"]:
-        _say("", f"follow up: seq {item['seq']} {item['reason']} {item['owed_fen'] / 100:.2f} yuan "
+        say("", f"follow up: seq {item['seq']} {item['reason']} {item['owed_fen'] / 100:.2f} yuan "
                  f"by {item['deadline']}, card {item['card']['card_number']}")
     r = counter.api().post(f"/v1/transactions/{settled_later['id']}/refund",
                            json={"paid_fen": owed, "operator": {"id": "op7", "name": "王芳"}})
@@ -265,7 +337,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
         raise DemoFailed("a refund handed over is still listed as owed")
     s["followups"] = {"before": followups["count"], "after": left["count"], "refunded_fen": owed,
                       "still_owed_fen": left["owed_fen"]}
-    _say("", f"the patient of order-1002 comes back: {owed / 100:.2f} yuan handed over and recorded; "
+    say("", f"the patient of order-1002 comes back: {owed / 100:.2f} yuan handed over and recorded; "
              f"{left['count']} follow-up(s) left, {left['owed_fen'] / 100:.2f} yuan still owed")
 
     date = datetime.now(TZ).date().isoformat()
@@ -278,14 +350,12 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     printer_png = counter.work / "receipts" / "printer-paper.png"
     printer_png.write_bytes(printer.png(columns=42))
     s["receipts"]["paper"] = printer_png
-    _say("18:00", f"reconciliation for {date}: local {rec['local']['count']} records "
+    say("18:00", f"reconciliation for {date}: local {rec['local']['count']} records "
                   f"{rec['local']['total_fen'] / 100:.2f} yuan = central: matches")
     return s
 
 
-def _print_summary(s: dict[str, Any], work: Path) -> None:
-    shown_dir = work / "receipts" if s.get("kept") else Path(tempfile.gettempdir()) / "terminald-demo-receipts"
-    console.rule("summary")
+def _print_summary(s: dict[str, Any]) -> None:
     status = s["status"]
     console.print(f"mode: {status['mode']}; pending {status['spool']['pending']}; settled "
                   f"{status['spool']['settled_total']}; last seq {status['spool']['last_seq']}")
@@ -294,15 +364,13 @@ def _print_summary(s: dict[str, Any], work: Path) -> None:
     f = s["followups"]
     console.print(f"follow-ups: {f['before']} listed; refund of {f['refunded_fen'] / 100:.2f} yuan handed over; "
                   f"{f['after']} left ({f['still_owed_fen'] / 100:.2f} yuan still owed)")
-    for o in s["outages"]:
-        console.print(f"outage: {o['started_at']} → {o['ended_at'] or 'now'} ({o['duration_s']:.0f} s, "
-                      f"{'planned' if o['planned'] else 'unplanned'}: {o['cause']})")
+    print_outages(s["outages"])
     rec = s["reconciliation"]
     console.print(f"reconciliation {rec['date']}: local {rec['local']} central {rec['central']} "
                   f"matches={rec['matches']}")
-    console.print("receipts (PNG):")
-    for name, path in s["receipts"].items():
-        console.print(f"  {name}: {shown_dir / Path(path).name}")
-    if s.get("kept"):
-        console.print(f"state, logs and receipts kept in {work}")
-    console.print(f"[bold green]DEMO OK[/] in {s['seconds']} s")
+
+
+def print_outages(outages: list[dict[str, Any]]) -> None:
+    for o in outages:
+        console.print(f"outage: {o['started_at']} → {o['ended_at'] or 'now'} ({o['duration_s']:.0f} s, "
+                      f"{'planned' if o['planned'] else 'unplanned'}: {o['cause']})")

@@ -92,6 +92,7 @@ class Uploader:
         clock: Callable[[], datetime] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         eligible: Callable[[Record], bool] | None = None,
+        awaiting: Callable[[], int] | None = None,
     ) -> None:
         self.spool = spool
         self.cfg = cfg
@@ -104,6 +105,7 @@ class Uploader:
         self._idle_probe_s, self._notices_every_s = idle_probe_s, notices_every_s
         self._transport = transport
         self._eligible = eligible
+        self._awaiting = awaiting  # how many pending records `eligible` holds back (their patient)
         self.state = UploadState(spool)
         self._tracker = LinkTracker(self.state, self.tz, self.emit)
         self._notices = NoticeBook(self.state, cfg.downtime)
@@ -178,7 +180,10 @@ class Uploader:
             return "planned_downtime"
         if self.link.state != "online":
             return "upstream_unreachable"
-        if self.spool.pending_summary().pending:  # memory, not a query: asked on every sale
+        # Memory, not a query: asked on every sale. Records waiting for their patient are no
+        # backlog ahead of this sale: nothing is sent for them until the patient is back.
+        held = self._awaiting() if self._awaiting is not None else 0
+        if self.spool.pending_summary().pending > held:
             return "backlog"
         return None
 
@@ -208,11 +213,14 @@ class Uploader:
         """
         cleared = self._notices.clear_central(self._clock()) if clear_downtime else []
         halted = self.link.halted
-        if not halted and not cleared:
+        # What the adapter holds back for staff without a halt (nhsa: a person after a refused
+        # reversal): cleared here too, and named with the halt's codes.
+        held = self._adapter.resume() if self._adapter is not None else []
+        if not halted and not cleared and not held:
             extra = " and no downtime window from central is in force" if clear_downtime else ""
             raise ConflictError(f"uploading is not halted{extra}: nothing to resume", code="not_halted")
         checked = self._checked
-        codes = self._tracker.resume() if halted else []
+        codes = (self._tracker.resume() if halted else []) + held
         for window in cleared:
             log.warning(
                 "downtime window from central %s to %s (%s) cleared by %s: %s",
@@ -454,11 +462,15 @@ class Uploader:
     def eligible(self, record: Record) -> bool:
         return self._eligible is None or self._eligible(record)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     async def apply(self, results: list[RecordResult]) -> None:
         if not results:
             return
-        # Acknowledged first: a crash before apply_outcomes only means re-sending (duplicates).
-        self.state.ack(max(r.seq for r in results))
+        # Not acknowledged here: what central acknowledges is the adapter's to say (v1 acks its
+        # batches' seq prefix; nhsa decides out of seq order and acks nothing).
         outcomes = [Outcome(r.seq, r.final, dict(r.settlement or r.reason or {})) for r in results]
         updated = await asyncio.to_thread(self.spool.apply_outcomes, outcomes)
         decided = {r.seq for r in results}

@@ -65,6 +65,10 @@ class UpstreamHost(Protocol):
         """May this pending record be sent now? False while it waits for its patient
         (nhsa.reentry = "patient_present")."""
 
+    @property
+    def stopping(self) -> bool:
+        """The daemon is stopping: start no new call (one in flight gets its answer)."""
+
 
 class Adapter(Protocol):
     """One central system's protocol, as the uploader drives it.
@@ -95,6 +99,12 @@ class Adapter(Protocol):
     async def reconcile(self, date: str, local: dict[str, Any]) -> dict[str, Any]:
         """Compare the spool's totals of a business day (`local`: count and net sums of the
         accepted records, reports.py) with central's; the report reports.py returns."""
+
+    def resume(self) -> list[str]:
+        """Staff resumed uploading: clear what the adapter holds back for staff by itself (nhsa:
+        persons waiting after a refused reversal or a record it cannot finish) and look again
+        (sync) before the next round. Returns the alarm codes cleared; [] when nothing was held
+        (v1 holds nothing: its halts are the uploader's)."""
 
 
 AdapterFactory = Callable[..., Adapter]

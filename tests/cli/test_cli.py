@@ -145,3 +145,33 @@ def test_demo_plays_the_day_and_leaks_nothing(pcscd: Any, vpcd_slots: Any) -> No
         import shutil
 
         shutil.rmtree(kept, ignore_errors=True)
+
+
+@pytest.mark.pcsc
+def test_nhsa_demo_reverses_the_dropped_answer_and_leaks_nothing(pcscd: Any, vpcd_slots: Any) -> None:
+    result = terminald("demo", "--protocol", "nhsa", "--keep", timeout=240)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "DEMO OK" in out
+    assert "platform: 5 sales, each settled exactly once (1 reversed)" in out
+    assert "money check on the platform's books: passed" in out
+    assert re.search(r"dropped 2102 answer \(seq \d\): unknown, reversed, retried once", out), out
+    lost, reversal, retry = (re.search(rf"  {infno} (\w{{30}}): {what}", out)
+                             for infno, what in (("2102", "answer lost"), ("2601", "reversed it"), ("2102", "settled")))
+    assert lost and reversal and retry and len({lost[1], reversal[1], retry[1]}) == 3, out
+    assert "card A10000123: settled in seq order 1, 2, 5" in out and "card B20000456: settled in seq order 3, 4" in out
+    assert "统筹" in out and "refunds owed to outage patients: 4," in out
+    kept = Path(re.search(r"kept in (\S+)", out).group(1))  # type: ignore[union-attr]
+    try:
+        pngs = sorted(p.name for p in (kept / "receipts").glob("*.png"))
+        assert pngs == ["1-online.png", "2-outage.png", "3-settlement-notice.png"]
+        secrets = set()
+        for path in CARDS_DIR.glob("*.toml"):
+            fields = load_card(path).fields
+            secrets.update(v for k, v in fields.items() if k in ("ssn", "name") and v)
+        logs = [out, result.stderr] + [p.read_text(encoding="utf-8", errors="replace") for p in kept.glob("*.log")]
+        assert sorted(s for s in secrets for text in logs if s in text) == []
+    finally:
+        import shutil
+
+        shutil.rmtree(kept, ignore_errors=True)

@@ -31,7 +31,9 @@ def line_of(text: str, option: str) -> str:
 
 @pytest.mark.parametrize("command", [(), ("spool",), ("spool", "list"), ("spool", "export"), ("outages",),
                                      ("followups",), ("doctor",), ("token", "rotate"), ("print", "retry"),
-                                     ("transactions", "resolve"), ("upstream", "resume"), ("sim", "central")])
+                                     ("transactions", "resolve"), ("upstream", "resume"), ("sim", "central"),
+                                     ("mirror",), ("mirror", "init-db"), ("mirror", "status"), ("fleet",),
+                                     ("spool", "restore")])
 def test_no_type_tags(command: tuple[str, ...]) -> None:
     text = help_of(*command)
     assert TAG.search(text) is None, text
@@ -57,6 +59,14 @@ def test_flags_options_and_arguments_read_as_usual() -> None:
     assert line_of(resolve, "--note").startswith("--note TEXT Kept with the record")
     assert line_of(resolve, "ID") == "* ID TEXT The rejected transaction's id. [required]"
 
+    init_db = help_of("mirror", "init-db")
+    assert line_of(init_db, "--dsn") == "* --dsn TEXT libpq connection string or postgresql:// URL. [required]"
+    assert line_of(init_db, "--terminal").startswith("--terminal ID A terminal id")
+
+    restore = help_of("spool", "restore")
+    assert line_of(restore, "--from-mirror").startswith("--from-mirror Rebuild from the PostgreSQL mirror")
+    assert line_of(restore, "--dsn") == "--dsn TEXT Default: the config's mirror.dsn."
+
     card = help_of("card", "read")
     assert line_of(card, "--timeout") == "--timeout FLOAT Seconds to wait for a card. [default: 10.0]"
     assert line_of(card, "--full") == "--full Show identity numbers and names unmasked."
@@ -65,7 +75,7 @@ def test_flags_options_and_arguments_read_as_usual() -> None:
 def test_every_command_group_is_listed() -> None:
     text = help_of()
     for name in ("serve", "demo", "status", "followups", "doctor", "outages", "reconcile", "spool", "card",
-                 "print", "transactions", "sim", "upstream", "token"):
+                 "print", "transactions", "sim", "upstream", "token", "mirror", "fleet"):
         assert re.search(rf"│ {name} ", text), name
     assert "--install-completion" not in text
 
@@ -74,7 +84,7 @@ def test_the_command_modules_import_nothing_heavy() -> None:
     """Every command imports what it needs when it runs: `terminald --help` loads typer and the
     command modules only (no config models, spool, HTTP client, daemon, drivers)."""
     probe = ("import sys, terminald.cli; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('spool', 'drivers', 'pydantic', 'pydantic_settings', 'fastapi', 'uvicorn', 'sqlite3') "
+             "('spool', 'drivers', 'pydantic', 'pydantic_settings', 'fastapi', 'uvicorn', 'sqlite3', 'psycopg') "
              "or m == 'httpx' or (m.startswith('terminald.') and not m.startswith('terminald.cli')))))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.split() == []

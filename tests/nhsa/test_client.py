@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -261,3 +262,24 @@ def test_real_connection_refused(log: CallLog) -> None:
     with pytest.raises(UnknownOutcome) as info:
         _run(_client(log, url=f"http://127.0.0.1:{port}/"), _settle)
     assert info.value.reason == "connect_failed"
+
+
+def test_a_second_without_free_msgids_is_waited_out(tmp_path: Path) -> None:
+    """A slot of 3 digits has 9 counters a second: the 10th call of a second waits for the next
+    (MsgidExhausted does not leave the client while a second later has counters)."""
+    with CallLog(tmp_path / "slot.db", fixmedins_code=CODE, msgid_slot="123") as slot_log:
+        client = _client(slot_log, lambda request: httpx.Response(200, content=answer(0, {})))
+
+        async def burst(c: NhsaClient) -> list[Any]:
+            return list(await asyncio.gather(*(c.call("1101", {"psn_no": PSN_NO}) for _ in range(12))))
+
+        results = _run(client, burst)
+        assert all(isinstance(r, Ok) for r in results)
+    conn = sqlite3.connect(tmp_path / "slot.db")
+    try:
+        msgids = [row[0] for row in conn.execute("SELECT msgid FROM nhsa_calls")]
+    finally:
+        conn.close()
+    counters = [int(m[-4:]) for m in msgids]
+    assert len(set(msgids)) == 12 and all(1231 <= c <= 1239 for c in counters)
+    assert len({m[12:26] for m in msgids}) >= 2  # the calls past the ninth went to a later second

@@ -70,6 +70,8 @@ def test_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("[nhsa]\nopter_type = 4\n", "nhsa.opter_type"),
     ('[nhsa]\nopter = "' + "1" * 31 + '"\n', "nhsa.opter"),
     ('[nhsa]\nprofile = ""\n', "nhsa.profile"),
+    ('[nhsa]\nmsgid_slot = "0701"\n', "nhsa.msgid_slot"),
+    ('[nhsa]\nmsgid_slot = "7a"\n', "nhsa.msgid_slot"),
     ("[nhsa]\nsign_no = 'x'\n", "nhsa.sign_no: unknown key"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:

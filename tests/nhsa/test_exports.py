@@ -8,13 +8,13 @@ import pytest
 
 EXPORTS = {
     "amounts": {"MAX_FEN", "AmountAs", "fen_to_yuan", "to_fen", "to_wire"},
-    "calllog": {"MIGRATIONS", "NAMESPACE", "TABLE", "Call", "CallLog", "CallState"},
+    "calllog": {"MIGRATIONS", "NAMESPACE", "TABLE", "Call", "CallLog", "CallState", "prune_calls"},
     "client": {"NhsaClient", "Person"},
     "envelope": {"MAX_ANSWER_BYTES", "PERSON_INFNOS", "SIGN_IN", "Answer", "Institution", "Ok", "Operator",
                  "Refused", "build_request", "encode_request", "parse_answer"},
     "errors": {"AmountError", "CallLogError", "EnvelopeError", "MsgidExhausted", "NhsaError", "UnknownOutcome"},
     "msgid": {"COUNTER_MAX", "MSGID_LENGTH", "MsgId", "check_fixmedins_code", "format_msgid", "inf_time",
-              "msgid_prefix", "next_counter", "parse_msgid"},
+              "msgid_prefix", "next_counter", "parse_msgid", "slot_range"},
     "profiles": {"DEFAULT_PROFILE", "LIMITED_FIELDS", "PROFILE_DIR", "Profile", "RefusalKind", "Refusals",
                  "available_profiles", "load_profile"},
     "redact": {"MAX_MESSAGE", "mask_text"},

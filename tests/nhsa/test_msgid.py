@@ -20,6 +20,7 @@ from terminald.upstream.nhsa.msgid import (
     msgid_prefix,
     next_counter,
     parse_msgid,
+    slot_range,
 )
 from tests.nhsa.helpers import CODE, T0, Clock
 
@@ -157,3 +158,49 @@ def test_a_full_second_raises_and_writes_nothing(tmp_path: Path) -> None:
         clock.advance(1)
         assert parse_msgid(log.begin("1101")).counter == 1
         assert len(log.unfinished()) == 2
+
+
+# -- msgid_slot: terminals of one institution ------------------------------------------------------
+
+def test_a_slot_leads_the_counter() -> None:
+    assert slot_range("") == (1, 9999)
+    assert slot_range("07") == (701, 799)
+    assert slot_range("0") == (1, 999)
+    assert slot_range("123") == (1231, 1239)
+    assert next_counter(None, "07") == 701 and next_counter(798, "07") == 799
+    with pytest.raises(MsgidExhausted):
+        next_counter(799, "07")
+    for bad in ("1234", "a", " 1"):
+        with pytest.raises(EnvelopeError):
+            slot_range(bad)
+
+
+def test_two_terminals_of_one_institution_never_share_a_msgid(tmp_path: Path) -> None:
+    """Each keeps its own call log (its own spool): without slots both would send ...0001 in the
+    same second."""
+    clock = Clock()
+    first = CallLog(tmp_path / "a.db", fixmedins_code=CODE, clock=clock, msgid_slot="01")
+    second = CallLog(tmp_path / "b.db", fixmedins_code=CODE, clock=clock, msgid_slot="02")
+    try:
+        a = [first.begin("1101") for _ in range(5)]
+        b = [second.begin("1101") for _ in range(5)]
+    finally:
+        first.close()
+        second.close()
+    assert not set(a) & set(b)
+    assert [parse_msgid(m).counter for m in a] == [101, 102, 103, 104, 105]
+    assert [m[-4:] for m in b] == ["0201", "0202", "0203", "0204", "0205"]
+
+
+def test_a_slot_runs_out_within_its_second_and_not_before(tmp_path: Path) -> None:
+    clock = Clock()
+    log = CallLog(tmp_path / "spool.db", fixmedins_code=CODE, clock=clock, msgid_slot="123")
+    try:
+        got = [log.begin("1101") for _ in range(9)]
+        with pytest.raises(MsgidExhausted):
+            log.begin("1101")
+        clock.advance(1)
+        assert parse_msgid(log.begin("1101")).counter == 1231
+    finally:
+        log.close()
+    assert [parse_msgid(m).counter for m in got] == list(range(1231, 1240))

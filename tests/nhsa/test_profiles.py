@@ -123,3 +123,29 @@ def test_a_base_loop_is_refused(tmp_path: Path) -> None:
     path.write_text(f'base = "{path}"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="base"):
         load_profile(str(path))
+
+
+@pytest.mark.parametrize("message", ["明细流水号重复", "费用明细流水号S1重复", "交易重复，请勿重复提交"])
+def test_a_duplicate_serial_is_of_unknown_outcome_never_a_rejection(message: str) -> None:
+    # The platform holds an earlier call of this sale: it may stand, so never reject the record.
+    assert load_profile().classify(message) == "unknown"
+
+
+def test_reversal_delay_and_the_split_fields() -> None:
+    national, mock = load_profile("national"), load_profile("mock")
+    assert national.reversal_delay_s == 30 and 0 < mock.reversal_delay_s <= 2
+    assert national.account_fields == ("acct_pay",) and national.fund_fields == ("fund_pay_sumamt",)
+
+
+@pytest.mark.parametrize("line", [
+    "reversal_delay_s = -1",
+    'account_fields = []',
+    'account_fields = ["acct_pay", "acct_pay"]',
+    'fund_fields = ["psn_cash_pay"]',
+    'account_fields = ["Acct Pay"]',
+])
+def test_bad_delay_or_split_fields_are_refused(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(f'base = "national"\n{line}\n', encoding="utf-8")
+    with pytest.raises(ConfigError):
+        load_profile(str(path))

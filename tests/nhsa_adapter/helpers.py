@@ -21,6 +21,7 @@ from spool import AppendRequest, Outcome, Record, Spool, digest
 from terminald.config import Config, load_config
 from terminald.sim.nhsa import NhsaSim
 from terminald.sim.nhsa.persons import Person
+from terminald.upload.errors import Transient
 from terminald.upload.results import RecordResult
 from terminald.upstream.nhsa.adapter import NhsaAdapter
 from terminald.upstream.nhsa.sale import feedetl_sn
@@ -58,6 +59,7 @@ class FakeHost:
         self.reached_count = 0
         self.waiting: set[str] = set()  # record ids not eligible (awaiting their patient)
         self.fail_apply: Callable[[RecordResult], None] | None = None
+        self.stopping = False  # the uploader's stop flag
 
     def reached(self) -> None:
         self.reached_count += 1
@@ -96,14 +98,14 @@ def card_of(person: Person, *, with_sn: bool = False) -> dict[str, str]:
 
 
 def sale(spool: Spool, card: dict[str, str], *, when: str = "2026-11-23T10:15:00+08:00",
-         items: list[tuple[str, str, Any, int]] | None = None) -> Record:
+         items: list[tuple[str, str, Any, int]] | None = None, operator: dict[str, str] | None = None) -> Record:
     """A settlement as terminald spools it (transactions.py `_payload`)."""
     lines = items or [("XA01", "阿莫西林胶囊", 2, 1250), ("XB02", "布洛芬缓释胶囊", 1, 3333)]
     key = f"k{next(_keys)}"
     rows = [{"code": code, "name": name, "qty": qty, "unit_price_fen": price,
              "amount_fen": int((Decimal(str(qty)) * price).quantize(Decimal(1), rounding=ROUND_HALF_UP))}
             for code, name, qty, price in lines]
-    payload = {"operator": {"id": "0007", "name": "李药师"}, "idempotency_key": key, "meta": {},
+    payload = {"operator": operator or {"id": "0007", "name": "李药师"}, "idempotency_key": key, "meta": {},
                "card": card, "card_present": True, "items": rows,
                "total_fen": sum(r["amount_fen"] for r in rows)}
     req = AppendRequest(kind="settlement", business_time=when, payload=payload, idempotency_key=key,
@@ -164,15 +166,39 @@ class Bench:
         self.spool.close()
 
 
+def age_calls(spool: Spool, seconds: float) -> None:
+    """Move every call-log time `seconds` into the past: a restart that came that much later
+    (the 2601 of an open call waits for the profile's reversal_delay_s from these times)."""
+    from datetime import datetime, timedelta
+
+    def shift(value: str | None) -> str | None:
+        return None if value is None else (datetime.fromisoformat(value) - timedelta(seconds=seconds)).isoformat(
+            timespec="milliseconds")
+
+    def update(conn: Any) -> None:
+        rows = conn.execute("SELECT msgid, sent_at, completed_at FROM nhsa_calls").fetchall()
+        for msgid, sent_at, completed_at in rows:
+            conn.execute("UPDATE nhsa_calls SET sent_at = ?, completed_at = ? WHERE msgid = ?",
+                         (shift(sent_at), shift(completed_at), msgid))
+
+    spool.write(update)
+
+
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(coro_fn())
 
 
-async def drain(adapter: NhsaAdapter, rounds: int = 50) -> int:
-    """upload() until it has nothing to do; how many were decided."""
+async def drain(adapter: NhsaAdapter, rounds: int = 50, *, transient_ok: bool = True) -> int:
+    """upload() until it has nothing to do; how many were decided. A Transient (the link moves)
+    is retried at once, as the uploader does after its backoff, unless `transient_ok` is False."""
     total = 0
     for _ in range(rounds):
-        decided = await adapter.upload()
+        try:
+            decided = await adapter.upload()
+        except Transient:
+            if not transient_ok:
+                raise
+            continue
         if decided == 0:
             return total
         total += decided

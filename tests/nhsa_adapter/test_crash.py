@@ -11,7 +11,7 @@ import pytest
 
 from terminald.upload.results import RecordResult
 from terminald.upstream.nhsa.calllog import CallLog
-from tests.nhsa_adapter.helpers import CODE, Bench, Tap, card_of, drain, revoke, run, sale
+from tests.nhsa_adapter.helpers import CODE, Bench, Tap, age_calls, card_of, drain, revoke, run, sale
 
 
 class Crash(BaseException):
@@ -56,10 +56,51 @@ def test_a_2102_left_sent_by_a_crash_is_reversed_at_restart(bench: Bench) -> Non
     run(first_run)
     assert _calls(bench, record.record_id) == [("1101", "ok"), ("2102", "sent")]
     assert len(bench.sim.standing_settlements()) == 1  # it did settle: the answer was lost
+    age_calls(bench.spool, 2.0)  # the restart comes after the mock profile's reversal_delay_s (1 s)
     run(restart)
     assert bench.record(record).status == "settled"
     assert _calls(bench, record.record_id) == [("1101", "ok"), ("2102", "reversed"), ("2601", "ok"),
                                                ("1101", "ok"), ("2102", "ok")]
+    bench.check_money()
+
+
+def test_a_restart_within_the_reversal_delay_does_not_send_the_2601_early(bench: Bench) -> None:
+    """The gateway may still be at work on a 2102 the crash left `sent`: a restart right away
+    must not reverse it before reversal_delay_s has passed since its sent_at (a 2601 that
+    overtakes it answers "nothing to reverse", and the 2102 commits after all)."""
+    zhang, zhao = bench.sim.person("A10000123"), bench.sim.person("D40000321")
+    record = sale(bench.spool, card_of(zhang))
+
+    async def first_run() -> None:
+        adapter = bench.adapter(_crash_after("2102"))
+        with pytest.raises(Crash):
+            await adapter.upload()
+        await adapter.aclose()
+
+    async def restart() -> None:
+        import time
+
+        adapter = bench.adapter()
+        try:
+            started = time.monotonic()
+            await adapter.sync()
+            assert bench.sim.calls("2601") == []  # not yet: the 2102 left sent is too young
+            # Zhao's sale goes on meanwhile; zhang's round waits for the delay, then reverses.
+            assert await drain(adapter) == 2
+            assert time.monotonic() - started >= 0.5
+        finally:
+            await adapter.aclose()
+
+    run(first_run)
+    with CallLog(bench.spool, fixmedins_code=CODE) as log:
+        [open_call] = log.unfinished({"2102"})
+    other = sale(bench.spool, card_of(zhao))  # taken after the restart
+    run(restart)
+    [reversal] = bench.sim.calls("2601")
+    assert reversal["request"]["input"]["data"]["omsgid"] == open_call.msgid and reversal["infcode"] == 0
+    zhaos = min(c["id"] for c in bench.sim.calls("2102") if c["psn_no"] == zhao.psn_no)
+    assert zhaos < reversal["id"]  # zhao did not wait for zhang's delay
+    assert [bench.record(r).status for r in (record, other)] == ["settled", "settled"]
     bench.check_money()
 
 

@@ -34,7 +34,8 @@ def test_presettle_first_with_the_account_inside_the_fund(tmp_path: Path, nhsa_s
 
     try:
         run(go)
-        assert [c["infno"] for c in nhsa_sim.calls()] == ["9001", "1101", "2101", "2601", "2101", "2102"]
+        # The 2601 waits for reversal_delay_s (the gateway may still be at work); then from 1101 again.
+        assert [c["infno"] for c in nhsa_sim.calls()] == ["9001", "1101", "2101", "2601", "1101", "2101", "2102"]
         data = nhsa_sim.calls("2102")[0]["request"]["input"]["data"]
         assert data["medfee_sumamt"] == "58.33" and data["drugdetail"][0]["pric"] == "12.50"
         outcome = bench.record(record).outcome or {}

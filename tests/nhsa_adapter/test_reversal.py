@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa.settings import MSG_REFUSED
+from terminald.upload.errors import Transient
 from terminald.upstream.nhsa.adapter import REVERSAL_REFUSED
 from terminald.upstream.nhsa.calllog import CallLog
 from terminald.upstream.nhsa.client import NhsaClient, Person
@@ -32,17 +33,21 @@ def test_a_refused_reversal_raises_an_alarm_and_holds_that_person_only(tmp_path:
         adapter = bench.adapter()
         try:
             await adapter.sync()
-            assert await adapter.upload() == 1  # zhao's; zhang's wait
+            with pytest.raises(Transient):  # zhang's 2102 without an answer: the link's news
+                await adapter.upload()
+            assert await adapter.upload() == 1  # zhao's; zhang's wait for the reversal's delay
+            assert await adapter.upload() == 0  # the 2601, refused: zhang's wait for staff
             assert REVERSAL_REFUSED in bench.host.alarms
             assert MSG_REFUSED in bench.host.alarms[REVERSAL_REFUSED]
             assert zhang.certno not in bench.host.alarms[REVERSAL_REFUSED]
             assert await adapter.upload() == 0  # still waiting, and no second 2601 sent
             assert len(nhsa_sim.calls("2601")) == 1 and len(nhsa_sim.calls("2102")) == 2
-            # Staff checked with the office, which now takes the reversal; uploading resumes (sync).
+            # Staff checked with the office, which now takes the reversal; uploading resumes.
             nhsa_sim.control(refuse={})
-            await adapter.sync()
+            assert adapter.resume() == [REVERSAL_REFUSED]
             assert REVERSAL_REFUSED not in bench.host.alarms
             assert await drain(adapter) == 2
+            assert adapter.resume() == []  # nothing held any more
         finally:
             await adapter.aclose()
 

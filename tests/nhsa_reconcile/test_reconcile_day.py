@@ -293,3 +293,27 @@ def test_a_bad_date_is_refused_before_anything_is_sent(nhsa_sim: NhsaSim, spool:
     with pytest.raises(InvalidRequest):
         _reconcile(nhsa_sim, spool, load_profile("national"), "23/11/2026")
     assert nhsa_sim.calls("3201") == []
+
+
+def test_the_business_day_is_the_terminals_not_the_pos_offsets(spool: Spool) -> None:
+    """2102's begntime is the business time in the terminal's zone: a sale the POS stamped
+    2026-11-23T23:30Z was booked by the platform on the 24th (07:30 in Shanghai), and a sale
+    stamped 2026-11-24T00:30+09:00 on the 23rd (23:30 in Shanghai): reconciled on those days."""
+    for when, total in (("2026-11-23T23:30:00+00:00", 1000), ("2026-11-24T00:30:00+09:00", 3000)):
+        key = f"k{spool.stats().last_seq + 1}"
+        payload: dict[str, Any] = {"card": {"card_number": "C1"}, "card_present": True, "items": [],
+                                   "total_fen": total, "idempotency_key": key}
+        record = spool.append(AppendRequest(kind="settlement", business_time=when, payload=payload,
+                                            idempotency_key=key, request_digest=digest(payload))).record
+        spool.apply_outcomes([Outcome(record.seq, "settled", {
+            "central_ref": f"C{record.seq}", "fund_paid_fen": record.total_fen, "account_paid_fen": 0,
+            "cash_paid_fen": 0, "nhsa": {"insutype": "310"}})])
+    national = load_profile("national")
+
+    def totals(day: str) -> tuple[int, int]:
+        [group] = [g for g in local_groups(spool.path, day, national, mdtrtarea_admvs=AREA,
+                                           tz="Asia/Shanghai") if g.insutype == "310"]
+        return group.count, group.medfee_fen
+
+    assert totals(DAY) == (1, 3000)
+    assert totals(NEXT_DAY) == (1, 1000)

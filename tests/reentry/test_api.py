@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from terminald.sim.nhsa import NhsaSim
-from tests.api.helpers import assert_problem, item, post_tx, revoke, sale
+from tests.api.helpers import TYPED_CARD, assert_problem, item, post_tx, revoke, sale
 from tests.api.sse import EventStream
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.pcsc import reader_name
@@ -56,6 +56,17 @@ def sell(api: httpx.Client, key: str, card_read_id: str, fen: int, expect: int) 
     return r.json()  # type: ignore[no-any-return]
 
 
+def notice_outage(api: httpx.Client, key: str, card: dict[str, str]) -> dict[str, Any]:
+    """The daemon notices the platform is down with a sale it cannot send: the card typed in
+    (nobody proved at the counter), so it waits for its patient. Sales made once the daemon
+    knows are outage sales in their commit: no wait that a patient at the counter outlasts (a
+    sale of a patient here that is answered "pending" after its wait is released with them)."""
+    r = post_tx(api, sale(card=card, meta={"pos_order_id": key}), key, wait=None)
+    assert r.status_code == 202 and r.json()["awaiting_patient"] is True, r.text
+    wait_for(lambda: not online(api), 30, "the daemon to see the platform down")
+    return r.json()  # type: ignore[no-any-return]
+
+
 def resettle(api: httpx.Client, tx_id: str, card_read_id: str) -> httpx.Response:
     return api.post(f"/v1/transactions/{tx_id}/resettle", json={"card_read_id": card_read_id})
 
@@ -83,8 +94,10 @@ def test_outage_sales_wait_for_their_patient_and_are_resettled(
     api = d.client()
     wait_for(lambda: online(api), 30, "the link online")
 
-    # The platform goes down: three outage sales (two of person 1, one of person 2), a revoke.
+    # The platform goes down (the daemon sees it: its idle probe): three outage sales (two of
+    # person 1, one of person 2), a revoke.
     nhsa_sim.control(down=True)
+    x = notice_outage(api, "X", TYPED_CARD)
     a = sell(api, "A", read(api, P1_SLOT)["card_read_id"], 2500, 202)
     b_read = read(api, P1_SLOT)["card_read_id"]
     b = sell(api, "B", b_read, 3000, 202)
@@ -95,13 +108,13 @@ def test_outage_sales_wait_for_their_patient_and_are_resettled(
     assert b_rev.status_code == 202 and b_rev.json()["awaiting_patient"] is True, b_rev.text
 
     listed = api.get("/v1/transactions", params={"awaiting_patient": "true"}).json()
-    assert [t["id"] for t in listed["items"]] == [a["id"], b["id"], c["id"], b_rev.json()["id"]]
+    assert [t["id"] for t in listed["items"]] == [x["id"], a["id"], b["id"], c["id"], b_rev.json()["id"]]
     assert api.get("/v1/transactions", params={"awaiting_patient": "false"}).json()["items"] == []
     follow = api.get("/v1/followups").json()
     waiting = [i for i in follow["items"] if i["reason"] == "awaiting_patient"]
-    assert [i["id"] for i in waiting] == [a["id"], b["id"], c["id"]] and follow["awaiting_patient"] == 3
-    assert waiting[0]["card"]["card_number"] != a["card"]["card_number"]  # masked
-    assert waiting[0]["contact_phone_masked"] == "138****8000" and waiting[0]["owed_fen"] == 0
+    assert [i["id"] for i in waiting] == [x["id"], a["id"], b["id"], c["id"]] and follow["awaiting_patient"] == 4
+    assert waiting[1]["card"]["card_number"] != a["card"]["card_number"]  # masked
+    assert waiting[1]["contact_phone_masked"] == "138****8000" and waiting[1]["owed_fen"] == 0
 
     # The platform is back; nothing of theirs is sent without the patient.
     nhsa_sim.control(down=False)
@@ -143,7 +156,7 @@ def test_outage_sales_wait_for_their_patient_and_are_resettled(
     assert len(nhsa_sim.revokes()) == 1 and len(nhsa_sim.settlements()) == 2
     # The refund owed for A (the patient paid in full) is a follow-up now; B was revoked.
     reasons = {i["id"]: i["reason"] for i in api.get("/v1/followups").json()["items"]}
-    assert reasons == {a["id"]: "refund", c["id"]: "awaiting_patient"}
+    assert reasons == {a["id"]: "refund", c["id"]: "awaiting_patient", x["id"]: "awaiting_patient"}
 
     # Person 2 buys again: C is released first and reaches the platform before the new sale.
     d_sale = sell(api, "D", read(api, P2_SLOT)["card_read_id"], 4200, 201)
@@ -151,11 +164,13 @@ def test_outage_sales_wait_for_their_patient_and_are_resettled(
     wait_for(lambda: get(api, c["id"])["status"] == "settled", 30, "C settled")
     assert settled_fen(nhsa_sim) == [2500, 3000, 1800, 4200]
     assert resettle(api, c["id"], read(api, P2_SLOT)["card_read_id"]).status_code == 200  # decided: its state
-    assert api.get("/v1/transactions", params={"awaiting_patient": "true"}).json()["items"] == []
+    awaiting = api.get("/v1/transactions", params={"awaiting_patient": "true"}).json()["items"]
+    assert [t["id"] for t in awaiting] == [x["id"]]  # typed in: its patient never came back
     assert nhsa_sim.money_problems() == []
 
     # Released while the platform is down: 202; the release does not survive a restart.
     nhsa_sim.control(down=True)
+    notice_outage(api, "Y", {**TYPED_CARD, "card_number": "A10000002", "ssn": "11010119900101123X"})
     e = sell(api, "E", read(api, P1_SLOT)["card_read_id"], 990, 202)
     assert e["awaiting_patient"] is True
     r = resettle(api, e["id"], read(api, P1_SLOT)["card_read_id"])

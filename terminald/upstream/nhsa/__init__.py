@@ -29,12 +29,14 @@ contracts/upstream-nhsa.md is the protocol; docs/nhsa.md describes these modules
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from terminald.upstream.nhsa.adapter import NhsaAdapter
+    from terminald.upstream.nhsa.person import person_key
 
-__all__ = ["NhsaAdapter"]
+__all__ = ["NhsaAdapter", "person_key", "standing_records"]
 
 
 def __getattr__(name: str) -> Any:
@@ -44,4 +46,16 @@ def __getattr__(name: str) -> Any:
         from terminald.upstream.nhsa.adapter import NhsaAdapter
 
         return NhsaAdapter
+    if name == "person_key":  # the re-entry book's `person_of`, handed to it by the daemon
+        from terminald.upstream.nhsa.person import person_key
+
+        return person_key
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def standing_records(spool_path: str | Path) -> set[str]:
+    """The spool records whose 2102/2103 stands at the platform (`CallLog.standing_records`): the
+    re-entry book's `standing_records`, bound to the spool's path by the daemon."""
+    from terminald.upstream.nhsa.calllog import CallLog
+
+    return CallLog.standing_records(spool_path)

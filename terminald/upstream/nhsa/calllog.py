@@ -34,6 +34,9 @@ call of those transactions left `sent` or `unknown` (ask with the profile's
 `reversible_infnos`; the others, 1101 or 9001, change nothing and need no reversal).
 
 Writes raise SpoolError when the file refuses them; CallLogError for a transition not allowed.
+
+`prune_calls` removes finished calls past the spool's retention (the daily retention job): a
+row for every call, sign-ins and probes included, would otherwise grow the file for ever.
 """
 
 from __future__ import annotations
@@ -50,10 +53,16 @@ from zoneinfo import ZoneInfo
 
 from spool import Spool, SpoolError, connect, migrate
 from terminald.upstream.nhsa.errors import CallLogError
-from terminald.upstream.nhsa.msgid import check_fixmedins_code, format_msgid, msgid_prefix, next_counter
+from terminald.upstream.nhsa.msgid import (
+    check_fixmedins_code,
+    format_msgid,
+    msgid_prefix,
+    next_counter,
+    slot_range,
+)
 from terminald.upstream.nhsa.redact import mask_text
 
-__all__ = ["MIGRATIONS", "NAMESPACE", "TABLE", "Call", "CallLog", "CallState"]
+__all__ = ["MIGRATIONS", "NAMESPACE", "TABLE", "Call", "CallLog", "CallState", "prune_calls"]
 
 NAMESPACE = "nhsa"
 TABLE = "nhsa_calls"
@@ -83,6 +92,8 @@ MIGRATIONS = [
     "ALTER TABLE nhsa_calls ADD COLUMN output TEXT;",
 ]
 
+# The calls whose `ok` means the platform holds the record's settlement (2102) or revoke (2103).
+_STANDING_INFNOS = ("2102", "2103")
 CallState = Literal["sent", "ok", "failed", "unknown", "reversed"]
 _COLUMNS = ("msgid, infno, record_id, psn_no, insuplc_admdvs, omsgid, state, inf_refmsgid, err_msg, "
             "sent_at, completed_at, reversed_at, reversed_by, output")
@@ -132,12 +143,16 @@ class CallLog:
         fixmedins_code: str,
         tz: tzinfo | str = "Asia/Shanghai",
         clock: Callable[[], datetime] = _utc_now,
+        msgid_slot: str = "",
     ) -> None:
         """The log in `target`'s file (migrated first): a `Spool`, whose writer then does the
         writes, or a path, written on a connection of this object's own (or through the spool
         this process has open on that path, if any). `tz` is the terminal's
-        zone (msgid time); `clock` gives the aware current time (tests freeze it)."""
+        zone (msgid time); `clock` gives the aware current time (tests freeze it); `msgid_slot`
+        the digits leading this terminal's msgid counters (`[nhsa] msgid_slot`)."""
         self._code = check_fixmedins_code(fixmedins_code)
+        self._slot = msgid_slot
+        self._slot_range = slot_range(msgid_slot)
         self._tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self._clock = clock
         self.path = target.path if isinstance(target, Spool) else Path(target)
@@ -151,6 +166,11 @@ class CallLog:
             conn.close()
             raise
         self._conn: sqlite3.Connection | None = conn
+
+    @property
+    def tz(self) -> tzinfo:
+        """The terminal's zone: msgid times, and the business day of reconciliation."""
+        return self._tz
 
     def close(self) -> None:
         with self._lock:
@@ -227,10 +247,12 @@ class CallLog:
         def insert(conn: sqlite3.Connection) -> str:
             now = self._clock()  # read here, in the transaction: msgid time and sent_at agree
             prefix = msgid_prefix(self._code, now, self._tz)
+            # Only this terminal's slot: another terminal of the institution counts in its own.
             (highest,) = conn.execute(
-                f"SELECT MAX(msgid_counter) FROM {TABLE} WHERE msgid_prefix = ?", (prefix,)
+                f"SELECT MAX(msgid_counter) FROM {TABLE} WHERE msgid_prefix = ? AND msgid_counter BETWEEN ? AND ?",
+                (prefix, *self._slot_range),
             ).fetchone()
-            counter = next_counter(highest)
+            counter = next_counter(highest, self._slot)
             msgid = format_msgid(prefix, counter)
             conn.execute(
                 f"INSERT INTO {TABLE} (msgid, msgid_prefix, msgid_counter, infno, record_id, psn_no,"
@@ -321,6 +343,55 @@ class CallLog:
     def for_record(self, record_id: str) -> list[Call]:
         """Every call made for the spool record `record_id`, oldest first."""
         return self._read(f"SELECT {_COLUMNS} FROM {TABLE} WHERE record_id = ? ORDER BY rowid", (record_id,))
+
+    @staticmethod
+    def standing_records(path: str | Path) -> set[str]:
+        """The records whose settlement or revoke (2102/2103) stands at the platform (`ok`), from
+        the log in the spool file at `path`; none when there is no log yet.
+
+        Read-only, on a connection of its own and without an instance: making a `CallLog` would
+        migrate the file, and the re-entry book asks this at start, before the adapter (the log's
+        owner) exists, and whatever the protocol. SpoolError when the file cannot be read."""
+        conn = connect(path)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (TABLE,)).fetchone() is None:
+                return set()
+            marks = ", ".join("?" * len(_STANDING_INFNOS))
+            rows = conn.execute(f"SELECT DISTINCT record_id FROM {TABLE} WHERE state = 'ok'"
+                                f" AND record_id IS NOT NULL AND infno IN ({marks})", _STANDING_INFNOS).fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(f"call log: read failed on {path}: {exc}") from exc
+        finally:
+            conn.close()
+        return {str(row[0]) for row in rows}
+
+
+def prune_calls(spool: Spool, before: datetime, *, chunk: int = 2000) -> int:
+    """Delete up to `chunk` finished calls (ok, failed, reversed) last touched before `before`,
+    through the spool's writer; how many went. Only when the file has the call log (namespace
+    "nhsa"). Never a `sent` or `unknown` call (it may stand: a 2601 still needs it), nor an `ok`
+    call of a record still pending (its kept answer is what a restart applies instead of
+    settling again). Called by the daily retention job (terminald/retention.py), in chunks."""
+    if before.tzinfo is None:
+        raise ValueError("before must be an aware time")
+    cutoff = before.astimezone(UTC).isoformat(timespec="milliseconds")
+
+    def delete(conn: sqlite3.Connection) -> int:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone() is None:
+            return 0
+        cur = conn.execute(
+            f"DELETE FROM {TABLE} WHERE rowid IN (SELECT c.rowid FROM {TABLE} c"
+            " WHERE c.state IN ('ok', 'failed', 'reversed')"
+            " AND COALESCE(c.reversed_at, c.completed_at, c.sent_at) < ?"
+            " AND NOT (c.state = 'ok' AND c.record_id IS NOT NULL AND EXISTS"
+            "  (SELECT 1 FROM records r WHERE r.record_id = c.record_id AND r.status = 'pending'))"
+            " ORDER BY c.rowid LIMIT ?)",
+            (cutoff, chunk),
+        )
+        return cur.rowcount
+
+    return spool.write(delete)
 
 
 def _state(conn: sqlite3.Connection, msgid: str) -> str:

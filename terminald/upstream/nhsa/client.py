@@ -1,7 +1,8 @@
 """One call to the platform, with its call-log row around it: `NhsaClient.call`.
 
     build the envelope (EnvelopeError: nothing written, nothing sent)
-    -> CallLog.begin: the row, committed, state `sent`, a new msgid
+    -> CallLog.begin: the row, committed, state `sent`, a new msgid (a second whose counters
+       are used, MsgidExhausted, is waited out: the next second has fresh ones)
     -> POST it (httpx; every httpx error becomes UnknownOutcome here, at the edge)
     -> envelope.parse_answer -> Ok | Refused | UnknownOutcome
     -> CallLog.complete: ok | failed | unknown
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,13 +51,15 @@ from terminald.upstream.nhsa.envelope import (
     encode_request,
     parse_answer,
 )
-from terminald.upstream.nhsa.errors import EnvelopeError, UnknownOutcome
+from terminald.upstream.nhsa.errors import EnvelopeError, MsgidExhausted, UnknownOutcome
 from terminald.upstream.nhsa.msgid import format_msgid, msgid_prefix
 from terminald.upstream.nhsa.profiles import Profile
 
 __all__ = ["NhsaClient", "Person"]
 
 REVERSAL = "2601"
+# Seconds a call waits for a free msgid counter (MsgidExhausted) before the error is raised.
+MSGID_SECONDS = 3
 # Checks a success's output before it is logged `ok`; raises UnknownOutcome to log it `unknown`.
 Accept = Callable[[Mapping[str, Any]], None]
 
@@ -90,6 +94,10 @@ class NhsaClient:
         self.operator = operator
         self.calllog = calllog
         self.sign_no = ""
+        # time.monotonic() of the last definite answer and of the last call without one (0: none):
+        # the idle probe needs no call while the gateway answered lately and nothing failed since.
+        self.last_definite = 0.0
+        self.last_unknown = 0.0
         self._url = url
         self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(
@@ -139,10 +147,7 @@ class NhsaClient:
         # A request that cannot be built is refused before it has a row: try it with a stand-in msgid.
         probe = format_msgid(msgid_prefix(self.institution.fixmedins_code, datetime.now(UTC), UTC), 1)
         self._envelope(infno, probe, input, psn, operator, sign_no)
-        msgid = await asyncio.to_thread(
-            self.calllog.begin, infno, record_id=record_id, psn_no=psn.psn_no,
-            insuplc_admdvs=psn.insuplc_admdvs, omsgid=omsgid,
-        )
+        msgid = await self._begin(infno, record_id, psn, omsgid)
         try:
             body = encode_request(self._envelope(infno, msgid, input, psn, operator, sign_no))
         except EnvelopeError as exc:
@@ -155,8 +160,10 @@ class NhsaClient:
             if accept is not None and isinstance(result, Ok):
                 accept(result.output)
         except UnknownOutcome as exc:
+            self.last_unknown = time.monotonic()
             await self._complete(msgid, "unknown", f"{exc.reason}: {exc.detail}", psn.redact)
             raise
+        self.last_definite = time.monotonic()
         try:
             if isinstance(result, Ok):
                 # A money call's answer is kept: after a crash before its outcome reached the
@@ -172,6 +179,21 @@ class NhsaClient:
         except Exception as exc:
             raise UnknownOutcome("log_failed", f"the answer to {msgid} was not logged: {type(exc).__name__}") from exc
         return msgid, result
+
+    async def _begin(self, infno: str, record_id: str | None, psn: Person, omsgid: str | None) -> str:
+        """The call's row and msgid. A second whose counters are all used (MsgidExhausted, soon
+        reached with a small msgid_slot) is waited out: the next second has fresh ones."""
+        for attempt in range(MSGID_SECONDS):
+            try:
+                return await asyncio.to_thread(
+                    self.calllog.begin, infno, record_id=record_id, psn_no=psn.psn_no,
+                    insuplc_admdvs=psn.insuplc_admdvs, omsgid=omsgid,
+                )
+            except MsgidExhausted:
+                if attempt == MSGID_SECONDS - 1:
+                    raise
+                await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _complete(
         self, msgid: str, state: Literal["failed", "unknown"], err_msg: str, redact: Sequence[str]

@@ -4,26 +4,41 @@
         -> Unreachable (no answer: timeout, connect, reset) or PlatformUnsure (an answer that
            is not the envelope, HTTP 5xx): back off, the link shows offline
     a transient -1 (系统繁忙)                    -> PlatformBusy (back off)
-    a money call still unknown after its retries -> OutcomeUnsettled (back off; reversed first
+    a money call without an answer after its retries (the transport fails)
+                                                 -> OutcomeUnsettled (back off; reversed first
                                                     on the next round)
     9001 refused with a definite -1              -> SignInRefused (pause: the institution's
                                                     fields or the gateway's set-up are wrong)
-    a stored answer that cannot be applied       -> StoredAnswerUnusable (halt: staff look)
+    no msgid counter left for seconds            -> PlatformBusy (back off)
 
-`ReversalRefused` is internal: a 2601 refused with a message that is not "nothing to reverse";
-the person's records wait (alarm `reversal_refused`) while the other persons go on.
+Only the transport and the gateway move the link. What belongs to one record stays inside
+the adapter (the other persons go on):
+
+    ReversalRefused   a 2601 refused with a message that is not "nothing to reverse": the
+                      person waits (alarm `reversal_refused`)
+    RecordStuck       a record the adapter cannot finish by itself: an answer that never adds
+                      up, a gateway that keeps answering "unknown" for it, a 1101 answer that
+                      cannot be used, a stored answer that cannot be applied, a 2601 that
+                      cannot be built. The person is parked (alarm `nhsa_record_stuck`) until
+                      staff resume
+    ReversalNotDue    an open call the gateway may still be working on: its 2601 waits for
+                      the profile's `reversal_delay_s`; the person waits, the others go on
 """
 
 from __future__ import annotations
 
-from terminald.upload.errors import Halt, Refused, Transient, Unreachable, UpstreamError
+from terminald.upload.errors import Refused, Transient, Unreachable, UpstreamError
 from terminald.upstream.nhsa.calllog import Call
 from terminald.upstream.nhsa.errors import UnknownOutcome
 
 __all__ = [
+    "NO_DELAY",
+    "RECORD_LEVEL",
     "OutcomeUnsettled",
     "PlatformBusy",
     "PlatformUnsure",
+    "RecordStuck",
+    "ReversalNotDue",
     "ReversalRefused",
     "SignInRefused",
     "StoredAnswerUnusable",
@@ -32,6 +47,14 @@ __all__ = [
 
 # UnknownOutcome reasons that mean "no answer at all" (client.py `_post`).
 _NO_ANSWER = frozenset({"timeout", "connect_failed", "connection_lost", "transport"})
+# Unknown outcomes of one record's call, not of the transport: a complete answer that cannot be
+# trusted (its split does not add up), or a gateway's -1 that the profile reads as unknown (its
+# own timeout, a duplicate serial). They park the record when they repeat; they never move the link.
+RECORD_LEVEL = frozenset({"untrusted", "refused_unknown"})
+# Unknown outcomes after which nothing can still be at work at the gateway, so the 2601 need not
+# wait: the connection was never made, or the whole answer came back (untrusted, or a completion
+# the log refused).
+NO_DELAY = frozenset({"connect_failed", "untrusted", "log_failed"})
 
 
 class PlatformBusy(Transient):
@@ -76,8 +99,28 @@ class SignInRefused(Refused):
         return "nhsa_sign_in_refused"
 
 
-class StoredAnswerUnusable(Halt):
-    code = "nhsa_stored_answer"
+class RecordStuck(Exception):
+    """One record cannot be finished by the adapter: its person is parked until staff resume."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class StoredAnswerUnusable(RecordStuck):
+    """A money call stands at the platform, but its stored answer cannot be applied."""
+
+
+class ReversalNotDue(Exception):
+    """An open call's 2601 must wait until `due` (time.time()): the gateway may still work on it."""
+
+    def __init__(self, call: Call, due: float) -> None:
+        super().__init__(f"2601 of {call.infno} {call.msgid} waits until {due:.0f}")
+        self.call = call
+        self.due = due
+        # Set when the wait follows a failure of the transport just now: the uploader hears of
+        # it (the link moves) once the person is set aside.
+        self.transient: Transient | None = None
 
 
 class ReversalRefused(Exception):

@@ -3,12 +3,18 @@
     H44030500123 20260315093012 0001
     └ institution └ local time   └ counter: 0001..9999 within that second
 
+Several terminals of one institution (one fixmedins_code) each keep their own call log, so
+their counters would collide in the same second: `[nhsa] msgid_slot` (0 to 3 digits, one per
+terminal) leads the counter and only the rest counts (slot "07": 0701..0799; slot "": the
+whole 0001..9999).
+
 The time is the call's, in the terminal's zone (`terminal.timezone`); the envelope's `inf_time`
 is the same second (`inf_time`). Unique per call and never reused, across threads, processes
 and restarts: the counter is not kept in memory but taken from the call log, in the same
 transaction that writes the call's row (`calllog.CallLog.begin`): the next free counter of that
-second there. A clock set back after a restart lands on seconds the log has already used, and
-their counters go on from the highest one used. 9,999 calls in one second raise MsgidExhausted.
+second there (within the slot). A clock set back after a restart lands on seconds the log has
+already used, and their counters go on from the highest one used. A second whose counters are
+all used raises MsgidExhausted: the client waits for the next second and takes one there.
 
 Public code that calls the platform draws the 4 digits at random (a collision is then only
 unlikely) or leaves them out; neither is good enough for a key that a reversal (2601 `omsgid`)
@@ -33,6 +39,7 @@ __all__ = [
     "msgid_prefix",
     "next_counter",
     "parse_msgid",
+    "slot_range",
 ]
 
 MSGID_LENGTH = 30
@@ -40,6 +47,7 @@ COUNTER_MAX = 9999
 _CODE = re.compile(r"[A-Za-z0-9]{12}")
 _MSGID = re.compile(r"([A-Za-z0-9]{12})([0-9]{14})([0-9]{4})")
 _STAMP = "%Y%m%d%H%M%S"
+_SLOT = re.compile(r"[0-9]{0,3}")
 
 
 @dataclass(frozen=True)
@@ -67,11 +75,22 @@ def msgid_prefix(fixmedins_code: str, at: datetime, tz: tzinfo) -> str:
     return fixmedins_code + at.astimezone(tz).strftime(_STAMP)
 
 
-def next_counter(highest_used: int | None) -> int:
-    """The counter after `highest_used` (None: none used in that second yet)."""
-    counter = 1 if highest_used is None else highest_used + 1
-    if counter > COUNTER_MAX:
-        raise MsgidExhausted(f"all {COUNTER_MAX} message ids of this second are used")
+def slot_range(slot: str = "") -> tuple[int, int]:
+    """The counters of `slot` (0 to 3 digits leading the 4-digit counter), lowest and highest:
+    "" -> 1..9999, "07" -> 701..799, "123" -> 1231..1239. Never 0000."""
+    if not isinstance(slot, str) or not _SLOT.fullmatch(slot):
+        raise EnvelopeError(f"msgid_slot must be 0 to 3 digits, not {slot!r}")
+    rest = 4 - len(slot)
+    base = int(slot or "0") * 10**rest
+    return base + 1, base + 10**rest - 1
+
+
+def next_counter(highest_used: int | None, slot: str = "") -> int:
+    """The counter after `highest_used` in `slot` (None: none of the slot used in that second yet)."""
+    low, high = slot_range(slot)
+    counter = low if highest_used is None else highest_used + 1
+    if counter > high:
+        raise MsgidExhausted(f"all {high - low + 1} message ids of this second (msgid_slot {slot!r}) are used")
     return counter
 
 

@@ -1,6 +1,7 @@
 """The platform's answers as the spool's outcomes (`RecordResult`s for `UpstreamHost.apply`).
 
 A settlement is `{central_ref, fund_paid_fen, account_paid_fen, cash_paid_fen, nhsa}`: the
+account and fund parts are the sums of the profile's `account_fields` and `fund_fields`; the
 parts have the record's sign and add up to its `total_fen` exactly; `nhsa` keeps what a revoke
 needs later (setl_id, mdtrt_id, psn_no, insuplc_admdvs) and what reconciliation counts by
 (insutype). A 2102 answer whose split does not add up to the sale is not trusted:
@@ -46,6 +47,18 @@ def _ref(value: Any) -> str:
     return text
 
 
+def _part(setlinfo: Mapping[str, Any], fields: tuple[str, ...]) -> int:
+    """The sum of `fields` (the profile's account or fund fields): the first must be answered;
+    a region's additional ones (acct_mulaid_pay) count 0 when the answer leaves them out."""
+    first, *more = fields
+    total = to_fen(setlinfo.get(first))
+    for name in more:
+        value = setlinfo.get(name)
+        if value is not None and value != "":
+            total += to_fen(value)
+    return total
+
+
 def settlement_of(
     setlinfo: Any, *, total_fen: int, profile: Profile, person: Mapping[str, str], msgid: str
 ) -> dict[str, Any]:
@@ -58,9 +71,9 @@ def settlement_of(
         raise UnknownOutcome("untrusted", "2102 answered without setl_id or mdtrt_id")
     try:
         medfee = to_fen(setlinfo.get("medfee_sumamt"))
-        acct = to_fen(setlinfo.get("acct_pay"))
+        acct = _part(setlinfo, profile.account_fields)
         cash = to_fen(setlinfo.get("psn_cash_pay"))
-        fund = profile.fund_fen(to_fen(setlinfo.get("fund_pay_sumamt")), acct)
+        fund = profile.fund_fen(_part(setlinfo, profile.fund_fields), acct)
     except AmountError as exc:
         raise UnknownOutcome("untrusted", f"2102 answered an amount that is not exact: {exc.detail}") from exc
     if medfee != total_fen or fund < 0 or fund + acct + cash != total_fen:

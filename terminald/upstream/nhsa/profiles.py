@@ -32,6 +32,12 @@ Settings (docs/nhsa.md explains each, and where the values come from):
     reconcile_revokes        how a revoke counts in 3201: "in_force" (the revoked sale drops out
                              of its day, the revoke is not counted) or "net" (the revoke is a
                              settlement of its own day with negative amounts)
+    reversal_delay_s         seconds between an unknown outcome the gateway may still be
+                             working on (timeout, reset, 5xx, garbage) and the first 2601 for it
+    account_fields           2102 `setlinfo` fields whose sum is the personal account's part
+                             (["acct_pay"]; a region may add "acct_mulaid_pay", 共济)
+    fund_fields              `setlinfo` fields whose sum is `fund_pay_sumamt` as
+                             `fund_includes_acct` reads it (["fund_pay_sumamt"])
     length_unit              how `limits` count: "chars", "utf8" bytes or "gbk" bytes
     envelope_extra           fixed extra envelope fields, e.g. {recer_admdvs = "440100"}
     [limits]                 the longest value of each envelope field, and of `input` as JSON
@@ -55,7 +61,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from terminald.errors import ConfigError
 from terminald.upstream.nhsa.amounts import AmountAs
@@ -123,6 +139,14 @@ class Profile(BaseModel):
     reconcile_clr_type: StrictStr = Field(default="41", pattern=r"^[0-9A-Za-z]{1,6}$")
     reconcile_setl_optins: Literal["mdtrtarea", "insuplc"] = "mdtrtarea"
     reconcile_revokes: Literal["in_force", "net"] = "in_force"
+    # A 2601 that overtakes the call it reverses answers "nothing to reverse" while that call is
+    # still at work behind the gateway, which then commits it: wait this long after an unknown
+    # outcome (from the call log's times, so a restart waits too) before the first 2601.
+    reversal_delay_s: StrictFloat | StrictInt = Field(default=30, ge=0, le=3600)
+    # The settlement split: which setlinfo fields sum to the account's and the funds' parts.
+    # The first of each list must be in every answer; the others count 0 when absent.
+    account_fields: tuple[StrictStr, ...] = Field(default=("acct_pay",), min_length=1)
+    fund_fields: tuple[StrictStr, ...] = Field(default=("fund_pay_sumamt",), min_length=1)
     length_unit: Literal["chars", "utf8", "gbk"]
     envelope_extra: dict[StrictStr, StrictStr] = {}
     limits: dict[StrictStr, StrictInt]
@@ -144,6 +168,18 @@ class Profile(BaseModel):
             raise ValueError(f"not insurance types (3 to 6 digits, e.g. 310): {bad}")
         if len(set(values)) != len(values):
             raise ValueError("an insurance type is listed twice")
+        return values
+
+    @field_validator("account_fields", "fund_fields")
+    @classmethod
+    def _split_fields(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        bad = sorted(v for v in values if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v))
+        if bad:
+            raise ValueError(f"not setlinfo field names: {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError("a field is listed twice")
+        if "psn_cash_pay" in values or "medfee_sumamt" in values:
+            raise ValueError("psn_cash_pay and medfee_sumamt are the cash part and the total, not a part to list")
         return values
 
     @field_validator("limits")
@@ -188,6 +224,14 @@ class Profile(BaseModel):
         if self.length_unit == "gbk":
             return len(text.encode("gb18030", errors="replace"))
         return len(text)
+
+    def fit(self, text: str, field: str) -> str:
+        """`text` cut to this profile's limit of `field`, counted its way (GBK bytes in some
+        regions): for a value that only informs (an operator's name), which must not stop a call."""
+        limit = self.limits.get(field)
+        while limit is not None and text and self.length(text) > limit:
+            text = text[:-1]
+        return text
 
     def fund_fen(self, fund_pay_sumamt: int, acct_pay: int) -> int:
         """The funds' share (统筹 and other funds, without the personal account) of a settlement

@@ -7,8 +7,10 @@ The platform reconciles one business day per insurance type (`insutype`), cleari
 (read-only, the call log's file) and sums the settled records of `date` per group; the
 insurance type and the insured area come from each settlement's stored answer
 (`outcome["nhsa"]["insutype"]`, `["clr_optins"]` or `["insuplc_admdvs"]`), else from the
-profile's defaults. Every type the profile lists in `reconcile_insutypes` is reconciled even
-with nothing local, so settlements central holds and this spool does not still show.
+profile's defaults. The day is the terminal's (`terminal.timezone`), the zone 2102's `begntime`
+was sent in, whatever offset the POS gave the business time. Every type the profile lists in
+`reconcile_insutypes` is reconciled even with nothing local, so settlements central holds and
+this spool does not still show.
 
 How a revoke counts is the profile's `reconcile_revokes`:
 
@@ -32,8 +34,10 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import date as _date
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from spool.errors import InvalidRequest
 from spool.store import connect
@@ -108,10 +112,35 @@ def _text(part: dict[str, Any], *keys: str) -> str:
     return ""
 
 
-def local_groups(path: str | Path, date: str, profile: Profile, *, mdtrtarea_admvs: str) -> list[Group]:
+def _days_around(date: str) -> tuple[str, str, str]:
+    day = _date.fromisoformat(date)
+    return ((day - timedelta(days=1)).isoformat(), date, (day + timedelta(days=1)).isoformat())
+
+
+def _on_day(business_time: object, date: str, tz: tzinfo) -> bool:
+    """Whether `business_time` falls on `date` in the terminal's zone `tz`: the zone 2102's
+    begntime is sent in, so the day the platform books the sale on."""
+    if not isinstance(business_time, str):
+        return False
+    try:
+        moment = datetime.fromisoformat(business_time.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        return business_time[:10] == date
+    return moment.astimezone(tz).date().isoformat() == date
+
+
+def local_groups(path: str | Path, date: str, profile: Profile, *, mdtrtarea_admvs: str,
+                 tz: tzinfo | str = "Asia/Shanghai") -> list[Group]:
     """The settled records of business day `date` in the spool file `path` (read-only), summed
     per (insutype, setl_optins) as the profile reconciles them; one group for each of the
-    profile's `reconcile_insutypes` at least. Runs SQLite: call it in a thread."""
+    profile's `reconcile_insutypes` at least. The day is the terminal's (`tz`,
+    `terminal.timezone`), as 2102's begntime was sent: a record's stored business_date is the
+    date in the POS's own offset, which may be the day before or after. Runs SQLite: call it in
+    a thread."""
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    days = _days_around(date)
     default_type = profile.reconcile_insutypes[0]
     per_area = profile.reconcile_setl_optins == "insuplc"
     groups: dict[tuple[str, str], Group] = {
@@ -134,13 +163,16 @@ def local_groups(path: str | Path, date: str, profile: Profile, *, mdtrtarea_adm
                 rows = conn.execute(
                     "SELECT s.seq, s.record_id, s.kind, s.status, s.total_fen, s.outcome,"
                     " (SELECT r.record_id FROM records r WHERE r.original_seq = s.seq AND r.status = 'pending'"
-                    "  ORDER BY r.seq LIMIT 1)"
-                    " FROM records s WHERE s.business_date = ? AND s.status = 'settled' AND s.kind = 'settlement'"
+                    "  ORDER BY r.seq LIMIT 1), s.business_time"
+                    " FROM records s WHERE s.business_date IN (?, ?, ?) AND s.status = 'settled'"
+                    " AND s.kind = 'settlement'"
                     " AND NOT EXISTS (SELECT 1 FROM records r WHERE r.original_seq = s.seq AND r.status = 'settled')"
                     " ORDER BY s.seq",
-                    (date,),
+                    days,
                 ).fetchall()
-                for seq, record_id, kind, status, total, outcome_text, pending_revoke in rows:
+                for seq, record_id, kind, status, total, outcome_text, pending_revoke, when in rows:
+                    if not _on_day(when, date, zone):
+                        continue
                     outcome = _json(outcome_text)
                     group = group_of(_nhsa_part(outcome))
                     group.add(_int(total), _int(outcome.get("fund_paid_fen")), _int(outcome.get("account_paid_fen")))
@@ -152,12 +184,14 @@ def local_groups(path: str | Path, date: str, profile: Profile, *, mdtrtarea_adm
                         })
             else:
                 rows = conn.execute(
-                    "SELECT r.total_fen, r.outcome, o.outcome FROM records r"
+                    "SELECT r.total_fen, r.outcome, o.outcome, r.business_time FROM records r"
                     " LEFT JOIN records o ON o.seq = r.original_seq"
-                    " WHERE r.business_date = ? AND r.status = 'settled' ORDER BY r.seq",
-                    (date,),
+                    " WHERE r.business_date IN (?, ?, ?) AND r.status = 'settled' ORDER BY r.seq",
+                    days,
                 ).fetchall()
-                for total, outcome_text, original_text in rows:
+                for total, outcome_text, original_text, when in rows:
+                    if not _on_day(when, date, zone):
+                        continue
                     outcome = _json(outcome_text)
                     group = group_of(_nhsa_part(outcome), _nhsa_part(_json(original_text)))
                     group.add(_int(total), _int(outcome.get("fund_paid_fen")), _int(outcome.get("account_paid_fen")))
@@ -265,7 +299,8 @@ async def reconcile_day(client: NhsaClient, profile: Profile, date: str, local: 
     from the spool per insurance type (`local_groups`)."""
     date = _check_date(date)
     groups = await asyncio.to_thread(
-        local_groups, client.calllog.path, date, profile, mdtrtarea_admvs=client.institution.mdtrtarea_admvs
+        local_groups, client.calllog.path, date, profile, mdtrtarea_admvs=client.institution.mdtrtarea_admvs,
+        tz=client.calllog.tz,
     )
     rows = [await _one(client, profile, date, group) for group in groups]
     by_status = dict(local.get("by_status") or {})

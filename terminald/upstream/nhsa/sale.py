@@ -11,7 +11,8 @@ platform (and the simulator's money check) knows a sale by its lines' serial num
                                     business time in the terminal's zone; amounts exact yuan
     revoke_input(nhsa)              2103: the original's setl_id, mdtrt_id, psn_no
     feedetl_sn(record_id, index)    30 characters, stable per record and line
-    problem(record)                 why a record cannot be sent at all (None: it can)
+    problem(record, profile)        why a record cannot be sent at all (None: it can), the size of
+                                    its 2102 input against the profile's limit included
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from spool import Record
+from terminald.upstream.nhsa import wirejson
 from terminald.upstream.nhsa.amounts import AmountAs, to_wire
 from terminald.upstream.nhsa.errors import UnknownOutcome
+from terminald.upstream.nhsa.profiles import Profile
 
 __all__ = [
     "NotInsured",
@@ -101,8 +104,9 @@ def _fen(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def problem(record: Record) -> str | None:
-    """Why this record cannot be sent to the platform as it is (None: it can)."""
+def problem(record: Record, profile: Profile | None = None) -> str | None:
+    """Why this record cannot be sent to the platform as it is (None: it can). With `profile`,
+    a sale whose 2102 input would not fit the profile's `input` limit too."""
     if record.kind not in ("settlement", "revoke"):
         return f"a {record.kind!r} record has no transaction at the platform"
     card = card_of(record.payload)
@@ -124,6 +128,28 @@ def problem(record: Record) -> str | None:
         total += amount
     if total != record.total_fen or total <= 0:
         return "the lines do not add up to the sale's total, or the total is not positive"
+    return None if profile is None else _too_big(record, profile)
+
+
+# The longest values 1101 may answer (the specification's lengths): a sale whose input fits with
+# these fits with whatever 1101 answers.
+_LONGEST_PERSON = ("P" * 30, "9" * 6, "9" * 6)
+
+
+def _too_big(record: Record, profile: Profile) -> str | None:
+    """The 2102 input's size against the profile's `input` limit (the envelope's own check,
+    which would refuse it later with nothing sent, on every retry)."""
+    limit = profile.limits.get("input")
+    if limit is None:
+        return None
+    asked = person_input(record.payload, "2000-01-01 00:00:00")
+    psn_no, insutype, area = _LONGEST_PERSON
+    person = PersonInfo(psn_no, insutype, area, str(asked["mdtrt_cert_type"]), str(asked["mdtrt_cert_no"]))
+    data = settle_input(record, person, "2000-01-01 00:00:00", profile.amount_as)
+    size = profile.length(wirejson.dumps({"data": data}))
+    if size > limit:
+        return (f"the sale's {len(data['drugdetail'])} lines make a 2102 request of {size} "
+                f"({profile.length_unit}), more than the {limit} the platform takes: split the sale")
     return None
 
 

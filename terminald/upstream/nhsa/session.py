@@ -7,9 +7,13 @@ One `Session` per adapter, shared by every lane (person) running at once:
                          stale sign_no, whatever the number of lanes that saw it) and repeats
                          the call; a transient -1 raises PlatformBusy. Ok and Refused are
                          returned; UnknownOutcome is raised for the caller to decide
-    reverse(call)        2601 until it is definite: True. A refusal of the 2601 itself raises
-                         ReversalRefused (alarm `reversal_refused`); no answer or a busy
-                         platform raises a Transient (the uploader backs off and comes back)
+    reverse(call)        2601 until it is definite. Not before the profile's
+                         `reversal_delay_s` has passed since the call's last time in the log
+                         (its completion, else its sending), unless nothing can still be at
+                         work at the gateway (a connect failure, a whole answer): ReversalNotDue
+                         until then. A refusal of the 2601 itself raises ReversalRefused (alarm
+                         `reversal_refused`); a 2601 that cannot be built or logged RecordStuck;
+                         no answer or a busy platform a Transient (the uploader backs off)
 
 Every definite answer tells the host the platform is reachable.
 """
@@ -18,26 +22,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from terminald.upstream.nhsa.calllog import Call
 from terminald.upstream.nhsa.client import Accept, NhsaClient, Person
-from terminald.upstream.nhsa.edge import PlatformBusy, ReversalRefused, SignInRefused, transient_of
+from terminald.upstream.nhsa.edge import (
+    NO_DELAY,
+    PlatformBusy,
+    RecordStuck,
+    ReversalNotDue,
+    ReversalRefused,
+    SignInRefused,
+    transient_of,
+)
 from terminald.upstream.nhsa.envelope import Answer, Ok, Operator, Refused
-from terminald.upstream.nhsa.errors import UnknownOutcome
+from terminald.upstream.nhsa.errors import CallLogError, EnvelopeError, UnknownOutcome
 from terminald.upstream.nhsa.profiles import Profile
 
 if TYPE_CHECKING:
     from terminald.upstream.adapters import UpstreamHost
 
-__all__ = ["SIGN_IN_ATTEMPTS", "Session"]
+__all__ = ["SIGN_IN_ATTEMPTS", "Session", "reversal_due"]
 
 log = logging.getLogger("terminald.upstream.nhsa")
 
 # A call refused for its sign_no this many times in a row, each after a fresh sign-in: the
 # gateway does not take our sign-ins; back off instead of looping.
 SIGN_IN_ATTEMPTS = 3
+
+
+def reversal_due(call: Call, delay_s: float) -> float:
+    """When (time.time()) the 2601 of `call` (open) may be sent: `delay_s` after the call's last
+    time in the log, from the log itself so that a restart waits as long as the run before it."""
+    reason = call.err_msg.split(":", 1)[0].strip() if call.state == "unknown" else ""
+    if reason in NO_DELAY or delay_s <= 0:
+        return 0.0
+    stamp = call.completed_at or call.sent_at
+    try:
+        since = datetime.fromisoformat(stamp).timestamp()
+    except (TypeError, ValueError):
+        return time.time() + delay_s  # an unreadable time: the whole delay from now
+    return since + delay_s
 
 
 class Session:
@@ -111,6 +139,9 @@ class Session:
     async def reverse(self, call: Call, redact: tuple[str, ...] = ()) -> None:
         """Reverse `call` (left sent or unknown) with 2601 until the platform answers definitely."""
         what = f"2601 of {call.infno} {call.msgid}"
+        due = reversal_due(call, float(self.profile.reversal_delay_s))
+        if due > time.time():
+            raise ReversalNotDue(call, due)
 
         def send() -> Awaitable[Answer]:
             return self.client.reverse(call, redact=redact)
@@ -119,6 +150,9 @@ class Session:
             answer = await self._signed(send, what)
         except UnknownOutcome as exc:
             raise transient_of(exc, what) from exc
+        except (EnvelopeError, CallLogError) as exc:
+            # Nothing reversed: the call may stand, so its record must not be sent again.
+            raise RecordStuck(f"{what} cannot be sent: {exc.detail}") from exc
         if isinstance(answer, Ok):
             log.info("%s: reversed", what)
             return

@@ -8,14 +8,20 @@
 Before any money call, the record's calls in the call log are looked at (a crash, a cancel or
 an earlier round may have left them): a 2102/2103 that answered 0 and whose outcome never
 reached the spool is applied from its stored answer, never sent again; a call left sent or
-unknown is reversed (2601) first.
+unknown is reversed (2601) first, once the profile's `reversal_delay_s` has passed
+(ReversalNotDue until then: the person waits, the others go on).
 
 An unknown outcome of a money call (the profile's `reversible_infnos`) is reversed with 2601
-until the platform answers definitely, then the call is sent again with a new msgid; after
-MONEY_ATTEMPTS unknown outcomes in a row the record waits for the next round (OutcomeUnsettled,
-a Transient). A -1 rejects the record with the platform's message (masked), unless the profile
-calls it transient (PlatformBusy), a sign-in matter (sign in, call again) or of unknown outcome
-(reversed like a lost answer).
+(after that delay, when the gateway may still be working on it), then the call is sent again
+with a new msgid. Unknown outcomes of the transport: after MONEY_ATTEMPTS in a row the record
+waits for the next round (OutcomeUnsettled, a Transient: the link moves). Unknown outcomes of
+the record itself (an answer whose split never adds up, a -1 the profile reads as unknown such
+as a duplicate serial), MONEY_ATTEMPTS times: RecordStuck, the person is parked. A -1 rejects
+the record with the platform's message (masked), unless the profile calls it transient
+(PlatformBusy), a sign-in matter (sign in, call again) or of unknown outcome (above).
+
+A record that cannot be sent as it is (sale.py `problem`, or a request that cannot be built:
+EnvelopeError, CallLogError before anything was sent) is rejected here, `nhsa_record_invalid`.
 """
 
 from __future__ import annotations
@@ -31,9 +37,16 @@ from terminald.upload.results import RecordResult
 from terminald.upstream.nhsa import wirejson
 from terminald.upstream.nhsa.calllog import Call, CallLog
 from terminald.upstream.nhsa.client import Accept, Person
-from terminald.upstream.nhsa.edge import OutcomeUnsettled, StoredAnswerUnusable, transient_of
+from terminald.upstream.nhsa.edge import (
+    RECORD_LEVEL,
+    OutcomeUnsettled,
+    RecordStuck,
+    ReversalNotDue,
+    StoredAnswerUnusable,
+    transient_of,
+)
 from terminald.upstream.nhsa.envelope import Answer, Ok, Operator, Refused
-from terminald.upstream.nhsa.errors import UnknownOutcome
+from terminald.upstream.nhsa.errors import CallLogError, EnvelopeError, UnknownOutcome
 from terminald.upstream.nhsa.outcome import (
     accepted,
     rejected,
@@ -42,6 +55,7 @@ from terminald.upstream.nhsa.outcome import (
     settlement_of,
 )
 from terminald.upstream.nhsa.profiles import Profile
+from terminald.upstream.nhsa.redact import mask_text
 from terminald.upstream.nhsa.sale import (
     NotInsured,
     PersonInfo,
@@ -54,12 +68,13 @@ from terminald.upstream.nhsa.sale import (
 )
 from terminald.upstream.nhsa.session import Session
 
-__all__ = ["MONEY_ATTEMPTS", "REFUSED", "Settler"]
+__all__ = ["INVALID", "MONEY_ATTEMPTS", "REFUSED", "Settler"]
 
 log = logging.getLogger("terminald.upstream.nhsa")
 
 MONEY_ATTEMPTS = 3
 REFUSED = "nhsa_refused"  # the reason code of a record the platform answered -1
+INVALID = "nhsa_record_invalid"  # the reason code of a record that cannot be sent as it is
 _MONEY = {"settlement": "2102", "revoke": "2103"}
 _NHSA_KEYS = ("setl_id", "mdtrt_id", "psn_no", "insuplc_admdvs")
 
@@ -73,6 +88,9 @@ class Settler:
         self.calllog = calllog
         self.tz = tz
         self.default_operator = default_operator
+        # record id -> unknown outcomes of the record itself so far (RECORD_LEVEL): memory only,
+        # so a restart or staff's resume gives the record its attempts again.
+        self.strikes: dict[str, int] = {}
 
     @property
     def profile(self) -> Profile:
@@ -81,11 +99,26 @@ class Settler:
     async def decide(self, record: Record) -> RecordResult | None:
         """The record's outcome, or None when it must wait (a revoke whose original is pending).
 
-        Raises the uploader's errors, and ReversalRefused (edge.py) when a call of this record
-        may stand and the platform refuses to reverse it."""
-        why = problem(record)
+        Raises the uploader's errors, and (edge.py) ReversalRefused when a call of this record
+        may stand and the platform refuses to reverse it, ReversalNotDue when a call of it must
+        be reversed later, RecordStuck when the record cannot be finished here."""
+        redact = redact_of(record.payload)
+        try:
+            result = await self._decide(record, redact)
+        except (EnvelopeError, CallLogError) as exc:
+            # Raised before the request left (a 2601's are RecordStuck, session.py), after the
+            # record's earlier calls were settled (`_resume`): nothing of it stands.
+            log.warning("seq %d: its request cannot be built: %s", record.seq, exc.detail)
+            result = rejected(record, INVALID, "the request for this record cannot be built for the platform: "
+                              + mask_text(exc.detail, redact))
+        self.strikes.pop(record.record_id, None)
+        return result
+
+    async def _decide(self, record: Record, redact: tuple[str, ...]) -> RecordResult | None:
+        why = problem(record, self.profile)
         if why is not None:
-            return rejected(record, "nhsa_record_invalid", why)
+            await self._nothing_stands(record, redact)
+            return rejected(record, INVALID, why)
         original: Record | None = None
         if record.kind == "revoke":
             original = await asyncio.to_thread(self.spool.get, str(record.payload["original_record_id"]))
@@ -96,7 +129,6 @@ class Settler:
             if original.status != "settled":
                 return rejected(record, "original_rejected", "the platform rejected the original sale: "
                                 "there is nothing to revoke")
-        redact = redact_of(record.payload)
         stored = await self._resume(record, original, redact)
         if stored is not None:
             return stored
@@ -109,7 +141,10 @@ class Settler:
         if isinstance(op, Mapping) and isinstance(op.get("id"), str) and op["id"].strip():
             opter = op["id"].strip()[:30]
             name = op.get("name") if isinstance(op.get("name"), str) and op["name"].strip() else opter
-            return Operator(opter, str(name).strip()[:50], self.default_operator.opter_type)
+            # The name only informs: cut to the profile's limit (GBK bytes in some regions)
+            # rather than stop the sale.
+            return Operator(opter, self.profile.fit(str(name).strip()[:50], "opter_name"),
+                            self.default_operator.opter_type)
         return self.default_operator
 
     # -- what an earlier run left -----------------------------------------------------------------
@@ -124,6 +159,14 @@ class Settler:
             return self._from_stored(record, original, standing[-1])
         await self._reverse_open(calls, redact)
         return None
+
+    async def _nothing_stands(self, record: Record, redact: tuple[str, ...]) -> None:
+        """Before a local rejection: the record's calls an earlier run left open are reversed,
+        and one that stands stops it (the sale is held at the platform)."""
+        calls = await asyncio.to_thread(self.calllog.for_record, record.record_id)
+        if any(c.stands and c.infno in self.profile.reversible_infnos for c in calls):
+            raise RecordStuck(f"seq {record.seq} cannot be sent as it is, but a call of it stands at the platform")
+        await self._reverse_open(calls, redact)
 
     async def _reverse_open(self, calls: list[Call], redact: tuple[str, ...]) -> None:
         for call in calls:
@@ -158,9 +201,23 @@ class Settler:
             except UnknownOutcome as exc:
                 if infno not in self.profile.reversible_infnos:
                     raise transient_of(exc, infno) from exc
+                if exc.reason in RECORD_LEVEL:
+                    strikes = self.strikes[record.record_id] = self.strikes.get(record.record_id, 0) + 1
+                    if strikes >= MONEY_ATTEMPTS:
+                        # Reversed first when its time comes (the adapter's leftovers), never sent again.
+                        raise RecordStuck(
+                            f"seq {record.seq}: {infno} had no usable answer {strikes} times "
+                            f"({exc.reason}: {mask_text(exc.detail, psn.redact)})") from exc
                 log.warning("seq %d: %s without a definite answer (%s); reversing it", record.seq, infno, exc.reason)
                 calls = await asyncio.to_thread(self.calllog.for_record, record.record_id)
-                await self._reverse_open(calls, psn.redact)
+                try:
+                    await self._reverse_open(calls, psn.redact)
+                except ReversalNotDue as wait:
+                    # The gateway may still be at work on it: the person waits. A failure of the
+                    # transport is the link's news too; one of the record's own answer is not.
+                    if exc.reason not in RECORD_LEVEL:
+                        wait.transient = transient_of(exc, infno)
+                    raise
                 continue
             calls = await asyncio.to_thread(self.calllog.for_record, record.record_id)
             msgid = next((c.msgid for c in reversed(calls) if c.infno == infno), "")
@@ -172,13 +229,17 @@ class Settler:
         try:
             answer = await self.session.ask("1101", asked, psn=Person(redact=redact), record_id=record.record_id,
                                             operator=self._operator(record))
-            if isinstance(answer, Refused):
-                return rejected(record, REFUSED, answer.err_msg)
+        except UnknownOutcome as exc:
+            raise transient_of(exc, "1101") from exc
+        if isinstance(answer, Refused):
+            return rejected(record, REFUSED, answer.err_msg)
+        try:
             return PersonInfo.from_output(answer.output, asked)
         except NotInsured as exc:
             return rejected(record, "nhsa_not_insured", str(exc))
         except UnknownOutcome as exc:
-            raise transient_of(exc, "1101") from exc
+            # A definite answer about this person that 2102 cannot use: theirs, not the link's.
+            raise RecordStuck(f"seq {record.seq}: 1101 answered what cannot be used: {exc.detail}") from exc
 
     async def _settle(self, record: Record, redact: tuple[str, ...]) -> RecordResult:
         when = business_time(record, self.tz)

@@ -26,6 +26,7 @@ import httpx
 from spool import GENESIS_HASH, Record, SpoolStats
 from terminald.upload.errors import UpstreamError
 from terminald.upload.notices import Notices
+from terminald.upload.results import RecordResult
 from terminald.upstream.adapters import UpstreamHost
 from terminald.upstream.reconcile import compare
 from terminald.upstream.v1.answers import CentralTotals, Cursor
@@ -89,20 +90,33 @@ class V1Adapter:
         except SequenceGap as gap:
             host.reached()
             await self.flush()
+            self._ack(gap.results)
             await host.apply(gap.results)
             await self._resync(await self._client.cursor(), batch[0].seq + len(gap.results))
             return max(len(gap.results), 1)
         except ChainBroken as broken:
             await self.flush()
+            self._ack(broken.results)
             await host.apply(broken.results)
             raise
         host.reached()
         self._gaps = 0
         await self.flush()
-        host.state.ack(answer.results[-1].seq)
+        self._ack(answer.results)
         self._applying = asyncio.create_task(host.apply(answer.results))
         self._sent_through = batch[-1].seq
         return len(answer.results)
+
+    def _ack(self, results: list[RecordResult]) -> None:
+        """Central holds everything up to the last result (v1 answers in seq order, a prefix of
+        the batch): acknowledged before the outcomes are written, so a crash in between only
+        means re-sending (duplicates), and the cursor check knows how far central must be."""
+        if results:
+            self._host.state.ack(max(r.seq for r in results))
+
+    def resume(self) -> list[str]:
+        """v1 holds nothing back by itself: its halts are the uploader's."""
+        return []
 
     async def flush(self) -> None:
         """Wait for the outcomes being written; on failure start again from the first pending."""

@@ -141,10 +141,12 @@
     $("mode-detail").textContent = detail;
     $("mode-advice").textContent = mode in { online: 1, offline: 1, planned_downtime: 1 } ? t("advice_" + mode) : "";
     const alarms = $("alarms");
+    // The upload's alarms, then the mirror's (records not yet copied to the hospital's PostgreSQL).
+    const raised = [...(up.alarms || []), ...((s && s.mirror && s.mirror.alarms) || [])];
     // The alarm's own message is for IT (English, technical): it is the tooltip, the sentence is shown.
-    alarms.replaceChildren(...(up.alarms || []).map((a) => el("p", { class: "alarm", "data-code": a.code,
+    alarms.replaceChildren(...raised.map((a) => el("p", { class: "alarm", "data-code": a.code,
       title: a.message || "" }, `⚠ ${I.sentence(a.code, a.message)}`)));
-    alarms.hidden = !(up.alarms || []).length;
+    alarms.hidden = !raised.length;
   }
 
   function renderBacklog(s) {

@@ -317,10 +317,9 @@ class Uploader:
     async def _idle(self) -> None:
         """Nothing to send: wait for a new record; probe central now and then."""
         await self._check_deadline()
-        self._wake.clear()
-        # A record appended since the backlog was read (its wake-up may have come before the
-        # clear): go and send it. The tail only grows by appends; nothing else makes a record pending.
-        if self.spool.pending_summary().last_seq > self._read_through:
+        # Woken while the round ran (a release appends nothing), or a record appended since the
+        # backlog was read: go and look again now.
+        if self._wake.is_set() or self.spool.pending_summary().last_seq > self._read_through:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._idle_probe_s)
@@ -444,7 +443,10 @@ class Uploader:
 
     async def _upload(self) -> int:
         """The adapter sends the next pending records; how many were decided (0: none left)."""
-        # The tail before the adapter reads the backlog: `_idle` goes on at once past it.
+        # The tail before the adapter reads the backlog: `_idle` goes on at once past it. A wake-up
+        # from now on (a new record, a record released for its patient: nothing appended) is
+        # kept for `_idle`, which then starts another round at once.
+        self._wake.clear()
         self._read_through = self.spool.pending_summary().last_seq
         return await self._api().upload()
 

@@ -127,8 +127,13 @@ def test_a_base_loop_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("message", ["明细流水号重复", "费用明细流水号S1重复", "交易重复，请勿重复提交"])
 def test_a_duplicate_serial_is_of_unknown_outcome_never_a_rejection(message: str) -> None:
-    # The platform holds an earlier call of this sale: it may stand, so never reject the record.
-    assert load_profile().classify(message) == "unknown"
+    # The platform holds an earlier call of this sale: it may stand, so never reject the record;
+    # its own kind, so that its repeats park the sale (the gateway's own timeouts do not).
+    assert load_profile().classify(message) == "duplicate"
+
+
+def test_a_gateways_own_timeout_is_unknown_not_a_duplicate() -> None:
+    assert load_profile().classify("调用医保中心服务超时，交易结果未知") == "unknown"
 
 
 def test_reversal_delay_and_the_split_fields() -> None:

@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from terminald.upload.errors import Unreachable
 from terminald.upload.uploader import Uploader
 from terminald.upstream.nhsa.adapter import PROBE_QUIET_S, REVERSAL_REFUSED
 from tests.nhsa_adapter.helpers import Bench, card_of, run, sale
@@ -77,6 +80,27 @@ def test_the_idle_probe_makes_no_call_while_the_gateway_answered_lately(bench: B
 
     run(quiet_too_long)
     assert len(bench.sim.calls("9001")) == 3
+
+
+def test_the_idle_probe_sees_the_gateway_go_away_while_signed_in(bench: Bench) -> None:
+    """Signed in and answered lately, the probe sends no business call, yet a gateway that went
+    away is noticed (the link goes offline while the counter is idle), and one that is back too."""
+
+    async def go() -> None:
+        adapter = bench.adapter()
+        try:
+            await adapter.probe()  # the sign-in
+            bench.sim.control(down=True)
+            with pytest.raises(Unreachable):
+                await adapter.probe()
+            bench.sim.control(down=False)
+            await adapter.probe()
+        finally:
+            await adapter.aclose()
+
+    run(go)
+    assert len(bench.sim.calls("9001")) == 1
+    assert len(bench.sim.calls()) == 1  # the reachability checks are no calls at the platform
 
 
 def test_no_call_is_started_once_the_daemon_stops(tmp_path: Any, nhsa_sim: Any) -> None:

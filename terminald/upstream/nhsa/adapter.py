@@ -41,9 +41,9 @@ from terminald.errors import ConfigError
 from terminald.upload.errors import Halt
 from terminald.upstream.nhsa.calllog import Call, CallLog
 from terminald.upstream.nhsa.client import NhsaClient
-from terminald.upstream.nhsa.edge import PlatformBusy, RecordStuck, ReversalNotDue, ReversalRefused
+from terminald.upstream.nhsa.edge import PlatformBusy, RecordStuck, ReversalNotDue, ReversalRefused, transient_of
 from terminald.upstream.nhsa.envelope import SIGN_IN, Institution, Operator, build_request
-from terminald.upstream.nhsa.errors import EnvelopeError, MsgidExhausted, NhsaError
+from terminald.upstream.nhsa.errors import EnvelopeError, MsgidExhausted, NhsaError, UnknownOutcome
 from terminald.upstream.nhsa.lanes import lanes, run_lanes
 from terminald.upstream.nhsa.msgid import format_msgid, msgid_prefix
 from terminald.upstream.nhsa.person import person_key
@@ -132,9 +132,16 @@ class NhsaAdapter:
         client = self.client
         signed = client.sign_no or not self.profile.requires_sign_in
         lately = client.last_definite > client.last_unknown and time.monotonic() - client.last_definite < PROBE_QUIET_S
-        if signed and lately:
+        if not (signed and lately):
+            await self._edge(self.session.sign_in)
             return
-        await self._edge(self.session.sign_in)
+        # Signed in and answered lately: no business call (a 9001 every probe would be thousands
+        # of sign-ins a day), but the link must still see the gateway go away while the counter
+        # is idle, as v1's health probe does.
+        try:
+            await self.client.reachable()
+        except UnknownOutcome as exc:
+            raise transient_of(exc, "the gateway") from exc
 
     async def notices(self, frozen_since: int | None) -> Notices | None:
         return None

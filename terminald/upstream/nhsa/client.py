@@ -202,6 +202,22 @@ class NhsaClient:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.calllog.complete, msgid, state, err_msg=err_msg, redact=redact)
 
+    async def reachable(self) -> None:
+        """A GET of the gateway's URL, with no call in it: whatever the gateway answers (even
+        405 or 404), except a 5xx, shows it takes requests. It creates nothing at the platform
+        and no call-log row: the idle probe between business calls. UnknownOutcome otherwise."""
+        try:
+            async with self._http.stream("GET", self._url) as response:
+                status = response.status_code
+        except httpx.TimeoutException as exc:
+            raise UnknownOutcome("timeout", f"no answer within {self._timeout_s} s") from exc
+        except httpx.ConnectError as exc:
+            raise UnknownOutcome("connect_failed", f"cannot connect to the gateway: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise UnknownOutcome("connection_lost", f"HTTP error: {type(exc).__name__}") from exc
+        if status >= 500:
+            raise UnknownOutcome("http_status", f"the gateway answered HTTP {status}")
+
     async def _post(self, body: bytes) -> tuple[int, bytes]:
         try:
             async with self._http.stream(

@@ -50,7 +50,8 @@ _NO_ANSWER = frozenset({"timeout", "connect_failed", "connection_lost", "transpo
 # Unknown outcomes of one record's call, not of the transport: a complete answer that cannot be
 # trusted (its split does not add up), or a gateway's -1 that the profile reads as unknown (its
 # own timeout, a duplicate serial). They park the record when they repeat; they never move the link.
-RECORD_LEVEL = frozenset({"untrusted", "refused_unknown"})
+# (A gateway's own timeout, "refused_unknown", is the gateway's trouble: it moves the link.)
+RECORD_LEVEL = frozenset({"untrusted", "refused_duplicate"})
 # Unknown outcomes after which nothing can still be at work at the gateway, so the 2601 need not
 # wait: the connection was never made, or the whole answer came back (untrusted, or a completion
 # the log refused).

@@ -267,4 +267,6 @@ def parse_answer(
     masked = mask_text(raw, redact)
     if kind == "unknown":
         raise UnknownOutcome("refused_unknown", f"-1 whose outcome the profile calls unknown: {masked}")
+    if kind == "duplicate":
+        raise UnknownOutcome("refused_duplicate", f"-1 for a duplicate of an earlier call: {masked}")
     return Refused(masked, kind, _text(refmsgid), _text(answer.get("respond_time")))

@@ -89,7 +89,7 @@ __all__ = [
 
 DEFAULT_PROFILE = "national"
 PROFILE_DIR = Path(__file__).resolve().parent / "profile_data"
-RefusalKind = Literal["rejected", "transient", "sign_in", "unknown"]
+RefusalKind = Literal["rejected", "transient", "sign_in", "unknown", "duplicate"]
 # Envelope fields a profile may bound (and `input`, the JSON text of the transaction's input).
 LIMITED_FIELDS = frozenset({
     "infno", "msgid", "mdtrtarea_admvs", "insuplc_admdvs", "recer_sys_code", "dev_no",
@@ -106,11 +106,12 @@ class Refusals(BaseModel):
     transient: tuple[StrictStr, ...] = ()
     sign_in: tuple[StrictStr, ...] = ()
     unknown: tuple[StrictStr, ...] = ()
+    duplicate: tuple[StrictStr, ...] = ()
     # Only for 2601: a -1 that settles the reversed call (nothing stands). Kept apart from the
     # kinds above because it is read after them, on a 2601's `rejected` answers alone.
     nothing_to_reverse: tuple[StrictStr, ...] = ()
 
-    @field_validator("transient", "sign_in", "unknown", "nothing_to_reverse")
+    @field_validator("transient", "sign_in", "unknown", "duplicate", "nothing_to_reverse")
     @classmethod
     def _not_empty(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if any(not v.strip() for v in values):
@@ -203,10 +204,10 @@ class Profile(BaseModel):
     # -- what the settings mean ------------------------------------------------------------------
 
     def classify(self, err_msg: str) -> RefusalKind:
-        """What a -1 answer with `err_msg` means here. `unknown` is checked first: when a message
-        is in two lists, the safer reading wins."""
+        """What a -1 answer with `err_msg` means here. The outcome-unknown kinds are checked
+        first: when a message is in two lists, the safer reading wins."""
         text = (err_msg or "").casefold()
-        for kind in ("unknown", "sign_in", "transient"):
+        for kind in ("duplicate", "unknown", "sign_in", "transient"):
             patterns: tuple[str, ...] = getattr(self.refusals, kind)
             if any(p.casefold() in text for p in patterns):
                 return kind

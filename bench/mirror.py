@@ -53,7 +53,7 @@ from terminald.mirror import MirrorCopier, init_db, role_name, role_statements
 from terminald.mirror.connect import async_connect, conninfo
 from terminald.mirror.rows import INSERT_SQL, insert_params
 from terminald.sim.ports import free_port
-from tests.fixtures.postgres import PgPair, pg_unavailable_reason, start_pair
+from terminald.sim.postgres import PgPair, pg_unavailable_reason, start_pair
 
 TID = "T0001"
 TARGET_P99_RATIO = 1.1

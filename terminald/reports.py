@@ -7,7 +7,10 @@ the spool's totals for a business date with central's, through the adapter of
 central accepted. When they differ it names the local records that can explain it; protocol v1
 has no per-record view of central's books, so that list is what this side knows, not a
 record-by-record comparison (docs/api.md, "Reconciliation"). It runs in the daemon and from the
-CLI alike, with a `ReportHost` of its own rather than the uploader.
+CLI alike, with a `ReportHost` of its own rather than the uploader; an adapter that writes while
+reconciling (nhsa: the 3201 rows of its call log) needs a writable spool, so the CLI asks the
+running daemon instead (terminald/cli/upstream.py). Central that cannot be asked is the report's
+`error`, never a raise.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from spool.store import connect
 from terminald.config import Config
 from terminald.errors import ConfigError
 from terminald.upload.calendar import parse_time
+from terminald.upload.errors import UpstreamError
 from terminald.upload.results import RecordResult
 from terminald.upload.state import OUTAGES_TABLE, UploadState
 from terminald.upstream.adapters import adapter_for
@@ -86,6 +90,10 @@ async def reconcile(spool: Spool, cfg: Config, date: str) -> dict[str, Any]:
         return compare(local, None, exc.detail)
     try:
         return await adapter.reconcile(local["date"], local)
+    except UpstreamError as exc:
+        # An adapter that could not ask central raised rather than reporting it: still a report.
+        log.warning("reconciliation of %s: central could not be asked: %s", local["date"], exc.detail)
+        return compare(local, None, exc.detail)
     finally:
         await adapter.aclose()
 

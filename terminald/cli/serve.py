@@ -34,8 +34,12 @@ def demo(
     protocol: Annotated[DemoProtocol, typer.Option(
         help="The upstream to play against: our central (v1) or the national platform's simulator (nhsa).",
     )] = DemoProtocol.v1,
+    mirror: Annotated[bool, typer.Option(
+        help="Also copy the day's records to a PostgreSQL primary + synchronous standby the demo starts "
+             "(when PostgreSQL can run here): the mirror's lag, a primary outage, the fleet table.",
+    )] = False,
 ) -> None:
     """Play a whole outage day with every simulator and print what happened."""
-    from terminald.sim.demo import run_demo
+    from terminald.sim.demos import run_demo
 
-    raise typer.Exit(run_demo(keep=keep, protocol=protocol.value))
+    raise typer.Exit(run_demo(keep=keep, protocol=protocol.value, mirror=mirror))

@@ -82,20 +82,100 @@ def print_outages(cfg: Config, reportable: bool, csv: bool) -> int:
 def print_reconcile(cfg: Config, date: str) -> int:
     """`terminald reconcile --date D`: what `GET /v1/reconciliation` answers, as a table; 1 unless it matches.
 
-    The local side is read from the spool opened read-only (beside a running daemon, too).
+    Protocol v1 only reads: the spool is opened read-only (beside a running daemon, too). Protocol
+    nhsa writes each 3201 in the call log (the spool's file) before sending it, and the spool has
+    one writer: while the daemon runs (it holds the spool's lock) the report is the daemon's,
+    asked through its API; when it does not run, the command takes the lock (as `spool drain`
+    does: the daemon does not start meanwhile) and reconciles here.
     """
     import asyncio
 
     from terminald.cli.spool import with_spool
     from terminald.reports import reconcile as reconciliation
 
+    if cfg.upstream.protocol == "nhsa" and cfg.upstream.url:
+        return _reconcile_nhsa(cfg, date)
     return with_spool(cfg, lambda spool: _show_reconcile(asyncio.run(reconciliation(spool, cfg, date))))
+
+
+# The holder name a running daemon writes in the spool's lock (terminald/server.py LOCK_HOLDER).
+_DAEMON = "terminald serve"
+
+
+def _reconcile_nhsa(cfg: Config, date: str) -> int:
+    """3201 through the running daemon, or here under the spool's lock when none runs."""
+    import asyncio
+
+    from rich.console import Console
+
+    from spool.lock import SpoolLock, SpoolLocked
+    from terminald.cli.spool import with_spool
+    from terminald.reports import reconcile as reconciliation
+
+    console = Console(stderr=True)
+    if not cfg.spool_path.exists():
+        return with_spool(cfg, lambda spool: 1)  # says "no spool at ..."
+    try:
+        lock = SpoolLock.acquire(cfg.spool_path, "terminald reconcile")
+    except SpoolLocked as exc:
+        if exc.holder == _DAEMON:
+            return _reconcile_by_daemon(cfg, date, exc.pid)
+        pid = exc.pid if exc.pid is not None else "unknown"
+        console.print(f"{exc.holder or 'another process'} (pid {pid}) holds this spool: wait for it to finish",
+                      style="red", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    except OSError:
+        # The lock cannot even be opened here: only a running daemon can send the 3201s.
+        return _reconcile_by_daemon(cfg, date, None)
+    try:
+        return with_spool(cfg, lambda spool: _show_reconcile(asyncio.run(reconciliation(spool, cfg, date))),
+                          write=True)
+    finally:
+        lock.release()
+
+
+def _reconcile_by_daemon(cfg: Config, date: str, pid: int | None) -> int:
+    """`GET /v1/reconciliation?date=D` of the running daemon, shown as the table."""
+    import httpx
+    from rich.console import Console
+
+    from terminald.cli.client import api_call
+
+    console = Console(stderr=True)
+    where = cfg.api.listen or cfg.api.unix_socket
+    running = f"terminald is running (pid {pid if pid is not None else 'unknown'}) and holds this spool"
+    # The daemon signs in and sends one 3201 per group, each within upstream.timeout_s.
+    timeout_s = max(30.0, 10 * cfg.upstream.timeout_s)
+    try:
+        response = api_call(cfg, "GET", f"/v1/reconciliation?{httpx.QueryParams(date=date)}", timeout_s=timeout_s)
+    except FileNotFoundError:
+        console.print(f"{running}, but there is no API token at {cfg.token_path} to ask it: run this as a user "
+                      "who can read it", style="red", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    except httpx.HTTPError as exc:
+        console.print(f"{running}, but its API does not answer on {where} ({exc or type(exc).__name__}): the 3201 "
+                      "calls go through it (its call log)", style="red", markup=False, highlight=False,
+                      soft_wrap=True)
+        return 1
+    if response.status_code != 200:
+        try:
+            problem = response.json()
+            detail = f"{problem.get('code')}: {problem.get('detail')}"
+        except ValueError:
+            detail = response.text[:200]
+        console.print(f"terminald answered {response.status_code}: {detail}", style="red", markup=False,
+                      highlight=False, soft_wrap=True)
+        return 1
+    console.print(f"reconciled by the running terminald (pid {pid if pid is not None else 'unknown'})",
+                  style="dim", markup=False, highlight=False)
+    return _show_reconcile(response.json())
 
 
 def _show_reconcile(result: dict[str, Any]) -> int:
     import json
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -106,15 +186,34 @@ def _show_reconcile(result: dict[str, Any]) -> int:
     for side in ("local", "central"):
         part = result[side]
         if part is None:
-            table.add_row(side, *["-"] * len(figures), result.get("error", "unavailable"))
+            table.add_row(side, *["-"] * len(figures), "could not be asked" if result.get("error") else "unavailable")
         else:
             table.add_row(
-                side, *(str(part[f]) for f in figures), json.dumps(part["by_status"], ensure_ascii=False)
+                # A figure central did not give (3201 answers a verdict): "?".
+                side, *("?" if part[f] is None else str(part[f]) for f in figures),
+                json.dumps(part["by_status"], ensure_ascii=False)
             )
     console.print(table)
+    if result.get("insutypes"):
+        # protocol nhsa: one 3201 per insurance type (and clearing agency), central's verdict on each.
+        per_type = Table(title="3201 per insurance type")
+        for column in ("insutype", "clr_type", "setl_optins", "count", "medfee", "fund", "account", "central"):
+            per_type.add_column(column)
+        for row in result["insutypes"]:
+            sent = row["sent"]
+            if row["matches"] is not None:
+                verdict = "matches" if row["matches"] else f"differs: {row['stmt_rslt_dscr'] or row['stmt_rslt']}"
+            else:
+                verdict = f"refused: {row['refused']}" if "refused" in row else "not answered"
+            per_type.add_row(row["insutype"], row["clr_type"], row["setl_optins"], str(sent["fixmedins_setl_cnt"]),
+                             sent["medfee_sumamt"], sent["fund_pay_sumamt"], sent["acct_pay"], escape(verdict))
+        console.print(per_type)
+    if result.get("error"):
+        console.print(f"error: {result['error']}", style="red", markup=False, highlight=False, soft_wrap=True)
     for item in result.get("differences", []):
         if "figure" in item:
-            console.print(f"differs: {item['figure']} local {item['local']} central {item['central']}")
+            console.print(f"differs: {item['figure']} local {item['local']} central {item['central']}",
+                          markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(
                 f"record {item['record_id']} seq {item['seq']} {item['kind']} {item['status']} "

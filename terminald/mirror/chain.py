@@ -26,7 +26,7 @@ from psycopg import errors as pg_errors
 
 from spool import GENESIS_HASH, Record
 from terminald.mirror.errors import MirrorFork, MirrorSchemaMissing
-from terminald.mirror.rows import INSERT_SQL, insert_params
+from terminald.mirror.rows import INSERT_BATCH_SQL, batch_param
 
 __all__ = ["Head", "already_there", "copy_batch", "ensure_head", "mirrored_hashes", "read_head", "verify_head"]
 
@@ -37,9 +37,11 @@ _CAS_SQL = (
     " WHERE terminal_id = %s AND last_seq = %s AND last_hash = %s"
 )
 
-
-class _HeadMoved(Exception):
-    """The compare-and-set matched no row: roll the batch back."""
+# The compare-and-set and the batch's inserts as one statement, so one implicit transaction and one
+# round trip (no BEGIN, no COMMIT of their own): the rows go in only if the head row was where the
+# batch starts, and the head moves only if every row goes in. Its row count is the rows inserted,
+# 0 when the head was elsewhere.
+_APPEND_SQL = f"WITH head AS ({_CAS_SQL} RETURNING 1) {INSERT_BATCH_SQL} WHERE EXISTS (SELECT FROM head)"
 
 
 async def ensure_head(conn: psycopg.AsyncConnection[Any], terminal_id: str) -> Head:
@@ -128,21 +130,17 @@ async def copy_batch(conn: psycopg.AsyncConnection[Any], batch: Sequence[Record]
     first, last = batch[0], batch[-1]
     terminal_id = first.terminal_id
     try:
-        async with conn.transaction():
-            cur = await conn.execute(_CAS_SQL, (last.seq, last.hash, terminal_id, first.seq - 1, first.prev_hash))
-            if cur.rowcount != 1:
-                raise _HeadMoved
-            async with conn.cursor() as insert:
-                await insert.executemany(INSERT_SQL, [insert_params(record) for record in batch])
-    except _HeadMoved:
-        return False
+        cur = await conn.execute(_APPEND_SQL, (last.seq, last.hash, terminal_id, first.seq - 1, first.prev_hash,
+                                               batch_param(batch)))
     except pg_errors.UniqueViolation as exc:
         raise MirrorFork(f"a record of seqs {first.seq}-{last.seq} of {terminal_id} is in the mirror already, "
                          "after a head that says it is not (a head row moved back by hand?), or its record_id "
                          f"is another terminal's: nothing is overwritten ({_diag(exc)})", first.seq) from exc
     except (pg_errors.UndefinedTable, pg_errors.InsufficientPrivilege) as exc:
         raise _schema_missing(exc, terminal_id) from exc
-    return True
+    # 0: the head was elsewhere. Any other count short of the batch cannot happen (one statement
+    # inserts every row or none); if it did, the caller's head check and already_there would find it.
+    return cur.rowcount == len(batch)
 
 
 def _schema_missing(exc: psycopg.Error, terminal_id: str) -> MirrorSchemaMissing:

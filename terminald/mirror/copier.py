@@ -10,7 +10,8 @@ of its own (service.py), so no step of it can hold up the API's loop. Each pass:
    (re)connect or when the cursor lost its place, compares every row that may still change;
 4. sends the heartbeat when it is due.
 
-Then it waits for ``wake()`` (a hint: a record was appended or changed) or ``poll_s``. A
+Then it pauses (``min_gap_s``, growing to ``max_gap_s`` while passes keep finding records) and
+waits for ``wake()`` (a hint: a record was appended or changed) or ``poll_s``. A
 connection that fails or stops answering (``call_timeout_s``) is dropped and tried again with
 exponential backoff and full jitter; libpq's multi-host DSN with ``target_session_attrs=
 read-write`` finds the promoted standby after a failover. A fork, a missing schema or a refused
@@ -104,6 +105,7 @@ class MirrorCopier:
         backoff_cap_s: float = 30.0,
         call_timeout_s: float = 30.0,
         min_gap_s: float = 0.0,
+        max_gap_s: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -115,9 +117,15 @@ class MirrorCopier:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.call_timeout_s = call_timeout_s
-        # Between two passes at least this long: a wake-up per commit under load then costs one
-        # pass per gap (the records that came meanwhile go in one batch), not one per sale.
+        # Between two passes at least min_gap_s: a wake-up per commit under load then costs one
+        # pass per gap (the records that came meanwhile go in one batch), not one per sale. While
+        # passes keep finding records the gap doubles up to max_gap_s: each pass has a fixed cost
+        # (head check, spool reads, thread hops, round trips) paid in the daemon's process, and
+        # under load fewer, fuller batches take less of it than many small ones. The lag this adds
+        # (at most max_gap_s) is far below any lag alarm; a quiet spell brings the gap back down.
         self.min_gap_s = min_gap_s
+        self.max_gap_s = max(min_gap_s, max_gap_s if max_gap_s is not None else min_gap_s)
+        self._gap_s = min_gap_s
         self._info = conninfo(dsn, password=password, application_name=f"terminald-mirror {self.terminal_id}")
         self._heartbeat = heartbeat
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -134,6 +142,11 @@ class MirrorCopier:
         self._created = time.monotonic()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        # A hint is on its way to (or waiting in) the loop: further commits need not send another.
+        # Set by wake() on any thread, cleared by the loop before a pass reads the spool, so a
+        # commit that skipped its hint is seen by that pass. Without this every sale would wake
+        # the mirror's loop (and take the GIL) once more, even during the gap.
+        self._hinted = False
         self._progress = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -144,7 +157,9 @@ class MirrorCopier:
         failures = 0
         try:
             while True:
+                self._hinted = False
                 self._wake.clear()
+                before = self._head
                 try:
                     await self.sync_once()
                     failures, delay = 0, self.poll_s
@@ -163,19 +178,29 @@ class MirrorCopier:
                 if failures:
                     await asyncio.sleep(delay)  # a wake-up must not shorten a backoff
                 else:
-                    if self.min_gap_s > 0:
-                        await asyncio.sleep(self.min_gap_s)
+                    gap = self._next_gap(copied=before is not None and self._head != before)
+                    if gap > 0:
+                        await asyncio.sleep(gap)
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(max(delay - self.min_gap_s, 0)):
+                        async with asyncio.timeout(max(delay - gap, 0)):
                             await self._wake.wait()
         finally:
             await self.close()
 
+    def _next_gap(self, copied: bool) -> float:
+        """The pause before the next pass: doubling from min_gap_s while records keep coming, back
+        to min_gap_s after a pass that found none (a lone sale after a quiet spell goes in at once)."""
+        self._gap_s = min(max(self._gap_s * 2, self.min_gap_s), self.max_gap_s) if copied else self.min_gap_s
+        return self._gap_s
+
     def wake(self) -> None:
         """A hint that the spool changed; safe from any thread (the spool's writer thread too)."""
+        if self._hinted:
+            return
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        self._hinted = True
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -291,6 +316,10 @@ class MirrorCopier:
             if await self._db(chain.copy_batch(conn, batch)):
                 self._moved_to((batch[-1].seq, batch[-1].hash))
                 moves = 0
+                if len(batch) < self.batch_size:
+                    # The spool's end when read: a record appended since has woken the next pass,
+                    # so asking again now would only cost another read and thread hop.
+                    return
                 continue
             moves += 1
             if moves > _MOVES_BEFORE_FORK:

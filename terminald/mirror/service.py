@@ -53,7 +53,7 @@ class MirrorService:
 
     def __init__(self, spool: Spool, cfg: MirrorConfig, *, publish: Callable[[str, dict[str, Any]], None],
                  heartbeat: Callable[[], Heartbeat | None] | None = None, tz: str = "Asia/Shanghai",
-                 heartbeat_s: float = 30.0, min_gap_s: float = 0.05) -> None:
+                 heartbeat_s: float = 30.0, min_gap_s: float = 0.05, max_gap_s: float = 0.5) -> None:
         self.cfg = cfg
         self.tz = tz
         self.lag_alarm_s = cfg.lag_alarm_s
@@ -69,7 +69,7 @@ class MirrorService:
                 log.error("%s", exc.detail)
         self.copier = MirrorCopier(spool, cfg.dsn, password=password, heartbeat=heartbeat, heartbeat_s=heartbeat_s,
                                    backoff_cap_s=cfg.retry_max_s, backoff_base_s=min(0.5, cfg.retry_max_s),
-                                   min_gap_s=min_gap_s)
+                                   min_gap_s=min_gap_s, max_gap_s=max_gap_s)
         self._lock = threading.Lock()  # check() runs on the API's loop and on the mirror's thread
         self._lag_since: str | None = None
         self._raised: dict[str, dict[str, Any]] = {}  # the copier's alarms already published

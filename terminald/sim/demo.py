@@ -12,6 +12,11 @@ planned downtime window (停机); recovery and the in-order upload; a record
 central rejects, resolved as self-pay; reconciliation. It checks each step,
 prints what happened and where the receipt images are, and stops everything
 it started.
+
+With `--mirror` (demo_mirror.py) the day's records are also copied to a PostgreSQL primary with
+a synchronous standby that the demo starts in its work directory: the mirror's lag in
+`/v1/status` after the sales, the primary stopped for a moment during the outage (sales go on,
+the lag grows) and the catch-up, the mirror compared with the spool, and IT's fleet table.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
@@ -30,6 +35,9 @@ from rich.console import Console
 from terminald.sim.central import CentralSim
 from terminald.sim.counter import TERMINAL, Counter, DemoFailed, expect
 from terminald.sim.printer import PrinterSim
+
+if TYPE_CHECKING:
+    import httpx
 
 TZ = ZoneInfo("Asia/Shanghai")
 # Cards the central simulator treats specially (see terminald/sim/cards/*.toml).
@@ -101,6 +109,54 @@ def _cards(work: Path) -> Iterator[Callable[[str, Counter], None] | None]:
 Insert = Callable[[str, Counter], None] | None
 
 
+class Mirror(Protocol):
+    """What a day shows of the PostgreSQL mirror (`--mirror`: demo_mirror.DemoMirror), or nothing."""
+
+    def config(self) -> str:
+        """The counter's `[mirror]` table ("" without a mirror)."""
+
+    def show(self, counter: Counter) -> None:
+        """The mirror's state in /v1/status after a sale."""
+
+    def sold(self, counter: Counter, r: httpx.Response) -> None:
+        """A sale made while the mirror's primary is stopped."""
+
+    def primary_stopped(self, counter: Counter) -> contextlib.AbstractContextManager[None]:
+        """PostgreSQL's primary stopped for the body, then back, and the catch-up shown."""
+
+    def finish(self, counter: Counter) -> None:
+        """At the end of the day: the mirror compared with the spool, the fleet table."""
+
+    def print_summary(self) -> None: ...
+
+    def stop(self, keep: bool) -> None: ...
+
+
+class NoMirror:
+    """The day without the mirror: every step does nothing."""
+
+    def config(self) -> str:
+        return ""
+
+    def show(self, counter: Counter) -> None:
+        pass
+
+    def sold(self, counter: Counter, r: httpx.Response) -> None:
+        pass
+
+    def primary_stopped(self, counter: Counter) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def finish(self, counter: Counter) -> None:
+        pass
+
+    def print_summary(self) -> None:
+        pass
+
+    def stop(self, keep: bool) -> None:
+        pass
+
+
 class Day(Protocol):
     """One demo scenario: the upstream it plays against, the day itself, and its summary."""
 
@@ -112,8 +168,8 @@ class Day(Protocol):
     def counter(self, work: Path, printer_uri: str, use_cards: bool) -> Counter:
         """The counter (not started) configured for this upstream."""
 
-    def play(self, counter: Counter, printer: PrinterSim, insert: Insert) -> dict[str, Any]:
-        """Play the day; the summary's facts (with "receipts": {name: png path})."""
+    def play(self, counter: Counter, printer: PrinterSim, insert: Insert, mirror: Mirror) -> dict[str, Any]:
+        """Play the day, showing `mirror` on the way; the summary's facts (with "receipts": {name: png path})."""
 
     def print_summary(self, s: dict[str, Any]) -> None:
         """The summary's lines of this scenario (the receipts and the verdict are printed after)."""
@@ -121,32 +177,28 @@ class Day(Protocol):
     def stop(self) -> None: ...
 
 
-def run_demo(keep: bool = False, protocol: str = "v1") -> int:
-    """Play the outage day against central `v1` or the national platform (`nhsa`); the exit code."""
-    if protocol == "nhsa":
-        from terminald.sim.demo_nhsa import NhsaDay
-
-        return play_day(NhsaDay(), keep)
-    if protocol != "v1":
-        raise ValueError(f"no demo for upstream protocol {protocol!r}")
-    return play_day(V1Day(), keep)
-
-
-def play_day(day: Day, keep: bool) -> int:
-    """Start the printer, the cards and `day`'s upstream, run the daemon, play, print, stop it all."""
+def play_day(day: Day, keep: bool, mirror: Callable[[Path], Mirror] | None = None) -> int:
+    """Start the printer, the cards, `day`'s upstream and (`mirror`: it starts the mirror in the
+    work directory) PostgreSQL, run the daemon, play, print, stop it all."""
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="terminald-demo-"))
     printer = PrinterSim()
     counter: Counter | None = None
+    part: Mirror = NoMirror()
     try:
+        if mirror is not None:
+            part = mirror(work)
         day.start(work)
         printer.start()
         with _cards(work) as insert:
             counter = day.counter(work, printer.uri, insert is not None)
+            counter.extra_config += part.config()
             counter.start()
-            summary = day.play(counter, printer, insert)
+            summary = day.play(counter, printer, insert, part)
+            part.finish(counter)
         console.rule("summary")
         day.print_summary(summary)
+        part.print_summary()
         shown_dir = work / "receipts" if keep else Path(tempfile.gettempdir()) / day.receipts_dir
         console.print("receipts (PNG):")
         for name, path in summary["receipts"].items():
@@ -166,6 +218,7 @@ def play_day(day: Day, keep: bool) -> int:
             counter.stop()
         printer.stop()
         day.stop()
+        part.stop(keep)
         if not keep:
             import shutil
 
@@ -195,9 +248,9 @@ class V1Day:
         assert self.central is not None
         return Counter(work, self.central.url, printer_uri, use_cards=use_cards)
 
-    def play(self, counter: Counter, printer: PrinterSim, insert: Insert) -> dict[str, Any]:
+    def play(self, counter: Counter, printer: PrinterSim, insert: Insert, mirror: Mirror) -> dict[str, Any]:
         assert self.central is not None
-        return _play(counter, self.central, printer, insert)
+        return _play(counter, self.central, printer, insert, mirror)
 
     def print_summary(self, s: dict[str, Any]) -> None:
         _print_summary(s)
@@ -228,7 +281,7 @@ def card_for(insert: Callable[[str, Counter], None] | None, counter: Counter, na
 
 
 def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
-          insert: Callable[[str, Counter], None] | None) -> dict[str, Any]:
+          insert: Callable[[str, Counter], None] | None, mirror: Mirror) -> dict[str, Any]:
     s: dict[str, Any] = {"receipts": {}, "refused": []}
     tx: dict[str, dict[str, Any]] = {}
 
@@ -243,6 +296,7 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     st = tx["online"]["settlement"]
     say("", f"online sale settled: fund {st['fund_paid_fen'] / 100:.2f}, account "
              f"{st['account_paid_fen'] / 100:.2f}, cash {st['cash_paid_fen'] / 100:.2f} yuan; receipt printed")
+    mirror.show(counter)
 
     say("10:05", "central stops answering (network fault)")
     central.control(down=True)
@@ -251,25 +305,29 @@ def _play(counter: Counter, central: CentralSim, printer: PrinterSim,
     counter.wait_for("the daemon to notice the outage", lambda: counter.status()["mode"] == "offline")
     say("", f"sale kept as pending ({tx['first_offline']['offline_reason']}); mode is now OFFLINE")
 
-    card = card_for(insert, counter, "ssc2_t0")
-    r = counter.sell("order-1003", BASKETS[2], card)
-    tx["offline"] = expect(r, 202, "offline sale")
-    counter.print_receipt(tx["offline"]["id"])
-    s["receipts"]["offline"] = counter.save_png(tx["offline"]["id"], "2-offline")
-    say("", "offline sale: patient pays cash, receipt marked 离线交易 and kept")
+    mirror.show(counter)
 
-    r = counter.sell("order-1004", BASKETS[3], card_for(insert, counter, "frozen"))
-    problem = expect(r, 403, "frozen card refused")
-    if problem["code"] != "card_frozen":
-        raise DemoFailed(f"frozen card: expected card_frozen, got {problem['code']}")
-    s["refused"].append("card_frozen")
-    big = [line_item("XZ99", "注射用重组人生长激素", 10, 26000)]
-    r = counter.sell("order-1005", big, card_for(insert, counter, "ssc2"))
-    problem = expect(r, 403, "over-limit sale refused")
-    if problem["code"] != "offline_limit_exceeded":
-        raise DemoFailed(f"over limit: expected offline_limit_exceeded, got {problem['code']}")
-    s["refused"].append("offline_limit_exceeded")
-    say("", "refused by the offline policy: a frozen card, and a sale over the offline limit")
+    card = card_for(insert, counter, "ssc2_t0")
+    with mirror.primary_stopped(counter):
+        r = counter.sell("order-1003", BASKETS[2], card)
+        tx["offline"] = expect(r, 202, "offline sale")
+        counter.print_receipt(tx["offline"]["id"])
+        s["receipts"]["offline"] = counter.save_png(tx["offline"]["id"], "2-offline")
+        say("", "offline sale: patient pays cash, receipt marked 离线交易 and kept")
+        mirror.sold(counter, r)
+
+        r = counter.sell("order-1004", BASKETS[3], card_for(insert, counter, "frozen"))
+        problem = expect(r, 403, "frozen card refused")
+        if problem["code"] != "card_frozen":
+            raise DemoFailed(f"frozen card: expected card_frozen, got {problem['code']}")
+        s["refused"].append("card_frozen")
+        big = [line_item("XZ99", "注射用重组人生长激素", 10, 26000)]
+        r = counter.sell("order-1005", big, card_for(insert, counter, "ssc2"))
+        problem = expect(r, 403, "over-limit sale refused")
+        if problem["code"] != "offline_limit_exceeded":
+            raise DemoFailed(f"over limit: expected offline_limit_exceeded, got {problem['code']}")
+        s["refused"].append("offline_limit_exceeded")
+        say("", "refused by the offline policy: a frozen card, and a sale over the offline limit")
 
     say("12:00", "the counter PC loses power (kill -9), comes back with the planned 停机 window configured")
     counter.kill9()

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from terminald.sim.counter import Counter, DemoFailed, expect
-from terminald.sim.demo import BASKETS, Insert, card_for, console, print_outages, say
+from terminald.sim.demo import BASKETS, Insert, Mirror, card_for, console, print_outages, say
 from terminald.sim.nhsa.checks import money_problems
 from terminald.sim.nhsa.server import NhsaSim
 from terminald.sim.printer import PrinterSim
@@ -140,7 +140,7 @@ class NhsaDay:
         if self.sim is not None:
             self.sim.stop()
 
-    def play(self, counter: Counter, printer: PrinterSim, insert: Insert) -> dict[str, Any]:
+    def play(self, counter: Counter, printer: PrinterSim, insert: Insert, mirror: Mirror) -> dict[str, Any]:
         assert self.sim is not None
         sim = self.sim
         s: dict[str, Any] = {"receipts": {}}
@@ -158,16 +158,22 @@ class NhsaDay:
             raise DemoFailed("the receipt does not print the platform's fund share")
         say("", f"settled online (9001 sign-in, 1101 person, 2102 settlement): {split} yuan, "
                 "the platform's own split, printed on the receipt")
+        mirror.show(counter)
 
         say("10:05", "the platform stops answering (the front-end machine's link is down)")
         sim.control(down=True)
         outage: list[dict[str, Any]] = []
-        for n, (order, card, basket) in enumerate(OUTAGE_SALES):
-            r = counter.sell(order, basket, card_for(insert, counter, card), wait=2 if n == 0 else 3)
-            outage.append(expect(r, 202, f"outage sale {order}"))
-            if n == 0:
-                counter.wait_for("the daemon to notice the outage", lambda: counter.status()["mode"] == "offline")
-                say("", f"{order}: kept as pending ({outage[0]['offline_reason']}); mode is now OFFLINE")
+        order, card, basket = OUTAGE_SALES[0]
+        r = counter.sell(order, basket, card_for(insert, counter, card), wait=2)
+        outage.append(expect(r, 202, f"outage sale {order}"))
+        counter.wait_for("the daemon to notice the outage", lambda: counter.status()["mode"] == "offline")
+        say("", f"{order}: kept as pending ({outage[0]['offline_reason']}); mode is now OFFLINE")
+        mirror.show(counter)
+        with mirror.primary_stopped(counter):
+            for order, card, basket in OUTAGE_SALES[1:]:
+                r = counter.sell(order, basket, card_for(insert, counter, card), wait=3)
+                outage.append(expect(r, 202, f"outage sale {order}"))
+                mirror.sold(counter, r)
         counter.print_receipt(outage[1]["id"])
         s["receipts"]["outage"] = counter.save_png(outage[1]["id"], "2-outage")
         say("", f"{len(outage)} outage sales held in the spool, paid in cash, receipts marked 离线交易; "

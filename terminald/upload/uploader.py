@@ -116,6 +116,7 @@ class Uploader:
         self._adapter: Adapter | None = None
         self._notices_due = 0.0
         self._backlog_due = 0.0
+        self._backlog_owed = False  # a `spool.backlog` summary was held back by its once-a-second pace
         self._kick = asyncio.Event()  # staff resumed, or cleared a window: look again now
         self._checked = asyncio.Event()  # replaced after each check of the cursor (ok, or halted)
         self._read_through = 0  # the spool's tail when the last backlog read began
@@ -316,6 +317,8 @@ class Uploader:
 
     async def _idle(self) -> None:
         """Nothing to send: wait for a new record; probe central now and then."""
+        if self._backlog_owed:
+            await self._emit_backlog()
         await self._check_deadline()
         # Woken while the round ran (a release appends nothing), or a record appended since the
         # backlog was read: go and look again now.
@@ -480,10 +483,20 @@ class Uploader:
             if record.seq in decided and record.status in ("settled", "rejected"):
                 self.emit(f"transaction.{record.status}", transaction_event(record))
         self._wake_waiters()
-        # The backlog event is a summary: at most once a second while draining, and at the end.
-        if len(results) < self.cfg.upstream.batch_size or time.monotonic() >= self._backlog_due:
-            self._backlog_due = time.monotonic() + 1.0
-            self.emit("spool.backlog", backlog_event(await asyncio.to_thread(self.spool.stats), self.tz))
+        # The backlog event is a summary: at most once a second while draining, and at the end:
+        # when nothing is left to send (the writer's summary, no query), else when the loop next
+        # finds nothing to send (`_idle`). Not on every short batch: nhsa applies one record at
+        # a time, and a summary per record was a query, a thread and a stored event each.
+        held = self._awaiting() if self._awaiting is not None else 0
+        if self.spool.pending_summary().pending <= held or time.monotonic() >= self._backlog_due:
+            await self._emit_backlog()
+        else:
+            self._backlog_owed = True
+
+    async def _emit_backlog(self) -> None:
+        self._backlog_due = time.monotonic() + 1.0
+        self._backlog_owed = False
+        self.emit("spool.backlog", backlog_event(await asyncio.to_thread(self.spool.stats), self.tz))
 
     # -- alarms -----------------------------------------------------------------------------------
 

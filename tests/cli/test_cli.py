@@ -175,3 +175,63 @@ def test_nhsa_demo_reverses_the_dropped_answer_and_leaks_nothing(pcscd: Any, vpc
         import shutil
 
         shutil.rmtree(kept, ignore_errors=True)
+
+
+@pytest.mark.pcsc
+def test_demo_with_the_mirror_copies_the_day_and_shows_the_fleet(pcscd: Any, vpcd_slots: Any) -> None:
+    """`terminald demo --mirror`: its own PostgreSQL pair, the lag while the primary is stopped,
+    the catch-up, the mirror equal to the spool, the fleet table; nothing left running."""
+    from tests.fixtures.postgres import pg_unavailable_reason
+
+    reason = pg_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    result = terminald("demo", "--mirror", "--keep", timeout=240)
+    out = result.stdout
+    flat = " ".join(out.split())  # rich wraps long lines at the console's width
+    cannot = re.search(r"--mirror: PostgreSQL cannot run here: [^;]*", flat)
+    kept = Path(re.search(r"kept in (\S+)", out).group(1)) if "kept in" in out else None  # type: ignore[union-attr]
+    try:
+        if cannot:
+            assert result.returncode == 0, out + result.stderr
+            pytest.skip(cannot[0])
+        assert result.returncode == 0, out + result.stderr
+        assert "DEMO OK" in out
+        assert "IT sets up the mirror: PostgreSQL" in flat
+        assert "schema, fleet view and row-level security in place" in flat
+        assert re.search(r"mirror \(/v1/status\): seq 1 of 1 copied to PostgreSQL 127\.0\.0\.1:\d+, 0 waiting, "
+                         r"lag 0\.00 s", flat), flat
+        assert "the hospital's PostgreSQL primary stops" in flat
+        during = re.search(r"sale answered 202 in (\d+) ms; mirror \(/v1/status\): (\d+) record\(s\) waiting, "
+                           r"lag ([\d.]+) s", flat)
+        after = re.search(r"without the primary: (\d+) record\(s\) only on this PC's disk, lag ([\d.]+) s and "
+                          r"growing", flat)
+        assert during and after, flat
+        assert int(during[1]) < 2000  # the sale does not wait for PostgreSQL
+        assert int(during[2]) >= 1 and int(after[1]) >= int(during[2])
+        assert float(after[2]) > float(during[3])
+        assert re.search(r"the primary is back: the mirror caught up in [\d.]+ s \(seq 3 copied\): seq 3 of 3, "
+                         r"0 waiting", flat), flat
+        assert "mirror = spool: 4 records, last seq 4, last hash" in flat
+        assert "every seq, hash and status equal" in flat
+        lines = out.splitlines()
+        header = lines.index("\t".join(("terminal", "attention", "mode", "pending", "pending_yuan", "oldest_pending",
+                                        "overdue", "mirror_lag", "alarms", "last_seen", "version")))
+        assert lines[header + 1].startswith("T0001\tok\tonline\t0\t0.00\t-\t0\t-\t-\t"), lines[header + 1]
+        assert "mirror: PostgreSQL holds 4 records = the spool (last seq 4" in flat
+        assert kept is not None
+        # Both servers stopped: no process left with the demo's directory on its command line.
+        left = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if proc.name.isdigit() and str(kept) in cmdline:
+                left.append(cmdline)
+        assert left == []
+    finally:
+        if kept is not None:
+            import shutil
+
+            shutil.rmtree(kept, ignore_errors=True)

@@ -259,8 +259,8 @@ class NhsaAdapter:
         from terminald.upstream.nhsa.reconcile import reconcile_day
 
         async def day() -> dict[str, Any]:
-            await self.session.ensure_signed_in()
-            return await reconcile_day(self.client, self.profile, date, local)
+            # A sign-in that fails (the platform down) is the report's `error`, not a raise.
+            return await reconcile_day(self.client, self.profile, date, local, sign_in=self.session.ensure_signed_in)
 
         return await self._edge(day)
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,10 +54,17 @@ from terminald.upstream.nhsa.envelope import (
     parse_answer,
 )
 from terminald.upstream.nhsa.errors import EnvelopeError, MsgidExhausted, UnknownOutcome
-from terminald.upstream.nhsa.msgid import format_msgid, msgid_prefix
+from terminald.upstream.nhsa.msgid import format_msgid, inf_time, msgid_prefix, parse_msgid
 from terminald.upstream.nhsa.profiles import Profile
 
 __all__ = ["NhsaClient", "Person"]
+
+# httpcore tries `import sniffio` for every lock, event and shield it sets up, several times a
+# request. anyio 4 no longer brings sniffio, and a failed import is not remembered: each try
+# searches sys.path again, a tenth of the event loop's CPU while a backlog is re-entered. A None
+# in sys.modules makes that import fail at once; httpcore then takes asyncio, as it does now.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 REVERSAL = "2601"
 # Seconds a call waits for a free msgid counter (MsgidExhausted) before the error is raised.
@@ -133,23 +142,37 @@ class NhsaClient:
 
         `accept(output)`, when given, checks a success before it is logged: UnknownOutcome from
         it logs the call `unknown` and is raised."""
+        _, result = await self.call_logged(infno, input, psn=psn, record_id=record_id, operator=operator,
+                                           accept=accept)
+        return result
+
+    async def call_logged(
+        self,
+        infno: str,
+        input: Mapping[str, Any],
+        *,
+        psn: Person | None = None,
+        record_id: str | None = None,
+        operator: Operator | None = None,
+        accept: Accept | None = None,
+    ) -> tuple[str, Answer]:
+        """`call`, with the msgid the call was logged under (a settlement names its call by it)."""
         if infno == REVERSAL:
             raise EnvelopeError("a 2601 is sent with reverse(call), which logs what it reverses")
-        _, result = await self._call(infno, input, psn or Person(), record_id, operator or self.operator, None,
-                                     accept)
-        return result
+        return await self._call(infno, input, psn or Person(), record_id, operator or self.operator, None, accept)
 
     async def _call(
         self, infno: str, input: Mapping[str, Any], psn: Person, record_id: str | None, operator: Operator,
         omsgid: str | None, accept: Accept | None = None,
     ) -> tuple[str, Answer]:
         sign_no = self.sign_no  # one value for the whole call, whatever a concurrent sign-in does
-        # A request that cannot be built is refused before it has a row: try it with a stand-in msgid.
+        # A request that cannot be built is refused before it has a row: built with a stand-in
+        # msgid, then given the logged one (only msgid and inf_time depend on it).
         probe = format_msgid(msgid_prefix(self.institution.fixmedins_code, datetime.now(UTC), UTC), 1)
-        self._envelope(infno, probe, input, psn, operator, sign_no)
+        envelope = self._envelope(infno, probe, input, psn, operator, sign_no)
         msgid = await self._begin(infno, record_id, psn, omsgid)
         try:
-            body = encode_request(self._envelope(infno, msgid, input, psn, operator, sign_no))
+            body = encode_request(self._readdress(envelope, msgid))
         except EnvelopeError as exc:
             await self._complete(msgid, "failed", f"not sent: {exc}", psn.redact)
             raise
@@ -169,26 +192,33 @@ class NhsaClient:
                 # A money call's answer is kept: after a crash before its outcome reached the
                 # spool, the restart applies it instead of settling again.
                 kept = wirejson.dumps(result.output) if infno in self.profile.reversible_infnos else None
-                await asyncio.to_thread(self.calllog.complete, msgid, "ok", inf_refmsgid=result.inf_refmsgid,
-                                        output=kept)
+                await self.calllog.acomplete(msgid, "ok", inf_refmsgid=result.inf_refmsgid, output=kept)
             else:
-                await asyncio.to_thread(
-                    self.calllog.complete, msgid, "failed", inf_refmsgid=result.inf_refmsgid,
-                    err_msg=result.err_msg, redact=psn.redact,
-                )
+                await self.calllog.acomplete(msgid, "failed", inf_refmsgid=result.inf_refmsgid,
+                                             err_msg=result.err_msg, redact=psn.redact)
         except Exception as exc:
             raise UnknownOutcome("log_failed", f"the answer to {msgid} was not logged: {type(exc).__name__}") from exc
         return msgid, result
+
+    def _readdress(self, envelope: Mapping[str, Any], msgid: str) -> dict[str, Any]:
+        """The envelope built with the stand-in msgid, as `build_request` builds it for `msgid`:
+        only msgid and inf_time are made from it, both of fixed length (the profile's limits
+        hold as they did for the stand-in), and a field the profile fixes still wins."""
+        if parse_msgid(msgid).fixmedins_code != self.institution.fixmedins_code:
+            raise EnvelopeError("the msgid was made for another fixmedins_code")
+        out = dict(envelope)
+        out["msgid"] = msgid
+        out["inf_time"] = inf_time(msgid)
+        out.update(self.profile.envelope_extra)
+        return out
 
     async def _begin(self, infno: str, record_id: str | None, psn: Person, omsgid: str | None) -> str:
         """The call's row and msgid. A second whose counters are all used (MsgidExhausted, soon
         reached with a small msgid_slot) is waited out: the next second has fresh ones."""
         for attempt in range(MSGID_SECONDS):
             try:
-                return await asyncio.to_thread(
-                    self.calllog.begin, infno, record_id=record_id, psn_no=psn.psn_no,
-                    insuplc_admdvs=psn.insuplc_admdvs, omsgid=omsgid,
-                )
+                return await self.calllog.abegin(infno, record_id=record_id, psn_no=psn.psn_no,
+                                                 insuplc_admdvs=psn.insuplc_admdvs, omsgid=omsgid)
             except MsgidExhausted:
                 if attempt == MSGID_SECONDS - 1:
                     raise
@@ -200,7 +230,7 @@ class NhsaClient:
     ) -> None:
         # A completion the file refuses leaves the row `sent`: read as unknown all the same.
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.calllog.complete, msgid, state, err_msg=err_msg, redact=redact)
+            await self.calllog.acomplete(msgid, state, err_msg=err_msg, redact=redact)
 
     async def reachable(self) -> None:
         """A GET of the gateway's URL, with no call in it: whatever the gateway answers (even
@@ -265,5 +295,5 @@ class NhsaClient:
             psn, call.record_id, self.operator, call.msgid,
         )
         if isinstance(result, Ok) or (result.kind == "rejected" and self.profile.reverses_nothing(result.err_msg)):
-            await asyncio.to_thread(self.calllog.mark_reversed, call.msgid, by=by)
+            await self.calllog.amark_reversed(call.msgid, by=by)
         return result

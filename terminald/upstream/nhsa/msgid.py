@@ -23,6 +23,7 @@ must find again.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -107,13 +108,20 @@ def parse_msgid(msgid: str) -> MsgId:
     if found is None:
         raise EnvelopeError(f"{msgid!r} is not a msgid (12 + 14 + 4 characters)")
     try:
-        local = datetime.strptime(found.group(2), _STAMP)
+        local = _local_time(found.group(2))
     except ValueError as exc:
         raise EnvelopeError(f"msgid {msgid!r} does not hold a valid time") from exc
     counter = int(found.group(3))
     if counter < 1:
         raise EnvelopeError(f"msgid {msgid!r}: the counter starts at 0001")
     return MsgId(found.group(1), local, counter)
+
+
+@functools.lru_cache(maxsize=64)
+def _local_time(stamp: str) -> datetime:
+    # strptime is slow and every call parses its msgid several times (log, envelope, inf_time),
+    # all within a few seconds: the same few stamps.
+    return datetime.strptime(stamp, _STAMP)
 
 
 def inf_time(msgid: str) -> str:

@@ -1,6 +1,6 @@
 """Daily reconciliation with the national platform: 3201 (对总账) per insurance type.
 
-    reconcile_day(client, profile, date, local) -> report
+    reconcile_day(client, profile, date, local, sign_in=session.ensure_signed_in) -> report
 
 The platform reconciles one business day per insurance type (`insutype`), clearing type
 (`clr_type`) and clearing agency (`setl_optins`). `local_groups` reads the spool's file
@@ -25,13 +25,16 @@ Each group is one 3201: count = `fixmedins_setl_cnt`, `medfee_sumamt`, `fund_pay
 (reports.py; docs/api.md, "Reconciliation") plus `stmt_rslt`, `stmt_rslt_dscr` and one row per
 group (`insutypes`). A -1 answer is reported as refused with its (masked) message; an answer
 that is not definite is an `error`. 3201 changes nothing at central: nothing is reversed, the
-day can simply be reconciled again.
+day can simply be reconciled again. A failed sign-in sends no 3201, and a timeout or refused
+connection sends no further one (the report's `error`, never a raise): a dead gateway costs one
+`upstream.timeout_s` or two, not one per group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date as _date
 from datetime import datetime, timedelta, tzinfo
@@ -41,6 +44,7 @@ from zoneinfo import ZoneInfo
 
 from spool.errors import InvalidRequest
 from spool.store import connect
+from terminald.upload.errors import UpstreamError
 from terminald.upstream.nhsa.amounts import to_wire
 from terminald.upstream.nhsa.client import NhsaClient
 from terminald.upstream.nhsa.envelope import Ok
@@ -224,8 +228,8 @@ def _figures(group: Group) -> dict[str, int]:
             "account_paid_fen": group.acct_fen}
 
 
-async def _one(client: NhsaClient, profile: Profile, date: str, group: Group) -> dict[str, Any]:
-    """One 3201 and its row: `matches` True/False, or None with `refused` or `error`."""
+def _row(profile: Profile, date: str, group: Group) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The 3201 input of a group and its report row, not answered yet."""
     data = _input(profile, date, group)
     row: dict[str, Any] = {
         "insutype": group.insutype, "clr_type": data["clr_type"], "setl_optins": group.setl_optins,
@@ -234,28 +238,58 @@ async def _one(client: NhsaClient, profile: Profile, date: str, group: Group) ->
                  if k in ("medfee_sumamt", "fund_pay_sumamt", "acct_pay", "fixmedins_setl_cnt")},
         "matches": None, "stmt_rslt": None, "stmt_rslt_dscr": None,
     }
+    return data, row
+
+
+# No definite answer because the gateway cannot be reached or does not answer in time: the other
+# groups' 3201s would only wait as long, so they are not sent.
+_GONE = ("timeout", "connect_failed")
+
+
+async def _one(client: NhsaClient, profile: Profile, date: str, group: Group) -> tuple[dict[str, Any], bool]:
+    """One 3201 and its row: `matches` True/False, or None with `refused` or `error`; and whether
+    the gateway is gone (`_GONE`)."""
+    data, row = _row(profile, date, group)
     try:
         answer = await client.call(RECONCILE, data)
     except UnknownOutcome as exc:
         row["error"] = (f"no definite answer to 3201 ({exc.reason}); 3201 changes nothing at central, "
                         "so nothing is reversed: reconcile again")
-        return row
+        return row, exc.reason in _GONE
     except NhsaError as exc:
         row["error"] = f"3201 not sent: {exc.detail}"
-        return row
+        return row, False
     if not isinstance(answer, Ok):
         row["refused"] = answer.err_msg  # masked by the envelope's parser
         row["refused_kind"] = answer.kind
-        return row
+        return row, False
     info = answer.output.get("stmtinfo")
     stmt_rslt = info.get("stmt_rslt") if isinstance(info, dict) else None
     if not isinstance(stmt_rslt, str | int) or isinstance(stmt_rslt, bool) or str(stmt_rslt) == "":
         row["error"] = "3201 answered without stmtinfo.stmt_rslt: central's verdict is not known"
-        return row
+        return row, False
     row["stmt_rslt"] = str(stmt_rslt)
     row["stmt_rslt_dscr"] = mask_text(info.get("stmt_rslt_dscr")) if isinstance(info, dict) else ""
     row["matches"] = profile.is_match(stmt_rslt)
-    return row
+    return row, False
+
+
+async def _ask(client: NhsaClient, profile: Profile, date: str, groups: list[Group]) -> list[dict[str, Any]]:
+    """A 3201 per group, one after the other; none more once the gateway is gone (each would wait
+    upstream.timeout_s for nothing)."""
+    rows: list[dict[str, Any]] = []
+    gone: dict[str, Any] | None = None
+    for group in groups:
+        if gone is not None:
+            rows.append({**_row(profile, date, group)[1],
+                         "error": f"3201 not sent: the gateway gave no answer to the one of insutype "
+                                  f"{gone['insutype']} ({gone['error'].split(';')[0]}): reconcile again"})
+            continue
+        row, unreachable = await _one(client, profile, date, group)
+        rows.append(row)
+        if unreachable:
+            gone = row
+    return rows
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -287,7 +321,8 @@ def _check_date(date: str) -> str:
         raise InvalidRequest(f"business_date must be YYYY-MM-DD, got {date!r}") from exc
 
 
-async def reconcile_day(client: NhsaClient, profile: Profile, date: str, local: dict[str, Any]) -> dict[str, Any]:
+async def reconcile_day(client: NhsaClient, profile: Profile, date: str, local: dict[str, Any], *,
+                        sign_in: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
     """3201 for business day `date`, one per insurance type (and clearing agency), with the
     spool's totals; the report of reports.py's shape plus `stmt_rslt`, `stmt_rslt_dscr` and
     `insutypes` (one row per 3201).
@@ -296,13 +331,21 @@ async def reconcile_day(client: NhsaClient, profile: Profile, date: str, local: 
     matches, differences, stmt_rslt, stmt_rslt_dscr, insutypes[...][, note][, error]}``.
     `local` is reports.py's local side of the day: its `by_status` is shown and its named
     records (`uncertain`, `uncertain_count`) explain a difference; the figures sent are read
-    from the spool per insurance type (`local_groups`)."""
+    from the spool per insurance type (`local_groups`).
+
+    `sign_in`: 9001 before the first 3201 (the adapter's session). When it fails (the platform
+    down, slow past upstream.timeout_s, refusing the sign-in) no 3201 is sent: every row and the
+    report carry that `error`, `central` is None."""
     date = _check_date(date)
     groups = await asyncio.to_thread(
         local_groups, client.calllog.path, date, profile, mdtrtarea_admvs=client.institution.mdtrtarea_admvs,
         tz=client.calllog.tz,
     )
-    rows = [await _one(client, profile, date, group) for group in groups]
+    unasked = await _sign_in(sign_in)
+    if unasked is not None:
+        rows = [{**_row(profile, date, group)[1], "error": unasked} for group in groups]
+    else:
+        rows = await _ask(client, profile, date, groups)
     by_status = dict(local.get("by_status") or {})
     local_part = {
         "count": sum(g.count for g in groups), "total_fen": sum(g.medfee_fen for g in groups),
@@ -331,9 +374,9 @@ async def reconcile_day(client: NhsaClient, profile: Profile, date: str, local: 
         "matches": matched,
         "differences": differences,
         "stmt_rslt": shown["stmt_rslt"] if shown else None,
-        "stmt_rslt_dscr": "；".join(
+        "stmt_rslt_dscr": ("；".join(
             f"{r['insutype']}: {r['stmt_rslt_dscr']}" for r in rows if r["stmt_rslt"] is not None
-        ) if len(rows) > 1 else (shown["stmt_rslt_dscr"] if shown else None),
+        ) or None) if len(rows) > 1 else (shown["stmt_rslt_dscr"] if shown else None),
         "insutypes": rows,
     }
     if differences:
@@ -349,9 +392,23 @@ async def reconcile_day(client: NhsaClient, profile: Profile, date: str, local: 
         )
     problems = [f"{_label(r)}: refused by central: {r['refused']}" for r in rows if "refused" in r]
     problems += [f"{_label(r)}: {r['error']}" for r in rows if "error" in r]
-    if problems:
+    if unasked is not None:
+        result["error"] = unasked
+    elif problems:
         result["error"] = "; ".join(problems)
     return result
+
+
+async def _sign_in(sign_in: Callable[[], Awaitable[None]] | None) -> str | None:
+    """None when signed in (or nothing to do), else why the platform could not be asked."""
+    if sign_in is None:
+        return None
+    try:
+        await sign_in()
+    except (UpstreamError, NhsaError) as exc:
+        return (f"the platform could not be asked: 9001 sign-in failed ({exc.detail}); no 3201 was sent: "
+                "reconcile again once it answers")
+    return None
 
 
 def _note(count: int, listed: int) -> str:

@@ -127,14 +127,33 @@ class Session:
     ) -> Answer:
         """One call (see the module's docstring). Raises UnknownOutcome, PlatformBusy, or the
         sign-in's errors."""
+        answer, _ = await self.ask_logged(infno, input, psn=psn, record_id=record_id, operator=operator,
+                                          accept=accept)
+        return answer
 
-        def send() -> Awaitable[Answer]:
-            return self.client.call(infno, input, psn=psn, record_id=record_id, operator=operator, accept=accept)
+    async def ask_logged(
+        self,
+        infno: str,
+        input: Mapping[str, Any],
+        *,
+        psn: Person | None = None,
+        record_id: str | None = None,
+        operator: Operator | None = None,
+        accept: Accept | None = None,
+    ) -> tuple[Answer, str]:
+        """`ask`, with the msgid of the call that gave the answer (the last one sent)."""
+        sent: list[str] = []
+
+        async def send() -> Answer:
+            msgid, answer = await self.client.call_logged(infno, input, psn=psn, record_id=record_id,
+                                                          operator=operator, accept=accept)
+            sent.append(msgid)
+            return answer
 
         answer = await self._signed(send, infno)
         if isinstance(answer, Refused) and answer.kind == "transient":
             raise PlatformBusy(f"{infno}: {answer.err_msg}")
-        return answer
+        return answer, sent[-1]
 
     async def reverse(self, call: Call, redact: tuple[str, ...] = ()) -> None:
         """Reverse `call` (left sent or unknown) with 2601 until the platform answers definitely."""

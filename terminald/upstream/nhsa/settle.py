@@ -196,8 +196,8 @@ class Settler:
         """A call that may take effect, with its msgid; reversed and repeated while unknown."""
         for _ in range(MONEY_ATTEMPTS):
             try:
-                answer = await self.session.ask(infno, data, psn=psn, record_id=record.record_id,
-                                                operator=self._operator(record), accept=accept)
+                answer, msgid = await self.session.ask_logged(infno, data, psn=psn, record_id=record.record_id,
+                                                              operator=self._operator(record), accept=accept)
             except UnknownOutcome as exc:
                 if infno not in self.profile.reversible_infnos:
                     raise transient_of(exc, infno) from exc
@@ -219,8 +219,6 @@ class Settler:
                         wait.transient = transient_of(exc, infno)
                     raise
                 continue
-            calls = await asyncio.to_thread(self.calllog.for_record, record.record_id)
-            msgid = next((c.msgid for c in reversed(calls) if c.infno == infno), "")
             return answer, msgid
         raise OutcomeUnsettled(f"seq {record.seq}: {infno} had no definite outcome {MONEY_ATTEMPTS} times")
 

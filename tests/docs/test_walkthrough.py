@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import os
 import re
@@ -39,6 +40,7 @@ from terminald.errors import ConfigError, TerminaldError
 from terminald.security import PUBLIC_PATHS, PUBLIC_PREFIXES, status_token_may
 from terminald.sim.central import CentralSim
 from terminald.upload.errors import UpstreamError
+from terminald.upstream.adapters import ADAPTERS
 from tests.fixtures.daemon import DaemonProcess
 from tests.waiting import wait_for
 
@@ -345,6 +347,8 @@ def emitted_codes() -> tuple[dict[str, set[int]], set[str]]:
     and the problems access control and the HTTP layer answer with literally.
     """
     create_app(cast(Daemon, object()))  # everything the served app imports is loaded
+    for target in ADAPTERS.values():  # and every upstream adapter (the uploader loads one, lazily)
+        importlib.import_module(target.partition(":")[0])
     statuses: dict[str, set[int]] = {}
     other: set[str] = set()
 

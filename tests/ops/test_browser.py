@@ -435,6 +435,8 @@ def emitted_codes() -> set[str]:
     from drivers.errors import PrinterError
     from terminald.upload import errors
     from terminald.upload.link import NO_UPSTREAM, PLANNED_DOWNTIME, Link
+    from terminald.upstream.nhsa import adapter as nhsa_adapter
+    from terminald.upstream.nhsa import settle as nhsa_settle
     from terminald.upstream.v1 import errors as v1_errors
 
     root = Path(__file__).resolve().parents[2]
@@ -454,6 +456,9 @@ def emitted_codes() -> set[str]:
     codes |= grep("terminald/upload/uploader.py", r'(?:alarm|_halt)\(\s*"(\w+)"')
     codes |= {NO_UPSTREAM, PLANNED_DOWNTIME, str(Link().cause)}
     codes |= grep("terminald/sim/central_store.py", r'_reject\("(\w+)"')
+    # The national platform adapter: its alarms, and the rejection codes it gives a record.
+    codes |= {nhsa_adapter.REVERSAL_REFUSED, nhsa_adapter.RECORD_STUCK, nhsa_settle.REFUSED, nhsa_settle.INVALID}
+    codes |= grep("terminald/upstream/nhsa/settle.py", r'rejected\(record, "(\w+)"')
     return codes
 
 

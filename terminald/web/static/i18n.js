@@ -95,9 +95,22 @@ window.TerminaldI18n = (function () {
         mirror_schema_missing: "医院数据库未建好备份表或未授权本终端：备份已停止，请联系信息科",
         mirror_rejected: "医院数据库拒绝了备份数据：会自动重试，请联系信息科",
         mirror_config: "无法读取医院数据库的密码文件：备份无法连接，请联系信息科",
+        nhsa_busy: "医保平台繁忙（系统繁忙），稍后自动重试",
+        nhsa_bad_answer: "医保平台的应答无法确认交易结果，已自动冲正并将重试",
+        nhsa_outcome_unknown: "医保平台多次未给出明确结果，已自动冲正，稍后重试",
+        nhsa_sign_in_refused: "医保平台拒绝签到（9001）：请核对机构编码和操作员，或联系信息科",
+        nhsa_adapter_fault: "医保接口程序出错：上传已停止（本机记录完好），请联系信息科后恢复上传",
+        reversal_refused: "医保平台拒绝冲正（2601），该参保人的交易可能已生效：其后续交易暂停补录，请与医保平台核对后恢复上传",
+        nhsa_record_stuck: "有一笔交易无法自动补录：该参保人的交易暂停，请与医保平台核对后恢复上传",
         card_frozen: "医保卡已冻结（如参保人欠缴医保费）",
         not_insured: "未参保或参保状态异常",
         original_not_found: "医保中心找不到要撤销的原交易",
+        nhsa_refused: "医保平台拒绝了这笔交易（见原因）",
+        nhsa_not_insured: "医保平台：未参保或参保状态异常",
+        nhsa_record_invalid: "这笔交易无法按医保平台接口上传（如明细过多）：请按自费处理或联系信息科",
+        original_rejected: "原交易未被医保平台接受，撤销在本机完成",
+        original_missing: "本机找不到要撤销的原交易",
+        nhsa_original_unknown: "原交易缺少医保平台的结算信息，无法撤销：请联系信息科",
         invalid_record: "医保中心认为记录内容有误",
         already_revoked: "原交易已被撤销过",
         print_interrupted: "打印中途中断：凭条可能已部分或全部打出",
@@ -211,9 +224,22 @@ window.TerminaldI18n = (function () {
         mirror_schema_missing: "The hospital's database lacks the mirror's tables or this terminal's grant: copying stopped; call hospital IT",
         mirror_rejected: "The hospital's database refused a record: retried automatically; call hospital IT",
         mirror_config: "The hospital database's password file cannot be read: copying cannot connect; call hospital IT",
+        nhsa_busy: "The national platform is busy (系统繁忙); retried automatically",
+        nhsa_bad_answer: "The national platform's answer does not settle the outcome: reversed automatically, then retried",
+        nhsa_outcome_unknown: "The national platform gave no definite outcome several times: reversed automatically, retried later",
+        nhsa_sign_in_refused: "The national platform refused the sign-in (9001): check the institution code and operator, or call hospital IT",
+        nhsa_adapter_fault: "The national platform adapter failed: uploading stopped (nothing lost here); call hospital IT, then resume",
+        reversal_refused: "The national platform refused a reversal (2601): that settlement may stand; this patient's later sales wait until the platform's books are checked and uploading is resumed",
+        nhsa_record_stuck: "One sale cannot be re-entered by itself: this patient's sales wait until it is checked with the platform and uploading is resumed",
         card_frozen: "The insurance card is frozen (e.g. contributions unpaid)",
         not_insured: "Not insured, or the insurance status is irregular",
         original_not_found: "The central system cannot find the sale to be revoked",
+        nhsa_refused: "The national platform refused this sale (see the reason)",
+        nhsa_not_insured: "The national platform: not insured, or insurance not in force",
+        nhsa_record_invalid: "This sale cannot be sent to the national platform as it is (e.g. too many lines): settle it as self-pay or call hospital IT",
+        original_rejected: "The platform never accepted the original sale: the revoke is completed here",
+        original_missing: "The sale to be revoked is not on this PC",
+        nhsa_original_unknown: "The original sale lacks the platform's settlement details and cannot be revoked: call hospital IT",
         invalid_record: "The central system found the record invalid",
         already_revoked: "The original sale was revoked already",
         print_interrupted: "Printing stopped part-way: the receipt may have come out in part or in full",
@@ -256,7 +282,13 @@ window.TerminaldI18n = (function () {
     if (m) return ["refused_http", { status: m[1] }];
     m = /^http_(\d{3})$/.exec(text);
     if (m) return [m[1][0] === "5" ? "http_5xx" : "http_4xx", { status: m[1] }];
-    return [text.toLowerCase().replace(/[\s-]+/g, "_"), {}];
+    const key = text.toLowerCase().replace(/[\s-]+/g, "_");
+    // The national platform's causes name why an answer was not definite (nhsa_not_envelope,
+    // nhsa_refused_unknown, ...): one sentence says what staff need to know of them all.
+    if (key.startsWith("nhsa_") && !Object.prototype.hasOwnProperty.call(TEXTS[lang].code, key)) {
+      return ["nhsa_bad_answer", {}];
+    }
+    return [key, {}];
   }
   function knows(raw) { return Object.prototype.hasOwnProperty.call(TEXTS[lang].code, codeOf(raw)[0]); }
   function sentence(raw, fallback) {

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from terminald.config import Config
 
-__all__ = ["api_call", "api_json"]
+__all__ = ["api_call", "api_json", "problem_text"]
 
 
 def api_call(cfg: Config, method: str, path: str, body: Any = None, timeout_s: float = 5.0, *,
@@ -33,6 +33,15 @@ def api_call(cfg: Config, method: str, path: str, body: Any = None, timeout_s: f
         return client.request(method, path, headers=headers, json=body)
 
 
+def problem_text(response: httpx.Response) -> str:
+    """What the daemon's refusal says: its problem's `code: detail`, else the start of its body."""
+    try:
+        problem = response.json()
+        return f"{problem.get('code')}: {problem.get('detail')}"
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
 def api_json(cfg: Config, method: str, path: str, body: Any = None, timeout_s: float = 5.0) -> Any:
     """The answer's JSON, or None after printing why the daemon could not give it (its problem's
     `code: detail`, or that it does not answer)."""
@@ -50,10 +59,6 @@ def api_json(cfg: Config, method: str, path: str, body: Any = None, timeout_s: f
         console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/]")
         return None
     if response.status_code >= 300:
-        try:
-            problem = response.json()
-            console.print(f"[red]{escape(str(problem.get('code')))}: {escape(str(problem.get('detail')))}[/]")
-        except ValueError:
-            console.print(f"[red]terminald answered {response.status_code}: {escape(response.text[:200])}[/]")
+        console.print(f"[red]terminald answered {response.status_code}: {escape(problem_text(response))}[/]")
         return None
     return response.json()

@@ -139,7 +139,7 @@ def _reconcile_by_daemon(cfg: Config, date: str, pid: int | None) -> int:
     import httpx
     from rich.console import Console
 
-    from terminald.cli.client import api_call
+    from terminald.cli.client import api_call, problem_text
 
     console = Console(stderr=True)
     where = cfg.api.listen or cfg.api.unix_socket
@@ -158,13 +158,8 @@ def _reconcile_by_daemon(cfg: Config, date: str, pid: int | None) -> int:
                       soft_wrap=True)
         return 1
     if response.status_code != 200:
-        try:
-            problem = response.json()
-            detail = f"{problem.get('code')}: {problem.get('detail')}"
-        except ValueError:
-            detail = response.text[:200]
-        console.print(f"terminald answered {response.status_code}: {detail}", style="red", markup=False,
-                      highlight=False, soft_wrap=True)
+        console.print(f"terminald answered {response.status_code}: {problem_text(response)}", style="red",
+                      markup=False, highlight=False, soft_wrap=True)
         return 1
     console.print(f"reconciled by the running terminald (pid {pid if pid is not None else 'unknown'})",
                   style="dim", markup=False, highlight=False)
@@ -236,7 +231,7 @@ def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downt
     import httpx
     from rich.console import Console
 
-    from terminald.cli.client import api_call
+    from terminald.cli.client import api_call, problem_text
 
     console = Console()
     who = operator or _login_name()
@@ -250,12 +245,8 @@ def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downt
         console.print(f"[red]terminald does not answer on {cfg.api.listen or cfg.api.unix_socket}: {exc}[/red]")
         return 1
     if response.status_code != 200:
-        try:
-            problem = response.json()
-            detail = f"{problem.get('code')}: {problem.get('detail')}"
-        except ValueError:
-            detail = response.text[:200]
-        console.print(f"terminald answered {response.status_code}: {detail}", style="red", markup=False)
+        console.print(f"terminald answered {response.status_code}: {problem_text(response)}", style="red",
+                      markup=False)
         return 1
     link = response.json()
     if link.get("halted"):

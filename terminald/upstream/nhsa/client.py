@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,13 +56,6 @@ from terminald.upstream.nhsa.msgid import format_msgid, inf_time, msgid_prefix, 
 from terminald.upstream.nhsa.profiles import Profile
 
 __all__ = ["NhsaClient", "Person"]
-
-# httpcore tries `import sniffio` for every lock, event and shield it sets up, several times a
-# request. anyio 4 no longer brings sniffio, and a failed import is not remembered: each try
-# searches sys.path again, a tenth of the event loop's CPU while a backlog is re-entered. A None
-# in sys.modules makes that import fail at once; httpcore then takes asyncio, as it does now.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 REVERSAL = "2601"
 # Seconds a call waits for a free msgid counter (MsgidExhausted) before the error is raised.

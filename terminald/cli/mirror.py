@@ -110,6 +110,12 @@ def _escape(text: object) -> str:
     return escape(str(text))
 
 
+def _fail(console: Console, text: object) -> int:
+    """FAIL and `text` (plain, escaped here); the exit status 1."""
+    _say(console, f"[bold red]FAIL[/] {_escape(text)}")
+    return 1
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -142,15 +148,12 @@ def init_db(dsn: str, terminals: list[str], password_file: Path | None) -> int:
             create_schema(conn)
             where = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
     except MirrorError as exc:
-        _say(err, f"[bold red]FAIL[/] {_escape(exc.detail)}")
-        return 1
+        return _fail(err, exc.detail)
     except psycopg.errors.InsufficientPrivilege as exc:
-        _say(err, f"[bold red]FAIL[/] {_escape(str(exc).strip())}: run init-db as the database's owner "
-                  "with CREATEROLE (docs/mirror.md, section 2)")
-        return 1
+        return _fail(err, f"{str(exc).strip()}: run init-db as the database's owner with CREATEROLE "
+                          "(docs/mirror.md, section 2)")
     except psycopg.Error as exc:
-        _say(err, f"[bold red]FAIL[/] the server refused the schema: {_escape(str(exc).strip())}")
-        return 1
+        return _fail(err, f"the server refused the schema: {str(exc).strip()}")
     _say(err, f"[green]OK[/] schema, fleet view and row-level security in place on {_escape(where)}")
     if lines:
         print("\n".join(lines))
@@ -365,11 +368,9 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
         password = _password(password_file or cfg.mirror.password_file)
         owner = _prepare_directory(dest.parent)
     except MirrorError as exc:
-        _say(console, f"[bold red]FAIL[/] {_escape(exc.detail)}")
-        return 1
+        return _fail(console, exc.detail)
     except OSError as exc:
-        _say(console, f"[bold red]FAIL[/] cannot make {_escape(dest.parent)}: {_escape(exc.strerror or exc)}")
-        return 1
+        return _fail(console, f"cannot make {dest.parent}: {exc.strerror or exc}")
     try:
         lock = SpoolLock.acquire(dest, RESTORE_HOLDER)
     except SpoolLocked as exc:
@@ -382,8 +383,7 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
         _say(console, f"[bold red]REFUSED[/] {_escape(message)}")
         return 1
     except OSError as exc:
-        _say(console, f"[bold red]FAIL[/] cannot lock {_escape(dest)}: {_escape(exc.strerror or exc)}")
-        return 1
+        return _fail(console, f"cannot lock {dest}: {exc.strerror or exc}")
     try:
         present = [dest.with_name(dest.name + s) for s in ("", "-wal", "-shm", "-seq", "-journal")]
         present = [p for p in present if os.path.lexists(p)]
@@ -405,8 +405,7 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
         with Spool.open_readonly(dest, tid) as restored:
             stats = restored.stats()
     except SpoolError as exc:  # it passed the check a moment ago: say so, but it is in place
-        _say(console, f"[bold red]FAIL[/] the restored spool does not open: {_escape(exc)}")
-        return 1
+        return _fail(console, f"the restored spool does not open: {exc}")
     st = dest.stat()
     _say(console, f"restored {_escape(dest)} from the mirror: terminal {_escape(tid)}")
     if report.records:
@@ -484,18 +483,14 @@ def fleet(dsn: str, password_file: Path | None, *, as_json: bool) -> int:
         with _connect(dsn, password_file, "terminald fleet") as conn:
             rows = fleet_rows(conn)
     except MirrorError as exc:
-        _say(err, f"[bold red]FAIL[/] {_escape(exc.detail)}")
-        return 1
+        return _fail(err, exc.detail)
     except psycopg.errors.InsufficientPrivilege as exc:
-        _say(err, f"[bold red]FAIL[/] {_escape(str(exc).strip())}: the fleet view is for members of "
-                  "terminald_reader (docs/mirror.md, section 2), not a terminal's role")
-        return 1
+        return _fail(err, f"{str(exc).strip()}: the fleet view is for members of terminald_reader "
+                          "(docs/mirror.md, section 2), not a terminal's role")
     except psycopg.errors.UndefinedTable as exc:
-        _say(err, f"[bold red]FAIL[/] {_escape(str(exc).strip())}: no mirror schema here (terminald mirror init-db)")
-        return 1
+        return _fail(err, f"{str(exc).strip()}: no mirror schema here (terminald mirror init-db)")
     except psycopg.Error as exc:
-        _say(err, f"[bold red]FAIL[/] {_escape(str(exc).strip())}")
-        return 1
+        return _fail(err, str(exc).strip())
     if as_json:
         print(json.dumps([row.as_dict() for row in rows], ensure_ascii=False, indent=2))
         return 0

@@ -11,11 +11,11 @@ from spool import Outcome, Spool
 from terminald.mirror import init_db, role_name, role_statements
 from terminald.mirror.rows import local_state
 from tests.fixtures.postgres import PgPair
-from tests.spool.factory import make_request
+from tests.spool.factory import TERMINAL_ID, make_request
 
 T = TypeVar("T")
 
-TID = "T0001"
+TID = TERMINAL_ID  # the terminal of the `spool` fixture (tests/mirror/conftest.py)
 OTHER = "T0002"
 
 

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,15 +14,6 @@ from terminald.mirror.connect import async_connect, conninfo
 from terminald.mirror.heartbeat import send_heartbeat
 from tests.fixtures.postgres import PgPair
 from tests.mirror.helpers import TID, append, assert_mirror_equals_spool, prepare, run, settle_some
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Iterator[Spool]:
-    opened = Spool.open(tmp_path / "spool.db", TID, background_check=False)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_500_sales_while_postgres_is_up_then_status_changes(pg_pair: PgPair, pg_database: str,

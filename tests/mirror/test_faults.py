@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -16,15 +16,6 @@ from spool import Spool
 from terminald.mirror import MirrorCopier, MirrorFork
 from tests.fixtures.postgres import PgPair
 from tests.mirror.helpers import TID, append, assert_mirror_equals_spool, mirrored_rows, prepare, run, until
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Iterator[Spool]:
-    opened = Spool.open(tmp_path / "spool.db", TID, background_check=False)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _copier(spool: Spool, dsn: str, **options: float) -> MirrorCopier:

@@ -283,3 +283,12 @@ def test_a_second_without_free_msgids_is_waited_out(tmp_path: Path) -> None:
     counters = [int(m[-4:]) for m in msgids]
     assert len(set(msgids)) == 12 and all(1231 <= c <= 1239 for c in counters)
     assert len({m[12:26] for m in msgids}) >= 2  # the calls past the ninth went to a later second
+
+
+def test_a_misspelt_call_option_is_refused_before_anything_is_logged() -> None:
+    async def go() -> None:
+        client = NhsaClient.__new__(NhsaClient)
+        with pytest.raises(TypeError, match="record_idd"):
+            await client.call_logged("2102", {}, record_idd="x")  # type: ignore[call-arg]
+
+    asyncio.run(go())

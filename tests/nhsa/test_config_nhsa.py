@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,7 @@ dev_no = "DEV-1"
 """
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in list(os.environ):
-        if var.startswith("TERMINALD_"):
-            monkeypatch.delenv(var)
-    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+pytestmark = pytest.mark.usefixtures("config_env")  # tests/fixtures/config.py
 
 
 def _write(tmp_path: Path, text: str) -> Path:

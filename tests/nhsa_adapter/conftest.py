@@ -13,8 +13,5 @@ from tests.nhsa_adapter.helpers import Bench
 
 @pytest.fixture
 def bench(tmp_path: Path, nhsa_sim: NhsaSim) -> Iterator[Bench]:
-    made = Bench(tmp_path, nhsa_sim)
-    try:
+    with Bench(tmp_path, nhsa_sim) as made:
         yield made
-    finally:
-        made.close()

@@ -8,8 +8,9 @@ the uploader does). Nothing here sleeps: every step is awaited.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from terminald.sim.nhsa.persons import Person
 from terminald.upload.errors import Transient
 from terminald.upload.results import RecordResult
 from terminald.upstream.nhsa.adapter import NhsaAdapter
+from terminald.upstream.nhsa.calllog import CallLog
 from terminald.upstream.nhsa.sale import feedetl_sn
 
 TID = "T0001"
@@ -154,6 +156,32 @@ class Bench:
     def adapter(self, transport: httpx.AsyncBaseTransport | None = None) -> NhsaAdapter:
         return NhsaAdapter(self.host, transport=transport)
 
+    @contextlib.asynccontextmanager
+    async def opened(self, transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[NhsaAdapter]:
+        """`adapter(transport)`, closed however the block ends."""
+        adapter = self.adapter(transport)
+        try:
+            yield adapter
+        finally:
+            await adapter.aclose()
+
+    def drain(self, transport: httpx.AsyncBaseTransport | None = None, *, sync: bool = False,
+              transient_ok: bool = True) -> int:
+        """One run of a new adapter: `sync()` first when `sync`, then `drain`; how many were decided."""
+
+        async def go() -> int:
+            async with self.opened(transport) as adapter:
+                if sync:
+                    await adapter.sync()
+                return await drain(adapter, transient_ok=transient_ok)
+
+        return int(run(go))
+
+    def call_states(self, record_id: str) -> list[tuple[str, str]]:
+        """(infno, state) of each call the call log holds for the record, in order."""
+        with CallLog(self.spool, fixmedins_code=CODE) as log:
+            return [(c.infno, c.state) for c in log.for_record(record_id)]
+
     def record(self, record: Record) -> Record:
         found = self.spool.get(record.record_id)
         assert found is not None
@@ -164,6 +192,19 @@ class Bench:
 
     def close(self) -> None:
         self.spool.close()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def region_bench(tmp_path: Path, sim: NhsaSim, profile: str, **config: Any) -> Bench:
+    """A bench whose profile is `profile`, the text of a region's profile file."""
+    path = tmp_path / "region.toml"
+    path.write_text(profile, encoding="utf-8")
+    return Bench(tmp_path, sim, profile=str(path), **config)
 
 
 def age_calls(spool: Spool, seconds: float) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -31,12 +30,7 @@ ip = "10.1.2.3"
 """
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in list(os.environ):
-        if var.startswith("TERMINALD_"):
-            monkeypatch.delenv(var)
-    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+pytestmark = pytest.mark.usefixtures("config_env")  # tests/fixtures/config.py
 
 
 def test_the_protocol_and_the_sign_in_fields_load_from_a_file(tmp_path: Path) -> None:

@@ -18,11 +18,6 @@ class Crash(BaseException):
     """kill -9: nothing after this point runs."""
 
 
-def _calls(bench: Bench, record_id: str) -> list[tuple[str, str]]:
-    with CallLog(bench.spool, fixmedins_code=CODE) as log:
-        return [(c.infno, c.state) for c in log.for_record(record_id)]
-
-
 def _crash_after(infno: str) -> Tap:
     """The request reaches the platform (and commits); the process dies before the answer."""
     crashed: list[str] = []
@@ -35,32 +30,35 @@ def _crash_after(infno: str) -> Tap:
     return Tap(after=after)
 
 
-def test_a_2102_left_sent_by_a_crash_is_reversed_at_restart(bench: Bench) -> None:
-    record = sale(bench.spool, card_of(bench.sim.person("A10000123")))
+def _crashed_run(bench: Bench, infno: str) -> None:
+    """A run that dies right after its first `infno` reached the platform (`_crash_after`)."""
 
     async def first_run() -> None:
-        adapter = bench.adapter(_crash_after("2102"))
+        adapter = bench.adapter(_crash_after(infno))
         with pytest.raises(Crash):
             await adapter.upload()
         await adapter.aclose()
 
+    run(first_run)
+
+
+def test_a_2102_left_sent_by_a_crash_is_reversed_at_restart(bench: Bench) -> None:
+    record = sale(bench.spool, card_of(bench.sim.person("A10000123")))
+
     async def restart() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await adapter.sync()  # the 2102 left `sent` is reversed here, before anything else
             assert [c["infcode"] for c in bench.sim.calls("2601")] == [0]
             assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
 
-    run(first_run)
-    assert _calls(bench, record.record_id) == [("1101", "ok"), ("2102", "sent")]
+    _crashed_run(bench, "2102")
+    assert bench.call_states(record.record_id) == [("1101", "ok"), ("2102", "sent")]
     assert len(bench.sim.standing_settlements()) == 1  # it did settle: the answer was lost
     age_calls(bench.spool, 2.0)  # the restart comes after the mock profile's reversal_delay_s (1 s)
     run(restart)
     assert bench.record(record).status == "settled"
-    assert _calls(bench, record.record_id) == [("1101", "ok"), ("2102", "reversed"), ("2601", "ok"),
-                                               ("1101", "ok"), ("2102", "ok")]
+    assert bench.call_states(record.record_id) == [("1101", "ok"), ("2102", "reversed"), ("2601", "ok"),
+                                                   ("1101", "ok"), ("2102", "ok")]
     bench.check_money()
 
 
@@ -71,27 +69,18 @@ def test_a_restart_within_the_reversal_delay_does_not_send_the_2601_early(bench:
     zhang, zhao = bench.sim.person("A10000123"), bench.sim.person("D40000321")
     record = sale(bench.spool, card_of(zhang))
 
-    async def first_run() -> None:
-        adapter = bench.adapter(_crash_after("2102"))
-        with pytest.raises(Crash):
-            await adapter.upload()
-        await adapter.aclose()
-
     async def restart() -> None:
         import time
 
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             started = time.monotonic()
             await adapter.sync()
             assert bench.sim.calls("2601") == []  # not yet: the 2102 left sent is too young
             # Zhao's sale goes on meanwhile; zhang's round waits for the delay, then reverses.
             assert await drain(adapter) == 2
             assert time.monotonic() - started >= 0.5
-        finally:
-            await adapter.aclose()
 
-    run(first_run)
+    _crashed_run(bench, "2102")
     with CallLog(bench.spool, fixmedins_code=CODE) as log:
         [open_call] = log.unfinished({"2102"})
     other = sale(bench.spool, card_of(zhao))  # taken after the restart
@@ -111,18 +100,11 @@ def test_a_row_written_but_never_sent_is_reversed_as_nothing(bench: Bench) -> No
     with CallLog(bench.spool, fixmedins_code=CODE) as log:
         log.begin("2102", record_id=record.record_id, psn_no=zhang.psn_no, insuplc_admdvs=zhang.insuplc_admdvs)
 
-    async def restart() -> None:
-        adapter = bench.adapter()
-        try:
-            # No sync: the record's own open call is found before any money call for it.
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(restart)
+    # The restart. No sync: the record's own open call is found before any money call for it.
+    assert bench.drain() == 1
     [reversal] = bench.sim.calls("2601")
     assert reversal["infcode"] == -1 and "无需冲正" in reversal["err_msg"]
-    assert [s for _, s in _calls(bench, record.record_id)] == ["reversed", "failed", "ok", "ok"]
+    assert [s for _, s in bench.call_states(record.record_id)] == ["reversed", "failed", "ok", "ok"]
     bench.check_money()
 
 
@@ -137,8 +119,7 @@ def test_an_ok_answer_not_yet_applied_is_applied_from_the_call_log(bench: Bench,
         raise Crash
 
     async def first_run() -> Any:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             if kind == "revoke":
                 await drain(adapter)
                 target = revoke(bench.spool, bench.record(original))
@@ -148,8 +129,6 @@ def test_an_ok_answer_not_yet_applied_is_applied_from_the_call_log(bench: Bench,
             with pytest.raises(Crash):
                 await adapter.upload()
             return target
-        finally:
-            await adapter.aclose()
 
     async def restart() -> None:
         adapter = bench.adapter()
@@ -161,7 +140,7 @@ def test_an_ok_answer_not_yet_applied_is_applied_from_the_call_log(bench: Bench,
             bench.sim.control(down=False)
 
     target = run(first_run)
-    assert bench.record(target).status == "pending" and _calls(bench, target.record_id)[-1] == (money, "ok")
+    assert bench.record(target).status == "pending" and bench.call_states(target.record_id)[-1] == (money, "ok")
     run(restart)
     done = bench.record(target)
     assert done.status == "settled"
@@ -178,26 +157,15 @@ def test_a_2103_left_sent_is_reversed_and_the_revoke_stands_once(bench: Bench) -
     original = sale(bench.spool, card_of(bench.sim.person("A10000123")))
 
     async def first_run() -> Any:
-        adapter = bench.adapter(_crash_after("2103"))
-        try:
+        async with bench.opened(_crash_after("2103")) as adapter:
             await drain(adapter)
             later = revoke(bench.spool, bench.record(original))
             with pytest.raises(Crash):
                 await adapter.upload()
             return later
-        finally:
-            await adapter.aclose()
-
-    async def restart() -> None:
-        adapter = bench.adapter()
-        try:
-            await adapter.sync()
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
 
     later = run(first_run)
-    run(restart)
+    assert bench.drain(sync=True) == 1  # the restart
     assert bench.record(later).status == "settled"
     assert len(bench.sim.calls("2103")) == 2 and len(bench.sim.standing_revokes()) == 1
     bench.check_money()

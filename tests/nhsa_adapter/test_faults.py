@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 
 from terminald.upload.errors import Transient, Unreachable
-from terminald.upstream.nhsa.calllog import CallLog
-from tests.nhsa_adapter.helpers import CODE, Bench, card_of, drain, run, sale
-
-
-def _states(bench: Bench, record_id: str) -> list[tuple[str, str]]:
-    with CallLog(bench.spool, fixmedins_code=CODE) as log:
-        return [(c.infno, c.state) for c in log.for_record(record_id)]
+from tests.nhsa_adapter.helpers import Bench, card_of, drain, run, sale
 
 
 @pytest.mark.parametrize(("fault", "committed"), [
@@ -26,15 +20,7 @@ def test_an_unknown_2102_is_reversed_then_sent_again_with_a_new_msgid(bench: Ben
     record = sale(bench.spool, card_of(bench.sim.person("A10000123")))
     bench.sim.control(fault_infnos=["2102"], next={fault: 1})
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            await adapter.sync()
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(sync=True) == 1
     assert bench.record(record).status == "settled"
     first, second = bench.sim.calls("2102")
     assert first["fault"] == [fault] and first["msgid"] != second["msgid"]
@@ -44,8 +30,8 @@ def test_an_unknown_2102_is_reversed_then_sent_again_with_a_new_msgid(bench: Ben
     answered = "ok" if committed else "failed"
     # The gateway may have been at work on it still: the 2601 waited for reversal_delay_s, and
     # the record then started over (1101 again).
-    assert _states(bench, record.record_id) == [("1101", "ok"), ("2102", "reversed"), ("2601", answered),
-                                                ("1101", "ok"), ("2102", "ok")]
+    assert bench.call_states(record.record_id) == [("1101", "ok"), ("2102", "reversed"), ("2601", answered),
+                                                   ("1101", "ok"), ("2102", "ok")]
     [held] = bench.sim.standing_settlements()
     assert held["msgid"] == second["msgid"]
     bench.check_money()
@@ -56,14 +42,11 @@ def test_a_busy_platform_backs_off_and_the_sale_settles_later(bench: Bench) -> N
     bench.sim.control(fault_infnos=["2102"], next={"busy": 1})
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             with pytest.raises(Transient):
                 await adapter.upload()
             assert bench.record(record).status == "pending"
             assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert bench.record(record).status == "settled"
@@ -75,15 +58,12 @@ def test_an_expired_sign_in_signs_in_again_and_calls_again(bench: Bench) -> None
     first = sale(bench.spool, card_of(bench.sim.person("A10000123")))
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await adapter.sync()
             assert await drain(adapter) == 1
             bench.sim.control(sign_in_expiry=True)
             sale(bench.spool, card_of(bench.sim.person("D40000321")))
             assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert bench.record(first).status == "settled"
@@ -97,8 +77,7 @@ def test_an_unreachable_platform_is_transient_and_nothing_is_decided(bench: Benc
     bench.sim.control(down=True)
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             with pytest.raises(Unreachable):
                 await adapter.probe()
             with pytest.raises(Transient):
@@ -107,8 +86,6 @@ def test_an_unreachable_platform_is_transient_and_nothing_is_decided(bench: Benc
             await adapter.probe()
             await adapter.sync()
             assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert bench.record(record).status == "settled"
@@ -121,15 +98,12 @@ def test_a_dropped_2103_is_reversed_and_revoked_once(bench: Bench) -> None:
     original = sale(bench.spool, card_of(bench.sim.person("A10000123")))
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await drain(adapter)
             later = revoke(bench.spool, bench.record(original))
             bench.sim.control(fault_infnos=["2103"], next={"drop_after_commit": 1})
             assert await drain(adapter) == 1
             assert bench.record(later).status == "settled"
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert len(bench.sim.calls("2103")) == 2 and len(bench.sim.standing_revokes()) == 1
@@ -153,14 +127,7 @@ def test_a_split_that_does_not_add_up_is_not_trusted(bench: Bench) -> None:
         tampered.append(envelope["msgid"])
         return json.dumps(answer).encode()
 
-    async def go() -> None:
-        adapter = bench.adapter(Tap(on_answer))
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(Tap(on_answer)) == 1
     assert bench.record(record).status == "settled"
     [reversal] = bench.sim.calls("2601")
     assert reversal["request"]["input"]["data"]["omsgid"] == tampered[0] and reversal["infcode"] == 0
@@ -180,16 +147,9 @@ def test_a_client_timeout_after_the_platform_settled_is_reversed(bench: Bench) -
             timed_out.append(envelope["msgid"])
             raise httpx.ReadTimeout("no answer within the client's timeout")
 
-    async def go() -> None:
-        adapter = bench.adapter(Tap(after=after))
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(Tap(after=after)) == 1
     assert bench.record(record).status == "settled"
     [reversal] = bench.sim.calls("2601")
     assert reversal["request"]["input"]["data"]["omsgid"] == timed_out[0] and reversal["infcode"] == 0
-    assert _states(bench, record.record_id)[1] == ("2102", "reversed")
+    assert bench.call_states(record.record_id)[1] == ("2102", "reversed")
     bench.check_money()

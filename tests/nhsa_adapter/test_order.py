@@ -64,15 +64,8 @@ def test_persons_settle_concurrently_each_in_seq_order(tmp_path: Path, many: Nhs
                                 items=[("XA01", "阿莫西林胶囊", round_ + 1, 1000 + index)]))
     gauge = Gauge(4)
 
-    async def go() -> None:
-        adapter = bench.adapter(Tap(before=gauge.before, after=gauge.after))
-        try:
-            assert await drain(adapter) == PERSONS * SALES_EACH
-        finally:
-            await adapter.aclose()
-
-    try:
-        run(go)
+    with bench:
+        assert bench.drain(Tap(before=gauge.before, after=gauge.after)) == PERSONS * SALES_EACH
         assert gauge.most == 4
         seq_of = {sale_id(r): r.seq for r in records}
         by_person: dict[str, list[int]] = defaultdict(list)
@@ -82,8 +75,6 @@ def test_persons_settle_concurrently_each_in_seq_order(tmp_path: Path, many: Nhs
         assert all(seqs == sorted(seqs) and len(seqs) == SALES_EACH for seqs in by_person.values())
         assert all(bench.record(r).status == "settled" for r in records)
         bench.check_money()
-    finally:
-        bench.close()
 
 
 def test_a_transient_stops_new_records_but_lets_the_running_ones_finish(tmp_path: Path, many: NhsaSim) -> None:
@@ -107,22 +98,17 @@ def test_a_transient_stops_new_records_but_lets_the_running_ones_finish(tmp_path
     many.control(refuse={"infno": ["2102"], "persons": [first.card_number], "message": "系统繁忙，请稍后再试"})
 
     async def go() -> None:
-        adapter = bench.adapter(Tap(before=before, after=after))
-        try:
+        async with bench.opened(Tap(before=before, after=after)) as adapter:
             with pytest.raises(Transient):
                 await adapter.upload()
             # b1 was under way: it finished; nobody started a second record.
             assert [bench.record(r).status for r in (a1, b1, a2, b2)] == ["pending", "settled", "pending", "pending"]
             many.control(refuse={})
             assert await drain(adapter) == 3
-        finally:
-            await adapter.aclose()
 
-    try:
+    with bench:
         run(go)
         bench.check_money()
-    finally:
-        bench.close()
 
 
 def test_records_of_a_person_wait_behind_one_that_waits_for_its_patient(bench: Bench) -> None:
@@ -134,14 +120,11 @@ def test_records_of_a_person_wait_behind_one_that_waits_for_its_patient(bench: B
     bench.host.waiting = {away.record_id}
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             assert await adapter.upload() == 2  # zhao's sale and its revoke; zhang's wait
             assert bench.record(later).status == "pending"
             bench.host.waiting = set()
             assert await drain(adapter) == 2
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert bench.record(cancel).status == "settled"

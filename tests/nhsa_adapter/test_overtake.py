@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from tests.nhsa_adapter.helpers import Bench, card_of, drain, run, sale
+from tests.nhsa_adapter.helpers import Bench, card_of, sale
 
 LATE_S = 0.3  # the gateway commits this long after our client gave up (below mock's 1 s delay)
 
@@ -55,15 +55,7 @@ def test_a_2601_waits_for_a_slow_2102_and_the_sale_stands_once(bench: Bench) -> 
     record = sale(bench.spool, card_of(bench.sim.person("A10000123")))
     gateway = SlowGateway()
 
-    async def go() -> None:
-        adapter = bench.adapter(gateway)
-        try:
-            await adapter.sync()
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(gateway, sync=True) == 1
     assert bench.record(record).status == "settled"
     assert gateway.reversal_at - gateway.gave_up_at >= 1.0  # the mock profile's reversal_delay_s
     [reversal] = bench.sim.calls("2601")

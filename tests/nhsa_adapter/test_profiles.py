@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.nhsa_adapter.helpers import Bench, card_of, drain, run, sale
+from tests.nhsa_adapter.helpers import card_of, region_bench, sale
 
 REGION = """
 base = "mock"
@@ -17,23 +17,14 @@ reversible_infnos = ["2101", "2102", "2103"]
 
 
 def test_presettle_first_with_the_account_inside_the_fund(tmp_path: Path, nhsa_sim: Any) -> None:
-    profile = tmp_path / "region.toml"
-    profile.write_text(REGION, encoding="utf-8")
     nhsa_sim.control(fund_includes_acct=True, amounts_as="string",
                      reversible_infnos=["2101", "2102", "2103"])
-    bench = Bench(tmp_path, nhsa_sim, profile=str(profile))
+    bench = region_bench(tmp_path, nhsa_sim, REGION)
     record = sale(bench.spool, card_of(nhsa_sim.person("A10000123")))
     nhsa_sim.control(fault_infnos=["2101"], next={"drop_after_commit": 1})
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    try:
-        run(go)
+    with bench:
+        assert bench.drain() == 1
         # The 2601 waits for reversal_delay_s (the gateway may still be at work); then from 1101 again.
         assert [c["infno"] for c in nhsa_sim.calls()] == ["9001", "1101", "2101", "2601", "1101", "2101", "2102"]
         data = nhsa_sim.calls("2102")[0]["request"]["input"]["data"]
@@ -41,5 +32,3 @@ def test_presettle_first_with_the_account_inside_the_fund(tmp_path: Path, nhsa_s
         outcome = bench.record(record).outcome or {}
         assert (outcome["fund_paid_fen"], outcome["account_paid_fen"], outcome["cash_paid_fen"]) == (4083, 1167, 583)
         bench.check_money()
-    finally:
-        bench.close()

@@ -30,8 +30,7 @@ def test_a_refused_reversal_raises_an_alarm_and_holds_that_person_only(tmp_path:
     nhsa_sim.control(fault_infnos=["2102"], next={"drop_after_commit": 1}, refuse={"infno": ["2601"], "persons": []})
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await adapter.sync()
             with pytest.raises(Transient):  # zhang's 2102 without an answer: the link's news
                 await adapter.upload()
@@ -48,8 +47,6 @@ def test_a_refused_reversal_raises_an_alarm_and_holds_that_person_only(tmp_path:
             assert REVERSAL_REFUSED not in bench.host.alarms
             assert await drain(adapter) == 2
             assert adapter.resume() == []  # nothing held any more
-        finally:
-            await adapter.aclose()
 
     try:
         run(go)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from terminald.sim.nhsa.settings import MSG_FROZEN, MSG_NOT_INSURED, MSG_REFUSED
-from terminald.upstream.nhsa.calllog import CallLog
-from tests.nhsa_adapter.helpers import CODE, Bench, card_of, drain, revoke, run, sale, sale_id
+from tests.nhsa_adapter.helpers import Bench, card_of, drain, revoke, run, sale, sale_id
 
 
 def test_a_sale_settles_with_the_platforms_split_at_its_business_time(bench: Bench) -> None:
@@ -14,15 +13,7 @@ def test_a_sale_settles_with_the_platforms_split_at_its_business_time(bench: Ben
     # Spooled in UTC: the platform gets the terminal's local time of the sale.
     record = sale(bench.spool, card_of(zhang), when="2026-11-23T02:15:00+00:00")
 
-    async def go() -> int:
-        adapter = bench.adapter()
-        try:
-            await adapter.sync()
-            return await drain(adapter)
-        finally:
-            await adapter.aclose()
-
-    assert run(go) == 1
+    assert bench.drain(sync=True) == 1
     done = bench.record(record)
     assert done.status == "settled"
     # 2 × 12.50 + 33.33 = 58.33 -> fund 40.83, account 11.67, cash 5.83 (docs/nhsa-simulator.md)
@@ -48,14 +39,7 @@ def test_a_card_with_its_identifier_is_named_by_card(bench: Bench) -> None:
     liu = bench.sim.person("G70000135")
     record = sale(bench.spool, card_of(liu, with_sn=True))
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            await drain(adapter)
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    bench.drain()
     assert bench.record(record).status == "settled"
     [person_call] = bench.sim.calls("1101")
     data = person_call["request"]["input"]["data"]
@@ -67,14 +51,7 @@ def test_the_first_call_signs_in_and_a_resident_has_no_account(bench: Bench) -> 
     wang = bench.sim.person("B20000456")
     record = sale(bench.spool, card_of(wang))
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            await drain(adapter)  # no sync first: the first call signs in by itself
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    bench.drain()  # no sync first: the first call signs in by itself
     outcome = bench.record(record).outcome or {}
     assert outcome["account_paid_fen"] == 0 and outcome["nhsa"]["insutype"] == "390"
     assert outcome["fund_paid_fen"] + outcome["cash_paid_fen"] == record.total_fen
@@ -87,14 +64,11 @@ def test_revoke_uses_the_originals_ids_and_negates_its_parts(bench: Bench) -> No
     original = sale(bench.spool, card_of(zhang))
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await drain(adapter)
             later = revoke(bench.spool, bench.record(original))
             assert await drain(adapter) == 1
             assert bench.record(later).status == "settled"
-        finally:
-            await adapter.aclose()
 
     run(go)
     settled = bench.record(original).outcome or {}
@@ -120,14 +94,11 @@ def test_a_revoke_waits_for_its_original_and_one_of_a_rejected_original_is_rejec
     bench.host.waiting = {good.record_id}  # its patient is not back yet
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             assert await adapter.upload() == 2  # chen's sale (rejected), then its revoke
             assert bench.record(good_revoke).status == "pending" and bench.sim.calls("2103") == []
             bench.host.waiting = set()
             assert await drain(adapter) == 2
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert bench.record(doomed).status == "rejected"
@@ -145,18 +116,10 @@ def test_a_revoke_waits_for_its_original_and_one_of_a_rejected_original_is_rejec
 def test_a_refused_sale_is_rejected_with_the_platforms_reason(bench: Bench, who: str, message: str) -> None:
     record = sale(bench.spool, card_of(bench.sim.person(who)))
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain() == 1
     done = bench.record(record)
     assert done.status == "rejected" and done.outcome == {"code": "nhsa_refused", "message": message}
-    with CallLog(bench.spool, fixmedins_code=CODE) as log:
-        assert [c.state for c in log.for_record(record.record_id)] == ["ok", "failed"]
+    assert [state for _, state in bench.call_states(record.record_id)] == ["ok", "failed"]
     bench.check_money()
 
 
@@ -167,14 +130,7 @@ def test_a_1101_refusal_or_an_unknown_person_rejects_and_masks(bench: Bench) -> 
     stranger = {"card_number": "", "ssn": "110101199901011235", "name": "无名氏", "issuer_code": "110000"}
     unknown = sale(bench.spool, stranger)
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            assert await drain(adapter) == 2
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain() == 2
     assert bench.record(refused).outcome == {"code": "nhsa_refused", "message": MSG_REFUSED}
     gone = bench.record(unknown)
     assert gone.status == "rejected" and (gone.outcome or {})["code"] == "nhsa_refused"
@@ -186,14 +142,7 @@ def test_a_record_the_platform_cannot_take_is_rejected_without_a_call(bench: Ben
     nobody = {"card_number": "", "ssn": "", "name": "", "issuer_code": ""}
     record = sale(bench.spool, nobody)
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain() == 1
     assert (bench.record(record).outcome or {})["code"] == "nhsa_record_invalid"
     assert [c["infno"] for c in bench.sim.calls()] == []
 
@@ -203,12 +152,9 @@ def test_reconcile_sends_3201_for_the_day(bench: Bench) -> None:
     sale(bench.spool, card_of(bench.sim.person("B20000456")), when="2026-11-23T11:00:00+08:00")
 
     async def go() -> dict:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await drain(adapter)
             return await adapter.reconcile("2026-11-23", {"by_status": {"accepted": 2}})
-        finally:
-            await adapter.aclose()
 
     report = run(go)
     assert report["matches"] is True and report["local"]["count"] == 2
@@ -229,13 +175,6 @@ def test_1101_without_any_insurance_rejects(bench: Bench) -> None:
         answer["output"]["insuinfo"] = []
         return json.dumps(answer).encode()
 
-    async def go() -> None:
-        adapter = bench.adapter(Tap(on_answer))
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(Tap(on_answer)) == 1
     assert (bench.record(record).outcome or {})["code"] == "nhsa_not_insured"
     assert bench.sim.calls("2102") == []

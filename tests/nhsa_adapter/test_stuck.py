@@ -15,7 +15,7 @@ from terminald.sim.nhsa import NhsaSim
 from terminald.upstream.nhsa.adapter import RECORD_STUCK
 from terminald.upstream.nhsa.calllog import CallLog
 from terminald.upstream.nhsa.settle import INVALID, MONEY_ATTEMPTS
-from tests.nhsa_adapter.helpers import CODE, Bench, Tap, age_calls, card_of, drain, run, sale
+from tests.nhsa_adapter.helpers import CODE, Bench, Tap, age_calls, card_of, drain, region_bench, run, sale
 
 
 def _untrusted_for(psn_no: str) -> Tap:
@@ -40,16 +40,13 @@ def test_a_split_that_never_adds_up_parks_its_person_and_the_others_go_on(tmp_pa
     others = [sale(bench.spool, card_of(zhao)), sale(bench.spool, card_of(qian)), sale(bench.spool, card_of(zhao))]
 
     async def go() -> None:
-        adapter = bench.adapter(_untrusted_for(zhang.psn_no))
-        try:
+        async with bench.opened(_untrusted_for(zhang.psn_no)) as adapter:
             await adapter.sync()
             # No Transient: the link does not move for zhang's answer.
             assert await drain(adapter, transient_ok=False) == 3
             assert await adapter.upload() == 0  # still parked
-        finally:
-            await adapter.aclose()
 
-    try:
+    with bench:
         run(go)
         assert [bench.record(r).status for r in others] == ["settled"] * 3
         assert [bench.record(r).status for r in (bad, behind)] == ["pending", "pending"]
@@ -62,8 +59,18 @@ def test_a_split_that_never_adds_up_parks_its_person_and_the_others_go_on(tmp_pa
             assert log.unfinished({"2102"}) == []
         assert not [s for s in nhsa_sim.standing_settlements() if s["psn_no"] == zhang.psn_no]
         bench.check_money()
-    finally:
-        bench.close()
+
+
+def _psn_no_for(certno: str, psn_no: str) -> Tap:
+    """1101 answers of one person (by ID number) that give `psn_no` as the person's number."""
+
+    def on_answer(envelope: dict[str, Any], body: bytes) -> bytes:
+        answer = json.loads(body)
+        if envelope["infno"] == "1101" and answer["output"]["baseinfo"]["certno"] == certno:
+            answer["output"]["baseinfo"]["psn_no"] = psn_no
+        return json.dumps(answer).encode()
+
+    return Tap(on_answer)
 
 
 def test_an_unusable_1101_answer_parks_the_person_not_the_link(bench: Bench) -> None:
@@ -71,29 +78,14 @@ def test_an_unusable_1101_answer_parks_the_person_not_the_link(bench: Bench) -> 
     stuck = sale(bench.spool, card_of(zhang))
     fine = sale(bench.spool, card_of(zhao))
 
-    def on_answer(envelope: dict[str, Any], body: bytes) -> bytes:
-        answer = json.loads(body)
-        if envelope["infno"] == "1101" and answer["output"]["baseinfo"]["certno"] == zhang.certno:
-            answer["output"]["baseinfo"]["psn_no"] = ""
-        return json.dumps(answer).encode()
-
-    async def go() -> None:
-        adapter = bench.adapter(Tap(on_answer))
-        try:
-            assert await drain(adapter, transient_ok=False) == 1
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(_psn_no_for(zhang.certno, ""), transient_ok=False) == 1
     assert (bench.record(stuck).status, bench.record(fine).status) == ("pending", "settled")
     assert "1101" in bench.host.alarms[RECORD_STUCK]
 
 
 def test_the_account_part_is_the_profiles_fields(tmp_path: Path, nhsa_sim: NhsaSim) -> None:
     """A region whose split has 个人账户共济 (acct_mulaid_pay) in the account part."""
-    region = tmp_path / "region.toml"
-    region.write_text('base = "mock"\naccount_fields = ["acct_pay", "acct_mulaid_pay"]\n', encoding="utf-8")
-    bench = Bench(tmp_path, nhsa_sim, profile=str(region))
+    bench = region_bench(tmp_path, nhsa_sim, 'base = "mock"\naccount_fields = ["acct_pay", "acct_mulaid_pay"]\n')
     record = sale(bench.spool, card_of(nhsa_sim.person("A10000123")))
     moved: list[int] = []
 
@@ -107,23 +99,14 @@ def test_the_account_part_is_the_profiles_fields(tmp_path: Path, nhsa_sim: NhsaS
             info["acct_mulaid_pay"] = f"{moved[0] / 100:.2f}"
         return json.dumps(answer).encode()
 
-    async def go() -> None:
-        adapter = bench.adapter(Tap(on_answer))
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    try:
-        run(go)
+    with bench:
+        assert bench.drain(Tap(on_answer)) == 1
         done = bench.record(record)
         assert done.status == "settled" and moved and moved[0] > 0
         [held] = nhsa_sim.standing_settlements()
         outcome = done.outcome or {}
         assert outcome["account_paid_fen"] == held["acct_fen"] + moved[0]
         assert outcome["fund_paid_fen"] + outcome["account_paid_fen"] + outcome["cash_paid_fen"] == record.total_fen
-    finally:
-        bench.close()
 
 
 def test_a_sale_too_big_for_the_platform_is_rejected_locally(bench: Bench) -> None:
@@ -133,14 +116,7 @@ def test_a_sale_too_big_for_the_platform_is_rejected_locally(bench: Bench) -> No
     after = sale(bench.spool, card_of(zhang))
     other = sale(bench.spool, card_of(zhao))
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            assert await drain(adapter, transient_ok=False) == 3
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(transient_ok=False) == 3
     done = bench.record(big)
     assert done.status == "rejected" and (done.resolution or done.outcome or {}).get("code") == INVALID
     assert "150 lines" in json.dumps(done.outcome or {}, ensure_ascii=False)
@@ -154,20 +130,7 @@ def test_a_request_the_call_log_refuses_rejects_its_record_only(bench: Bench) ->
     odd = sale(bench.spool, card_of(zhang))
     fine = sale(bench.spool, card_of(zhao))
 
-    def on_answer(envelope: dict[str, Any], body: bytes) -> bytes:
-        answer = json.loads(body)
-        if envelope["infno"] == "1101" and answer["output"]["baseinfo"]["certno"] == zhang.certno:
-            answer["output"]["baseinfo"]["psn_no"] = "P" * 80
-        return json.dumps(answer).encode()
-
-    async def go() -> None:
-        adapter = bench.adapter(Tap(on_answer))
-        try:
-            assert await drain(adapter, transient_ok=False) == 2
-        finally:
-            await adapter.aclose()
-
-    run(go)
+    assert bench.drain(_psn_no_for(zhang.certno, "P" * 80), transient_ok=False) == 2
     assert bench.record(fine).status == "settled"
     rejected = bench.record(odd)
     assert rejected.status == "rejected" and (rejected.outcome or {})["code"] == INVALID
@@ -175,25 +138,14 @@ def test_a_request_the_call_log_refuses_rejects_its_record_only(bench: Bench) ->
 
 
 def test_an_operator_name_over_a_gbk_limit_is_cut_not_refused(tmp_path: Path, nhsa_sim: NhsaSim) -> None:
-    region = tmp_path / "region.toml"
-    region.write_text('base = "mock"\nlength_unit = "gbk"\n[limits]\nopter_name = 20\n', encoding="utf-8")
-    bench = Bench(tmp_path, nhsa_sim, profile=str(region))
+    bench = region_bench(tmp_path, nhsa_sim, 'base = "mock"\nlength_unit = "gbk"\n[limits]\nopter_name = 20\n')
     name = "欧阳药师长名字测试员工"  # 11 characters, 22 GBK bytes
     record = sale(bench.spool, card_of(nhsa_sim.person("A10000123")), operator={"id": "0007", "name": name})
 
-    async def go() -> None:
-        adapter = bench.adapter()
-        try:
-            assert await drain(adapter) == 1
-        finally:
-            await adapter.aclose()
-
-    try:
-        run(go)
+    with bench:
+        assert bench.drain() == 1
         assert bench.record(record).status == "settled"
         assert nhsa_sim.calls("2102")[0]["request"]["opter_name"] == name[:10]
-    finally:
-        bench.close()
 
 
 def test_the_open_call_of_a_record_waiting_for_its_patient_is_reversed(bench: Bench) -> None:
@@ -207,12 +159,9 @@ def test_the_open_call_of_a_record_waiting_for_its_patient_is_reversed(bench: Be
     bench.host.waiting = {away.record_id}
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             # No sync (a restart's): the call was left open during the run, then the record held back.
             assert await adapter.upload() == 0
-        finally:
-            await adapter.aclose()
 
     run(go)
     [reversal] = bench.sim.calls("2601")

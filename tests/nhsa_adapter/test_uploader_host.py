@@ -69,14 +69,11 @@ def test_the_idle_probe_makes_no_call_while_the_gateway_answered_lately(bench: B
     assert len(bench.sim.calls("9001")) == 1  # the start's sign-in only
 
     async def quiet_too_long() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await adapter.probe()  # never signed in: a sign-in
             await adapter.probe()  # answered just now: nothing
             adapter.client.last_definite = time.monotonic() - PROBE_QUIET_S - 1
             await adapter.probe()  # nothing for too long: a sign-in proves the gateway
-        finally:
-            await adapter.aclose()
 
     run(quiet_too_long)
     assert len(bench.sim.calls("9001")) == 3
@@ -87,16 +84,13 @@ def test_the_idle_probe_sees_the_gateway_go_away_while_signed_in(bench: Bench) -
     away is noticed (the link goes offline while the counter is idle), and one that is back too."""
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             await adapter.probe()  # the sign-in
             bench.sim.control(down=True)
             with pytest.raises(Unreachable):
                 await adapter.probe()
             bench.sim.control(down=False)
             await adapter.probe()
-        finally:
-            await adapter.aclose()
 
     run(go)
     assert len(bench.sim.calls("9001")) == 1
@@ -113,11 +107,8 @@ def test_no_call_is_started_once_the_daemon_stops(tmp_path: Any, nhsa_sim: Any) 
     bench.host.fail_apply = stop_now
 
     async def go() -> None:
-        adapter = bench.adapter()
-        try:
+        async with bench.opened() as adapter:
             assert await adapter.upload() == 1
-        finally:
-            await adapter.aclose()
 
     try:
         run(go)

@@ -5,15 +5,7 @@ import pytest
 from terminald.config import load_config
 from terminald.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for var in list(os.environ):
-        if var.startswith("TERMINALD_"):
-            monkeypatch.delenv(var)
-    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+pytestmark = pytest.mark.usefixtures("config_env")  # tests/fixtures/config.py
 
 
 def test_defaults_need_no_file(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import httpx
 
@@ -55,6 +55,9 @@ from terminald.upstream.nhsa.errors import EnvelopeError, MsgidExhausted, Unknow
 from terminald.upstream.nhsa.msgid import format_msgid, inf_time, msgid_prefix, parse_msgid
 from terminald.upstream.nhsa.profiles import Profile
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["NhsaClient", "Person"]
 
 REVERSAL = "2601"
@@ -72,6 +75,17 @@ class Person:
     psn_no: str = ""
     insuplc_admdvs: str = ""
     redact: tuple[str, ...] = ()
+
+
+class CallOptions(TypedDict, total=False):
+    """The keywords of one call (`NhsaClient.call`, `NhsaSession.ask` and their `_logged` forms):
+    the person it is about (none: `Person()`), the record it is for, who operates it (none: the
+    client's operator), and `accept`, a check of a success before it is logged."""
+
+    psn: Person | None
+    record_id: str | None
+    operator: Operator | None
+    accept: Accept | None
 
 
 class NhsaClient:
@@ -119,38 +133,24 @@ class NhsaClient:
             msgid=msgid, input=input, insuplc_admdvs=psn.insuplc_admdvs, sign_no=sign_no,
         )
 
-    async def call(
-        self,
-        infno: str,
-        input: Mapping[str, Any],
-        *,
-        psn: Person | None = None,
-        record_id: str | None = None,
-        operator: Operator | None = None,
-        accept: Accept | None = None,
-    ) -> Answer:
+    async def call(self, infno: str, input: Mapping[str, Any], **options: Unpack[CallOptions]) -> Answer:
         """Send one call, logged; Ok or Refused, or raise UnknownOutcome (EnvelopeError: not sent).
 
         `accept(output)`, when given, checks a success before it is logged: UnknownOutcome from
         it logs the call `unknown` and is raised."""
-        _, result = await self.call_logged(infno, input, psn=psn, record_id=record_id, operator=operator,
-                                           accept=accept)
+        _, result = await self.call_logged(infno, input, **options)
         return result
 
-    async def call_logged(
-        self,
-        infno: str,
-        input: Mapping[str, Any],
-        *,
-        psn: Person | None = None,
-        record_id: str | None = None,
-        operator: Operator | None = None,
-        accept: Accept | None = None,
-    ) -> tuple[str, Answer]:
+    async def call_logged(self, infno: str, input: Mapping[str, Any],
+                          **options: Unpack[CallOptions]) -> tuple[str, Answer]:
         """`call`, with the msgid the call was logged under (a settlement names its call by it)."""
         if infno == REVERSAL:
             raise EnvelopeError("a 2601 is sent with reverse(call), which logs what it reverses")
-        return await self._call(infno, input, psn or Person(), record_id, operator or self.operator, None, accept)
+        unknown = set(options) - set(CallOptions.__annotations__)
+        if unknown:  # a misspelt keyword must not silently drop the record id or the check
+            raise TypeError(f"unknown call option(s): {', '.join(sorted(unknown))}")
+        return await self._call(infno, input, options.get("psn") or Person(), options.get("record_id"),
+                                options.get("operator") or self.operator, None, options.get("accept"))
 
     async def _call(
         self, infno: str, input: Mapping[str, Any], psn: Person, record_id: str | None, operator: Operator,

@@ -59,11 +59,7 @@ NO_DELAY = frozenset({"connect_failed", "untrusted", "log_failed"})
 
 
 class PlatformBusy(Transient):
-    code = "nhsa_busy"
-
-    @property
-    def cause(self) -> str:
-        return "nhsa_busy"
+    code = "nhsa_busy"  # also its cause (UpstreamError.cause)
 
 
 class PlatformUnsure(Transient):
@@ -81,11 +77,7 @@ class PlatformUnsure(Transient):
 
 
 class OutcomeUnsettled(Transient):
-    code = "nhsa_outcome_unknown"
-
-    @property
-    def cause(self) -> str:
-        return "nhsa_outcome_unknown"
+    code = "nhsa_outcome_unknown"  # also its cause (UpstreamError.cause)
 
 
 class SignInRefused(Refused):
@@ -97,7 +89,7 @@ class SignInRefused(Refused):
 
     @property
     def cause(self) -> str:
-        return "nhsa_sign_in_refused"
+        return self.code  # not Refused's refused_http_<status>: the gateway answered 200
 
 
 class RecordStuck(Exception):

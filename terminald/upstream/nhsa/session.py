@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from terminald.upstream.nhsa.calllog import Call
-from terminald.upstream.nhsa.client import Accept, NhsaClient, Person
+from terminald.upstream.nhsa.client import CallOptions, NhsaClient
 from terminald.upstream.nhsa.edge import (
     NO_DELAY,
     PlatformBusy,
@@ -38,11 +38,13 @@ from terminald.upstream.nhsa.edge import (
     SignInRefused,
     transient_of,
 )
-from terminald.upstream.nhsa.envelope import Answer, Ok, Operator, Refused
+from terminald.upstream.nhsa.envelope import Answer, Ok, Refused
 from terminald.upstream.nhsa.errors import CallLogError, EnvelopeError, UnknownOutcome
 from terminald.upstream.nhsa.profiles import Profile
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from terminald.upstream.adapters import UpstreamHost
 
 __all__ = ["SIGN_IN_ATTEMPTS", "Session", "reversal_due"]
@@ -115,38 +117,19 @@ class Session:
             return answer
         raise PlatformBusy(f"{what}: refused for its sign-in {SIGN_IN_ATTEMPTS} times after signing in again")
 
-    async def ask(
-        self,
-        infno: str,
-        input: Mapping[str, Any],
-        *,
-        psn: Person | None = None,
-        record_id: str | None = None,
-        operator: Operator | None = None,
-        accept: Accept | None = None,
-    ) -> Answer:
+    async def ask(self, infno: str, input: Mapping[str, Any], **options: Unpack[CallOptions]) -> Answer:
         """One call (see the module's docstring). Raises UnknownOutcome, PlatformBusy, or the
         sign-in's errors."""
-        answer, _ = await self.ask_logged(infno, input, psn=psn, record_id=record_id, operator=operator,
-                                          accept=accept)
+        answer, _ = await self.ask_logged(infno, input, **options)
         return answer
 
-    async def ask_logged(
-        self,
-        infno: str,
-        input: Mapping[str, Any],
-        *,
-        psn: Person | None = None,
-        record_id: str | None = None,
-        operator: Operator | None = None,
-        accept: Accept | None = None,
-    ) -> tuple[Answer, str]:
+    async def ask_logged(self, infno: str, input: Mapping[str, Any],
+                         **options: Unpack[CallOptions]) -> tuple[Answer, str]:
         """`ask`, with the msgid of the call that gave the answer (the last one sent)."""
         sent: list[str] = []
 
         async def send() -> Answer:
-            msgid, answer = await self.client.call_logged(infno, input, psn=psn, record_id=record_id,
-                                                          operator=operator, accept=accept)
+            msgid, answer = await self.client.call_logged(infno, input, **options)
             sent.append(msgid)
             return answer
 

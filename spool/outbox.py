@@ -163,8 +163,11 @@ class Spool:
         row = conn.execute("SELECT value FROM meta WHERE key = 'terminal_id'").fetchone()
         if row is not None and row[0] != self.terminal_id:
             raise SpoolError(f"{path} holds the spool of terminal {row[0]!r}, not {self.terminal_id!r}")
-        tail_seq, _ = maintenance.verify_tail(conn, path, self.terminal_id)
+        # The witness first: a writer beside us writes it only after its commit, so a tail read
+        # after it is never behind it. Read the other way round, an append landing in between
+        # looks like a truncated file.
         witness = read_witness(path)
+        tail_seq, _ = maintenance.verify_tail(conn, path, self.terminal_id)
         if witness is not None and witness[0] > tail_seq:
             raise SpoolCorrupt(
                 f"{path}: appends up to seq {witness[0]} were acknowledged but the file ends at seq "

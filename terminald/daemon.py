@@ -111,8 +111,8 @@ class Daemon:
                  cfg.spool_path, cfg.upstream.url or "(none)")
 
     def _start_mirror(self) -> None:
-        """The copier to PostgreSQL (docs/mirror.md): observers wake it on each commit and status
-        change; nothing on the sale path waits for it."""
+        """The copier to PostgreSQL (docs/mirror.md), in a process of its own: observers hint it
+        on each commit and status change; nothing on the sale path waits for it."""
         from terminald.mirror.service import MirrorService
 
         assert self.spool is not None
@@ -123,8 +123,9 @@ class Daemon:
         self.mirror.start()
 
     def _heartbeat(self) -> Heartbeat | None:
-        """The fleet row's values (terminald_terminals), on the mirror's worker thread every
-        heartbeat: the link's state and alarms from memory, the backlog from one spool read."""
+        """The fleet row's values (terminald_terminals), on the mirror's watch thread when its
+        process asks (every heartbeat): the link's state and alarms from memory, the backlog from
+        one spool read."""
         from terminald.mirror.heartbeat import Heartbeat
         from terminald.mirror.service import overdue_reentries
         from terminald.upload.calendar import WorkCalendar

@@ -89,7 +89,7 @@ async def status(request: Request) -> dict[str, Any]:
 def mirror_of(d: Daemon) -> dict[str, Any]:
     """The mirror's section: the copier's state from memory (no query, never a wait for PostgreSQL)."""
     if d.mirror is None:  # mirror.dsn empty: the same keys, nothing known (psycopg not even imported)
-        return {"enabled": False, "connected": False, "server": None, "mirrored_seq": None, "spool_seq": None,
-                "unmirrored": None, "lag_s": None, "oldest_unmirrored_at": None, "last_ok_at": None,
+        return {"enabled": False, "pid": None, "connected": False, "server": None, "mirrored_seq": None,
+                "spool_seq": None, "unmirrored": None, "lag_s": None, "oldest_unmirrored_at": None, "last_ok_at": None,
                 "last_error": None, "lag_alarm_s": None, "alarms": []}
     return d.mirror.status_dict()

@@ -11,8 +11,10 @@ Contract: mirror-postgresql.md; for IT: docs/mirror.md.
     connect.py    the DSN's defaults (read-write target, keepalives), connecting
     copier.py     MirrorCopier: the loop, reconnects with backoff, lag and alarms
     restore.py    a spool rebuilt from the mirror
-    service.py    MirrorService: the copier as a part of the daemon (its thread, the lag alarm,
-                  events, /v1/status); terminald/daemon.py builds it when ``mirror.dsn`` is set
+    service.py    MirrorService: the copier as a part of the daemon (its process, hints and
+                  heartbeat values, the lag alarm, events, /v1/status); terminald/daemon.py builds
+                  it when ``mirror.dsn`` is set
+    child.py      the copier's process (``python -m terminald.mirror.child``) and its messages
     errors.py     MirrorError and its tree
 """
 

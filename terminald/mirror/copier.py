@@ -1,7 +1,8 @@
 """``MirrorCopier``: one terminal's spool, copied to the hospital's PostgreSQL as it grows.
 
-One task on an event loop, one async connection (psycopg 3); in the daemon, a loop and thread
-of its own (service.py), so no step of it can hold up the API's loop. Each pass:
+One task on an event loop, one async connection (psycopg 3); in the daemon, a process of its
+own (child.py, started by service.py), so no step of it takes time or the interpreter lock
+from the API. Each pass:
 
 1. reads the terminal's head row and checks it is on this spool's chain (chain.verify_head);
 2. copies the records after it in seq order, ``batch_size`` at a time, one compare-and-set
@@ -106,6 +107,8 @@ class MirrorCopier:
         call_timeout_s: float = 30.0,
         min_gap_s: float = 0.0,
         max_gap_s: float | None = None,
+        on_take: Callable[[], None] | None = None,
+        on_pass: Callable[[], None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -149,6 +152,10 @@ class MirrorCopier:
         self._hinted = False
         self._progress = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # For a copier in a process of its own (child.py): the pass takes the hints given so far
+        # (the parent may send the next one), and a pass ended (its state is worth sending).
+        self._on_take = on_take
+        self._on_pass = on_pass
 
     # -- the loop ----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -159,6 +166,8 @@ class MirrorCopier:
             while True:
                 self._hinted = False
                 self._wake.clear()
+                if self._on_take is not None:
+                    self._on_take()
                 before = self._head
                 try:
                     await self.sync_once()
@@ -175,6 +184,8 @@ class MirrorCopier:
                     failures, delay = 0, self.poll_s
                 with contextlib.suppress(SpoolError):
                     await self._refresh_oldest()
+                if self._on_pass is not None:
+                    self._on_pass()
                 if failures:
                     await asyncio.sleep(delay)  # a wake-up must not shorten a backoff
                 else:
@@ -210,6 +221,11 @@ class MirrorCopier:
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._wake.set)
+
+    def note_tail(self, seq: int) -> None:
+        """The spool's tail as its writer knows it: a read-only spool has no memory of it, and
+        the lag of records no pass has read yet must show all the same."""
+        self._seen_tail = max(self._seen_tail, seq)
 
     def beat_soon(self) -> None:
         """Send the heartbeat at the next pass (the terminal's mode changed), and wake for it;

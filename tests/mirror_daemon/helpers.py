@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import uuid
@@ -18,7 +19,8 @@ from tests.fixtures.postgres import PgPair
 from tests.mirror.helpers import TID, assert_mirror_equals_spool, mirrored_rows
 from tests.waiting import wait_for
 
-__all__ = ["TID", "config", "events_named", "mirror_of", "sell", "spool_of", "wait_caught_up", "wait_equal"]
+__all__ = ["TID", "config", "copier_processes", "events_named", "mirror_of", "pg_connections", "sell", "spool_of",
+           "wait_caught_up", "wait_equal"]
 
 
 def config(dsn: str, *, lag_alarm_s: float = 300, upstream_url: str = "") -> str:
@@ -94,3 +96,39 @@ def events_named(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:
     finally:
         conn.close()
     return [json.loads(row[0]) for row in rows]
+
+
+def copier_processes(daemon_pid: int) -> list[int]:
+    """Live copier processes started by the daemon ``daemon_pid`` (alive or not: a child outliving
+    its daemon keeps ``--parent`` in its command line). A zombie has none and is not counted."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if b"terminald.mirror.child" in argv and b"--parent" in argv and str(daemon_pid).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def pg_connections(pid: int, port: int) -> int:
+    """TCP connections of process ``pid`` to ``port`` on this machine (its fds against /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    count += 1
+    return count

@@ -4,6 +4,8 @@ standby: sales go through the API, the mirror follows, and its outage shows only
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -17,8 +19,10 @@ from tests.mirror.helpers import mirrored_rows, prepare
 from tests.mirror_daemon.helpers import (
     TID,
     config,
+    copier_processes,
     events_named,
     mirror_of,
+    pg_connections,
     sell,
     wait_caught_up,
     wait_equal,
@@ -106,16 +110,68 @@ def test_ten_kill9s_of_terminald_while_mirroring(pg_pair: PgPair, pg_database: s
             seller = threading.Thread(target=_sell_until_killed, args=(api, sold, f"r{round_}"))
             seller.start()
             wait_for(lambda: len(sold) >= 15, 20, "some sales")  # noqa: B023 (this round's list)
+            daemon_pid = d.pid
+            # Killed while mirroring: its process connected and copying this round's sales.
+            copier = wait_for(functools.partial(_copying, api, sold[0]), 20, "the mirror to copy this round's sales")
+            assert copier_processes(daemon_pid) == [copier]
             assert d.kill(signal.SIGKILL) == -signal.SIGKILL
             seller.join(10)
             assert not seller.is_alive()
             answered += sold
+            # The copier dies with its daemon (PR_SET_PDEATHSIG, else EOF on its socket): no orphan
+            # holding a connection and a head row that nobody watches.
+            wait_for(lambda: not copier_processes(daemon_pid), 10, "the copier to end with its daemon")  # noqa: B023
         d.start()
     with d.client() as api:
         tail = api.get("/v1/status").json()["spool"]["last_seq"]
         assert tail >= max(answered) and len(answered) >= 150
         wait_caught_up(api, tail)
     assert wait_equal(pg_pair, pg_database, d) == tail
+
+
+def test_the_copier_runs_in_a_process_of_its_own_and_comes_back_when_killed(
+        pg_pair: PgPair, pg_database: str, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    dsn = prepare(pg_pair, pg_database, TID)[TID]
+    d = daemon_proc(config(dsn))
+    port = pg_pair.primary.port
+    with d.client() as api:
+        sell(api, 20)
+        copier = wait_caught_up(api, 20)["pid"]
+        # Not a thread of the daemon's: another process, started by it, holding the connection.
+        assert copier and copier != d.pid and copier_processes(d.pid) == [copier]
+        assert pg_connections(copier, port) >= 1 and pg_connections(d.pid, port) == 0
+
+        os.kill(copier, signal.SIGKILL)
+        assert sell(api, 30, "copier-down")[-1] == 50  # sales as ever
+
+        def restarted() -> int | None:
+            pid: int | None = mirror_of(api)["pid"]
+            return pid if pid not in (None, copier) else None
+
+        again = wait_for(restarted, 20, "a new copier process")
+        m = wait_caught_up(api, 50)
+        assert m["alarms"] == [] and m["connected"] and m["pid"] == again
+        assert copier_processes(d.pid) == [again] and pg_connections(d.pid, port) == 0
+
+        def child_alarm() -> list[tuple[str, bool]]:
+            return [(e["code"], e["raised"]) for e in events_named(d, "mirror.alarm")]
+
+        # While it was down: the alarm, raised and cleared.
+        wait_for(lambda: child_alarm() == [("mirror_child", True), ("mirror_child", False)], 10,
+                 "the mirror_child alarm to come and go")
+    assert wait_equal(pg_pair, pg_database, d) == 50
+    assert f"copier process started (pid {again})" in d.stderr_text()
+    # A graceful stop asks the copier to stop and waits for it: nothing left, nothing killed.
+    daemon_pid = d.pid
+    assert d.stop() in (0, -signal.SIGTERM)
+    assert not copier_processes(daemon_pid) and "killing it" not in d.stderr_text()
+
+
+def _copying(api: httpx.Client, seq: int) -> int | None:
+    """The copier's pid once it is connected and has copied ``seq``."""
+    m = mirror_of(api)
+    pid: int | None = m["pid"]
+    return pid if m["connected"] and (m["mirrored_seq"] or 0) >= seq else None
 
 
 def _sell_until_killed(api: httpx.Client, sold: list[int], prefix: str) -> None:

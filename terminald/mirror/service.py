@@ -153,6 +153,9 @@ class MirrorService:
             self._hint()
         elif name in _MODE_EVENTS:  # the fleet view shows the new mode now, not at the next heartbeat
             self._send(("beat_soon",))
+        elif name == "spool.backlog" and data.get("pending") == 0:
+            # The backlog just emptied (central took everything): IT's "pending" column says so now.
+            self._send(("beat_soon",))
 
     def _hint(self) -> None:
         # Per commit: when a hint is on its way, only a flag. The pass that takes it may have read

@@ -44,7 +44,7 @@ LAG_ALARM_S = 60
 RETRY_MAX_S = 1  # the primary's return is noticed within about a second
 DOWN_AT_LEAST_S = 3.0  # the primary stays stopped this long at least: the lag visibly grows
 CATCH_UP_S = 30
-FLEET_WAIT_S = 45  # the heartbeat goes every 30 s (and on each change of mode)
+FLEET_WAIT_S = 45  # the heartbeat goes every 30 s, and at once when the mode changes or the backlog empties
 
 
 def start_mirror(work: Path) -> DemoMirror | str:

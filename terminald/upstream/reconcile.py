@@ -22,7 +22,7 @@ from typing import Any
 
 from spool import Totals
 
-__all__ = ["COMPARED", "Explain", "compare", "local_totals"]
+__all__ = ["COMPARED", "WHY", "Explain", "compare", "local_totals"]
 
 # What reconciliation compares: the figures of central's totals, by_status aside.
 COMPARED = ("count", "total_fen", "fund_paid_fen", "account_paid_fen")
@@ -30,12 +30,15 @@ COMPARED = ("count", "total_fen", "fund_paid_fen", "account_paid_fen")
 # (uncertain_count, listed) -> the note under the differences: what the named records are.
 Explain = Callable[[int, int], str]
 
-_WHY = {
+# What a local record named under `differences` may be, for every adapter's report.
+WHY = {
     "pending": "pending here: central may hold it already (its answer was not received); "
     "counted at central if accepted there, not here",
     "outcome_missing": "settled here, but its stored settlement has no integer fund/account figures "
     "(counted here as 0)",
     "unknown_status": "a local status central has no word for",
+    "revoke_pending": "settled here and counted, but a revoke of it is pending: central may have "
+    "revoked it already (its answer was not received)",
 }
 
 
@@ -77,7 +80,7 @@ def compare(
     uncertain: list[dict[str, Any]] = local["uncertain"]
     pending = local["by_status"].get("pending", 0)
     if differences:
-        differences += [{**_named(r), "detail": _WHY.get(r["why"], r["why"])} for r in uncertain]
+        differences += [{**_named(r), "detail": WHY.get(r["why"], r["why"])} for r in uncertain]
         if explain is not None:
             result["note"] = explain(local["uncertain_count"], len(uncertain))
     elif result["matches"] and pending:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -227,20 +227,28 @@ class NhsaClient:
         """A GET of the gateway's URL, with no call in it: whatever the gateway answers (even
         405 or 404), except a 5xx, shows it takes requests. It creates nothing at the platform
         and no call-log row: the idle probe between business calls. UnknownOutcome otherwise."""
-        try:
+        with self._edge():
             async with self._http.stream("GET", self._url) as response:
                 status = response.status_code
+        if status >= 500:
+            raise UnknownOutcome("http_status", f"the gateway answered HTTP {status}")
+
+    @contextlib.contextmanager
+    def _edge(self) -> Iterator[None]:
+        """httpx's errors as UnknownOutcome, here at the edge: no answer, whatever the cause."""
+        try:
+            yield
         except httpx.TimeoutException as exc:
             raise UnknownOutcome("timeout", f"no answer within {self._timeout_s} s") from exc
         except httpx.ConnectError as exc:
             raise UnknownOutcome("connect_failed", f"cannot connect to the gateway: {type(exc).__name__}") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+            raise UnknownOutcome("connection_lost", f"connection lost: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
-            raise UnknownOutcome("connection_lost", f"HTTP error: {type(exc).__name__}") from exc
-        if status >= 500:
-            raise UnknownOutcome("http_status", f"the gateway answered HTTP {status}")
+            raise UnknownOutcome("transport", f"HTTP error: {type(exc).__name__}") from exc
 
     async def _post(self, body: bytes) -> tuple[int, bytes]:
-        try:
+        with self._edge():
             async with self._http.stream(
                 "POST", self._url, content=body, headers={"Content-Type": "application/json;charset=utf-8"}
             ) as response:
@@ -250,14 +258,6 @@ class NhsaClient:
                     if len(data) > MAX_ANSWER_BYTES:
                         raise UnknownOutcome("too_large", f"answer over {MAX_ANSWER_BYTES} bytes")
                 return response.status_code, bytes(data)
-        except httpx.TimeoutException as exc:
-            raise UnknownOutcome("timeout", f"no answer within {self._timeout_s} s") from exc
-        except httpx.ConnectError as exc:
-            raise UnknownOutcome("connect_failed", f"cannot connect to the gateway: {type(exc).__name__}") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
-            raise UnknownOutcome("connection_lost", f"connection lost: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise UnknownOutcome("transport", f"HTTP error: {type(exc).__name__}") from exc
 
     # -- sign-in and reversal ---------------------------------------------------------------------
 

@@ -51,20 +51,11 @@ from terminald.upstream.nhsa.envelope import Ok
 from terminald.upstream.nhsa.errors import NhsaError, UnknownOutcome
 from terminald.upstream.nhsa.profiles import Profile
 from terminald.upstream.nhsa.redact import mask_text
+from terminald.upstream.reconcile import WHY
 
 __all__ = ["RECONCILE", "Group", "local_groups", "reconcile_day"]
 
 RECONCILE = "3201"
-# What a local record named under `differences` may be (beside reports.py's own words).
-_WHY = {
-    "pending": "pending here: central may hold it already (its answer was not received); "
-    "counted at central if accepted there, not here",
-    "outcome_missing": "settled here, but its stored settlement has no integer fund/account figures "
-    "(counted here as 0)",
-    "unknown_status": "a local status central has no word for",
-    "revoke_pending": "settled here and counted, but a revoke of it is pending: central may have "
-    "revoked it already (its answer was not received)",
-}
 _NAMED_MAX = 1000
 
 
@@ -308,7 +299,7 @@ def _named(item: dict[str, Any]) -> dict[str, Any]:
         "record_id": item.get("record_id"), "seq": item.get("seq"), "kind": item.get("kind"),
         "status": item.get("status"), "total_fen": item.get("total_fen"), "why": why,
         "original_id": item.get("original_id"), "revoked_by": item.get("revoked_by"),
-        "detail": item.get("detail") or _WHY.get(why, why),
+        "detail": item.get("detail") or WHY.get(why, why),
     }
 
 

@@ -104,8 +104,10 @@ def run_wrk(url: str, token: str, seconds: int, connections: int, workdir: Path,
     return rate, float(p99.group(1)) * scale
 
 
-def pos_sales(url: str, token: str, sales: int, run_id: str) -> tuple[list[float], dict[int, int]]:
-    """`sales` sales one after the other, sent as docs/api.md's POS client sends them (no `?wait`).
+def pos_sales(url: str, token: str, sales: int, run_id: str,
+              pause_s: float = 0.0) -> tuple[list[float], dict[int, int]]:
+    """`sales` sales one after the other, sent as docs/api.md's POS client sends them (no `?wait`),
+    each ``pause_s`` after the answer to the one before (0: at once).
 
     Returns the latency of each 2xx answer in ms (in order) and the count of each status code.
     """
@@ -114,6 +116,8 @@ def pos_sales(url: str, token: str, sales: int, run_id: str) -> tuple[list[float
     codes: dict[int, int] = {}
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=40) as http:
         for i in range(sales):
+            if pause_s:
+                time.sleep(pause_s)
             start = time.perf_counter()
             r = http.post("/v1/transactions", json=body, headers={"Idempotency-Key": f"pos-{run_id}-{i}"})
             elapsed = (time.perf_counter() - start) * 1000

@@ -19,11 +19,21 @@ everywhere (the copier's batch size, the daemon's settings) except what bench/ap
    each committed: what a naive copier does) and a bare batched INSERT (the same rows, batches
    of the copier's size in one transaction each, no compare-and-set, no spool reads: the floor),
    each on one connection made with the same settings (`conninfo`: same DSN, role, server).
-3. What a POS feels (bench/api.py's second measurement: no `?wait`, a typed card, one sale after
-   the other, central down): the p99 of a sale with the mirror off and on, each over two fresh
-   daemons of `--sales`/2 sales, run off, on, on, off. Target: on <= 1.1x off.
+3. A POS sending sales back to back (bench/api.py's second measurement: no `?wait`, a typed
+   card, each sale sent when the one before is answered, central down; about 500 a second, far
+   beyond any counter): the p99 of a sale with the mirror off and on, `--sales` each, in rounds
+   of ROUND_SALES on a fresh daemon each, in the order off, on, on, off, off, on, on, off... (a
+   drift of the machine weighs on both sides alike). Each daemon is up for SETTLE_S (and the
+   copier through its first pass) before its first sale, as at a counter, where the daemon
+   starts at boot. The CPU the mirror used meanwhile (its process and PostgreSQL's, from
+   /proc/*/schedstat) is reported, and so is the noise: the p99 of the first half's off rounds
+   against the second half's (an A/A ratio: what the same settings give twice on this machine).
+4. A POS at a counter's pace: the same, `--pace-ms` (30) after each answer, which is still
+   hundreds of times a busy counter's rate; `--paced-sales` each way. Target: the p99 on <= 1.1x
+   off, as far as the A/A ratio lets a run tell.
 
-    .venv/bin/python bench/mirror.py [--seconds 10] [--connections 16] [--sales 1000] [--bare-records 2000]
+    .venv/bin/python bench/mirror.py [--seconds 10] [--connections 16] [--sales 2000] [--bare-records 2000]
+                                     [--paced-sales 2000] [--pace-ms 30]
 
 Ends with one RESULT line.
 """
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import os
 import shutil
@@ -57,6 +68,8 @@ from terminald.sim.postgres import PgPair, pg_unavailable_reason, start_pair
 
 TID = "T0001"
 TARGET_P99_RATIO = 1.1
+SETTLE_S = 2.0  # from the daemon's first answer to the first measured sale, on every side
+ROUND_SALES = 500  # sales per fresh daemon
 SAMPLE_S = 0.5
 COPIER_BATCH: int = inspect.signature(MirrorCopier).parameters["batch_size"].default  # the default, as run
 
@@ -103,6 +116,7 @@ class Daemon:
             self.proc = subprocess.Popen([sys.executable, "-m", "terminald.cli", "serve", "--config", str(config)],
                                          env=env, stdout=log, stderr=log)
         wait_health(self.url, "/v1/health")
+        self.up_at = time.monotonic()
         self.token = (self.state / "api-token").read_text().strip()
 
     def status(self) -> dict[str, Any]:
@@ -201,11 +215,110 @@ async def bare_rates(records: list[Record], dsn_rows: str, dsn_batched: str, row
     return per_row, batched
 
 
-def pos(work: Path, name: str, extra: str, sales: int) -> tuple[list[float], dict[int, int], Daemon]:
-    """bench/api.py's second measurement; the daemon is left running."""
-    d = Daemon(work, name, extra)
-    latencies, codes = pos_sales(d.url, d.token, sales, name)
-    return latencies, codes, d
+def cpu_ns(pids: list[int]) -> dict[int, int]:
+    """Nanoseconds on a CPU so far, per process (all its threads), from /proc/PID/task/*/schedstat."""
+    spent: dict[int, int] = {}
+    for pid in pids:
+        total = 0
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int((task / "schedstat").read_text().split()[0])
+        spent[pid] = total
+    return spent
+
+
+def mirror_pids(pair: PgPair, child: int | None) -> list[int]:
+    """The mirror's processes: the daemon's copier, and both PostgreSQL servers with every process
+    of theirs (backends, WAL sender and receiver, the standby's startup process...)."""
+    postmasters = {pid for pid in (pair.primary.pid(), pair.standby.pid()) if pid is not None}
+    pids = set(postmasters) | ({child} if child else set())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) in postmasters:
+                    pids.add(int(entry.name))
+    return sorted(pids)
+
+
+def child_pid(d: Daemon, timeout_s: float = 30) -> int:
+    """The copier's process (/v1/status.mirror.pid), once it has been through its first pass
+    (connected, the head read): a counter's daemon starts at boot, long before its first sale."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        m = d.mirror()
+        if m.get("pid") is not None and m.get("connected") and m.get("last_ok_at"):
+            return int(m["pid"])
+        if time.monotonic() > deadline:
+            d.stop()
+            raise SystemExit(f"the mirror's process did not start: {m}")
+        time.sleep(0.01)
+
+
+class Side:
+    """One way of running the sales (off, on): the latencies and answers of its rounds, and for
+    `on` the mirror's CPU over the rounds' wall time."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.halves: tuple[list[float], list[float]] = ([], [])  # the rounds of each half of the order
+        self.codes: dict[int, int] = {}
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+
+    def add(self, latencies: list[float], codes: dict[int, int], second_half: bool) -> None:
+        self.latencies.extend(latencies)
+        self.halves[second_half].extend(latencies)
+        for code, n in codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q)
+
+    @property
+    def aa_ratio(self) -> float:
+        """p99 of the second half's rounds over the first half's: the same settings, twice."""
+        first, second = self.halves
+        return percentile(second, 0.99) / percentile(first, 0.99) if first and second else 1.0
+
+    @property
+    def duty(self) -> float:
+        """The mirror's CPU as a share of one CPU while its rounds ran."""
+        return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+def pos_rounds(pair: PgPair, work: Path, name: str, sales: int, pause_s: float) -> dict[str, Side]:
+    """bench/api.py's second measurement, `sales` each way, ROUND_SALES per fresh daemon, the
+    rounds in the order off, on, on, off, off, on, on, off... An `on` round measures the mirror's
+    CPU from its first sale until the mirror holds its last."""
+    rounds = max(-(-sales // ROUND_SALES), 1)
+    order = [("off", "on", "on", "off")[i % 4] for i in range(2 * rounds)]
+    sides = {"off": Side(), "on": Side()}
+    for i, way in enumerate(order):
+        side = sides[way]
+        extra = f'[mirror]\ndsn = "{prepare(pair)}"\n' if way == "on" else ""
+        d = Daemon(work, f"{name}-{i}-{way}", extra)
+        try:
+            pids = mirror_pids(pair, child_pid(d)) if way == "on" else []
+            # Every daemon as a counter has it: up for a while (its start-up jobs done), then sales.
+            time.sleep(max(d.up_at + SETTLE_S - time.monotonic(), 0.0))
+            before, started = cpu_ns(pids), time.perf_counter()
+            count = min(ROUND_SALES, sales - sum(side.codes.values()))  # the sales this side still needs
+            latencies, codes = pos_sales(d.url, d.token, count, f"{name}-{i}", pause_s)
+            if way == "on":
+                d.caught_up()
+                pids = mirror_pids(pair, child_pid(d))  # backends started meanwhile count from 0
+                after = cpu_ns(pids)
+                side.cpu_s += sum(after[p] - before.get(p, 0) for p in pids) / 1e9
+                side.wall_s += time.perf_counter() - started
+        finally:
+            d.stop()
+        side.add(latencies, codes, second_half=i >= len(order) // 2)
+    for way, side in sides.items():
+        if not side.latencies:
+            raise SystemExit(f"no sale was answered 2xx {way}: {side.codes}")
+    return sides
 
 
 def skip(reason: str) -> None:
@@ -217,9 +330,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--sales", type=int, default=1000, help="sales of the POS measurement, each way")
+    parser.add_argument("--sales", type=int, default=2000, help="sales back to back, each way")
     parser.add_argument("--bare-records", type=int, default=2000,
                         help="records of the one-INSERT-per-commit loop (a rate: fewer is enough)")
+    parser.add_argument("--paced-sales", type=int, default=2000, help="sales at a counter's pace, each way")
+    parser.add_argument("--pace-ms", type=int, default=30, help="the pause after each answer at a counter's pace")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -289,42 +404,29 @@ def run_bench(pair: PgPair, work: Path, args: argparse.Namespace) -> None:
     print(f"bare INSERT loop, one commit per row ({rows:,} records): {bare_rps:,.0f} records/s; "
           f"bare batched INSERT, no compare-and-set ({len(records):,}): {batched_rps:,.0f} records/s")
 
-    # 3. What a POS feels, mirror off and on: two rounds each, in the order off-on-on-off, so a
-    # drift of the machine (another process, the page cache, PostgreSQL's checkpoints) weighs on
-    # both sides alike. Each round is a fresh daemon; the latencies of a side are pooled.
-    off_pos: list[float] = []
-    on_pos: list[float] = []
-    off_codes: dict[int, int] = {}
-    on_codes: dict[int, int] = {}
-    half = max(args.sales // 2, 1)
-    for i, mirrored in enumerate((False, True, True, False)):
-        extra = f'[mirror]\ndsn = "{prepare(pair)}"\n' if mirrored else ""
-        latencies, codes, d = pos(work, f"pos-{i}", extra, half)
-        if mirrored:
-            d.caught_up()
-        d.stop()
-        (on_pos if mirrored else off_pos).extend(latencies)
-        side = on_codes if mirrored else off_codes
-        for code, n in codes.items():
-            side[code] = side.get(code, 0) + n
-    if not off_pos or not on_pos:
-        raise SystemExit(f"no sale was answered 2xx: off {off_codes}, on {on_codes}")
-    p99_off, p99_on = percentile(off_pos, 0.99), percentile(on_pos, 0.99)
-    p50_off, p50_on = percentile(off_pos, 0.50), percentile(on_pos, 0.50)
-    ratio = p99_on / p99_off
-    print(f"POS defaults, {2 * half} sales one at a time (2 daemons), mirror off: p50 {p50_off:.1f} ms, "
-          f"p99 {p99_off:.1f} ms, "
-          f"answers {dict(sorted(off_codes.items()))}")
-    print(f"POS defaults, {2 * half} sales one at a time (2 daemons), mirror on:  p50 {p50_on:.1f} ms, "
-          f"p99 {p99_on:.1f} ms, "
-          f"answers {dict(sorted(on_codes.items()))}; p99 on/off {ratio:.2f} (target <= {TARGET_P99_RATIO})")
+    # 3. Sales back to back; 4. at a counter's pace.
+    back = pos_rounds(pair, work, "pos", args.sales, 0.0)
+    paced = pos_rounds(pair, work, "paced", args.paced_sales, args.pace_ms / 1000)
+    b_off, b_on, p_off, p_on = back["off"], back["on"], paced["off"], paced["on"]
+    ratio, paced_ratio = b_on.p(0.99) / b_off.p(0.99), p_on.p(0.99) / p_off.p(0.99)
+    for title, sides in (("back to back", back), (f"at one sale per {args.pace_ms} ms", paced)):
+        for way, side in sides.items():
+            print(f"POS {title}, {len(side.latencies)} sales, mirror {way}: p50 {side.p(0.5):.1f} ms, "
+                  f"p90 {side.p(0.9):.1f} ms, p99 {side.p(0.99):.1f} ms, answers {dict(sorted(side.codes.items()))}")
+        s_off, s_on = sides["off"], sides["on"]
+        print(f"  p99 on/off {s_on.p(0.99) / s_off.p(0.99):.2f} (target <= {TARGET_P99_RATIO}); the same settings "
+              f"twice (A/A, off): {s_off.aa_ratio:.2f}; the mirror used {s_on.duty * 100:.1f}% of one CPU (its process and "
+              f"PostgreSQL's) while its sales ran")
     print(f"RESULT mirror_copier_per_s={copier_rps:.0f} bare_insert_per_s={bare_rps:.0f} "
           f"bare_batched_per_s={batched_rps:.0f} copier_vs_bare={copier_rps / bare_rps:.1f} "
           f"copier_vs_batched={copier_rps / batched_rps:.2f} load_tx_per_s_off={off_rate:.0f} "
           f"load_tx_per_s_on={on_rate:.0f} mirror_per_s_under_load={during:.0f} max_lag_records={max_waiting} "
           f"lag_p50_ms={lag_p50 * 1000:.0f} lag_p99_ms={lag_p99 * 1000:.0f} lag_max_ms={lag_max * 1000:.0f} "
-          f"catchup_s={catchup_s:.2f} pos_p99_off_ms={p99_off:.1f} "
-          f"pos_p99_on_ms={p99_on:.1f} pos_sales_each={2 * half} pos_p99_ratio={ratio:.2f} "
+          f"catchup_s={catchup_s:.2f} pos_p99_off_ms={b_off.p(0.99):.1f} pos_p99_on_ms={b_on.p(0.99):.1f} "
+          f"pos_sales_each={len(b_on.latencies)} pos_p99_ratio={ratio:.2f} pos_p99_aa_ratio={b_off.aa_ratio:.2f} "
+          f"mirror_cpu_pct={b_on.duty * 100:.1f} pace_ms={args.pace_ms} paced_p99_off_ms={p_off.p(0.99):.1f} "
+          f"paced_p99_on_ms={p_on.p(0.99):.1f} paced_p99_ratio={paced_ratio:.2f} "
+          f"paced_p99_aa_ratio={p_off.aa_ratio:.2f} paced_mirror_cpu_pct={p_on.duty * 100:.1f} "
           f"target_p99_ratio={TARGET_P99_RATIO}")
 
 

@@ -12,7 +12,8 @@ from the API. Each pass:
 4. sends the heartbeat when it is due.
 
 Then it pauses (``min_gap_s``, growing to ``max_gap_s`` while passes keep finding records) and
-waits for ``wake()`` (a hint: a record was appended or changed) or ``poll_s``. A
+waits for ``wake()`` (a hint: a record was appended or changed) or ``poll_s``; woken after a
+quiet spell, it lets ``settle_s`` pass (the sale that woke it is being answered). A
 connection that fails or stops answering (``call_timeout_s``) is dropped and tried again with
 exponential backoff and full jitter; libpq's multi-host DSN with ``target_session_attrs=
 read-write`` finds the promoted standby after a failover. A fork, a missing schema or a refused
@@ -107,6 +108,7 @@ class MirrorCopier:
         call_timeout_s: float = 30.0,
         min_gap_s: float = 0.0,
         max_gap_s: float | None = None,
+        settle_s: float = 0.0,
         on_take: Callable[[], None] | None = None,
         on_pass: Callable[[], None] | None = None,
     ) -> None:
@@ -129,6 +131,10 @@ class MirrorCopier:
         self.min_gap_s = min_gap_s
         self.max_gap_s = max(min_gap_s, max_gap_s if max_gap_s is not None else min_gap_s)
         self._gap_s = min_gap_s
+        # A commit after a quiet spell wakes the copier while its sale is still being answered
+        # (the answer is written after the commit): the pass waits settle_s, so the sale does not
+        # share the CPUs with the copier and PostgreSQL's client side. Measured: bench/mirror.py.
+        self.settle_s = settle_s
         self._info = conninfo(dsn, password=password, application_name=f"terminald-mirror {self.terminal_id}")
         self._heartbeat = heartbeat
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -192,9 +198,12 @@ class MirrorCopier:
                     gap = self._next_gap(copied=before is not None and self._head != before)
                     if gap > 0:
                         await asyncio.sleep(gap)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(max(delay - gap, 0)):
-                            await self._wake.wait()
+                    if not self._wake.is_set():  # set during the gap: records keep coming, go on
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(max(delay - gap, 0)):
+                                await self._wake.wait()
+                        if self._wake.is_set() and self.settle_s > 0:
+                            await asyncio.sleep(self.settle_s)
         finally:
             await self.close()
 

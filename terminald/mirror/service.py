@@ -75,7 +75,8 @@ class MirrorService:
 
     def __init__(self, spool: Spool, cfg: MirrorConfig, *, publish: Callable[[str, dict[str, Any]], None],
                  heartbeat: Callable[[], Heartbeat | None] | None = None, tz: str = "Asia/Shanghai",
-                 heartbeat_s: float = 30.0, min_gap_s: float = 0.05, max_gap_s: float = 0.5) -> None:
+                 heartbeat_s: float = 30.0, min_gap_s: float = 0.05, max_gap_s: float = 0.5,
+                 settle_s: float = 0.02) -> None:
         self.cfg = cfg
         self.tz = tz
         self.lag_alarm_s = cfg.lag_alarm_s
@@ -96,7 +97,8 @@ class MirrorService:
             "spool_path": str(spool.path), "terminal_id": spool.terminal_id, "dsn": cfg.dsn, "password": password,
             "log_level": log.getEffectiveLevel(),
             "copier": {"heartbeat_s": heartbeat_s, "backoff_cap_s": cfg.retry_max_s,
-                       "backoff_base_s": min(0.5, cfg.retry_max_s), "min_gap_s": min_gap_s, "max_gap_s": max_gap_s},
+                       "backoff_base_s": min(0.5, cfg.retry_max_s), "min_gap_s": min_gap_s, "max_gap_s": max_gap_s,
+                       "settle_s": settle_s},
         }
         self._created = time.monotonic()
         self._lock = threading.Lock()  # check() runs on the API's loop and on the watch's thread

@@ -415,8 +415,8 @@ def run_bench(pair: PgPair, work: Path, args: argparse.Namespace) -> None:
                   f"p90 {side.p(0.9):.1f} ms, p99 {side.p(0.99):.1f} ms, answers {dict(sorted(side.codes.items()))}")
         s_off, s_on = sides["off"], sides["on"]
         print(f"  p99 on/off {s_on.p(0.99) / s_off.p(0.99):.2f} (target <= {TARGET_P99_RATIO}); the same settings "
-              f"twice (A/A, off): {s_off.aa_ratio:.2f}; the mirror used {s_on.duty * 100:.1f}% of one CPU (its process and "
-              f"PostgreSQL's) while its sales ran")
+              f"twice (A/A, off): {s_off.aa_ratio:.2f}; the mirror used {s_on.duty * 100:.1f}% of one CPU "
+              f"(its process and PostgreSQL's) while its sales ran")
     print(f"RESULT mirror_copier_per_s={copier_rps:.0f} bare_insert_per_s={bare_rps:.0f} "
           f"bare_batched_per_s={batched_rps:.0f} copier_vs_bare={copier_rps / bare_rps:.1f} "
           f"copier_vs_batched={copier_rps / batched_rps:.2f} load_tx_per_s_off={off_rate:.0f} "

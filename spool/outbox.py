@@ -582,7 +582,8 @@ class Spool:
         return self._live_writer().run(lambda conn: transitions.mark_outage_in(conn, record_id, reason))
 
     def refund(self, record_id: str, paid_fen: int, operator: dict[str, Any]) -> Record:
-        """Record the hand-over of the fund's share owed for an outage sale (exactly that amount, once)."""
+        """Record the hand-over of what an outage sale owed the patient (``Record.refund_owed_fen``:
+        exactly that amount, once)."""
         if type(paid_fen) is not int or paid_fen <= 0:
             raise InvalidRequest(f"paid_fen must be a positive integer, got {paid_fen!r}")
         if not isinstance(operator, dict):
@@ -591,12 +592,13 @@ class Spool:
         return self._live_writer().run(lambda conn: transitions.refund_in(conn, record_id, paid_fen, operator))
 
     def followups(self, limit: int = 500) -> list[Record]:
-        """Settlements a person must act on, oldest first: outage sales central settled whose
-        refund is not handed over yet, and rejected ones not resolved yet."""
+        """Settlements a person must act on, oldest first: outage sales with money owed back to
+        the patient not handed over yet (central settled them, or they were voided), and rejected
+        ones not resolved yet."""
         def q(conn: sqlite3.Connection) -> list[Record]:
             rows = conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = 'settlement'"
-                " AND ((status = 'settled' AND outage = 1 AND refund IS NULL) OR status = 'rejected')"
+                " AND ((status IN ('settled', 'resolved') AND outage = 1 AND refund IS NULL) OR status = 'rejected')"
                 " ORDER BY seq LIMIT ?", (_limit(limit),)).fetchall()
             found = (Record.from_row(row) for row in rows)
             return [r for r in found if r.status == "rejected" or r.refund_owed_fen > 0]

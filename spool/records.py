@@ -160,13 +160,18 @@ class Record:
 
     @property
     def refund_owed_fen(self) -> int:
-        """What the fund owes the patient of an outage sale central settled (0 once handed over).
+        """What is owed back to the patient of an outage sale (0 once handed over).
 
-        The fund's share (统筹 + 个人账户) of central's settlement: the patient paid it in cash.
-        A revoked sale owes nothing: the revoke refunded what the patient paid.
+        Central settled it: the fund's share (统筹 + 个人账户) of central's settlement, which
+        the patient paid in cash. Central rejected it and staff voided it: the whole amount the
+        patient paid (a sale resolved as self-pay owes nothing: what was paid stands). A revoked
+        sale owes nothing: the revoke refunded what the patient paid.
         """
-        if (self.kind != "settlement" or self.status != "settled" or not self.paid_in_full
-                or self.revoked_by is not None or self.refund is not None or not self.outcome):
+        if self.kind != "settlement" or not self.paid_in_full or self.refund is not None:
+            return 0
+        if self.status == "resolved":
+            return self.total_fen if (self.resolution or {}).get("resolution") == "voided" else 0
+        if self.status != "settled" or self.revoked_by is not None or not self.outcome:
             return 0
         parts = [self.outcome.get(k, 0) for k in ("fund_paid_fen", "account_paid_fen")]
         return sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p > 0)

@@ -102,7 +102,8 @@ def mark_outage_in(conn: sqlite3.Connection, record_id: str, reason: str) -> Rec
 
 
 def refund_in(conn: sqlite3.Connection, record_id: str, paid_fen: int, operator: dict[str, Any]) -> Record:
-    """Record that the fund's share of an outage sale was handed to the patient; once, exactly."""
+    """Record that what an outage sale owed the patient (``Record.refund_owed_fen``) was handed
+    over; once, exactly."""
     row = conn.execute(f"SELECT {RECORD_COLUMNS} FROM records WHERE record_id = ?", (record_id,)).fetchone()
     if row is None:
         raise NotFound(f"no record {record_id!r}")
@@ -118,6 +119,6 @@ def refund_in(conn: sqlite3.Connection, record_id: str, paid_fen: int, operator:
     body = {"paid_fen": paid_fen, "operator": operator, "at": now}
     conn.execute("UPDATE records SET refund = ?, updated_at = ?, updated_epoch = ? WHERE seq = ?",
                  (json.dumps(body, ensure_ascii=False), now, time.time(), record.seq))
-    conn.execute("INSERT INTO history (seq, at, status, detail) VALUES (?, ?, 'settled', ?)",
-                 (record.seq, now, f"refund of {paid_fen} fen handed to the patient"))
+    conn.execute("INSERT INTO history (seq, at, status, detail) VALUES (?, ?, ?, ?)",
+                 (record.seq, now, record.status, f"refund of {paid_fen} fen handed to the patient"))
     return _fetch(conn, record.seq)

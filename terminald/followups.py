@@ -3,7 +3,8 @@ outage sales waiting for their patient.
 
 A patient who paid in full during an outage is owed the fund's share (统筹 +
 个人账户) once central settles the sale; a sale central rejected must be settled
-with the patient as self-pay (or voided); where re-entry needs the patient
+with the patient as self-pay (or voided, and then all the patient paid is owed
+back); where re-entry needs the patient
 (`nhsa.reentry = "patient_present"`), an outage sale waits until its patient comes
 back with the card to re-settle it. All wait for a person, so all are
 listed here, oldest first, with the deadline the insurance office sets
@@ -33,7 +34,7 @@ __all__ = ["Followup", "answer", "followups_of", "summary"]
 @dataclass(frozen=True)
 class Followup:
     record: Record
-    # "refund" (the fund's share is owed) | "rejected" (settle as self-pay or void) |
+    # "refund" (the fund's share is owed, or all the patient paid: voided) | "rejected" (settle as self-pay or void) |
     # "awaiting_patient" (an outage sale to re-settle when the patient is back with the card)
     reason: str
     owed_fen: int

@@ -159,8 +159,8 @@ async def list_all(
              responses=problems({404: "not_found", 409: "invalid_transition, refund_amount_mismatch",
                                  422: "validation_failed", 503: "spool_unavailable", 507: "spool_full"}))
 async def refund(request: Request, record_id: str, body: Annotated[RefundIn, Body()]) -> dict[str, Any]:
-    """Record that the fund's share owed for an outage sale was handed to the patient: exactly
-    the amount owed (`refund_owed_fen`), once."""
+    """Record that what an outage sale owed the patient (the fund's share, or all they paid when
+    it was voided) was handed over: exactly the amount owed (`refund_owed_fen`), once."""
     d = daemon(request)
     assert d.spool is not None
     try:

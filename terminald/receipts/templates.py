@@ -207,15 +207,17 @@ def _split(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> None:
     _pair(w, s["central_ref"], st.central_ref)
 
 
-def _refund(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> None:
-    """The fund's share of an outage sale: still owed, or handed over (when, by whom)."""
+def _refund(w: EscposWriter, s: dict[str, str], r: ReceiptData, whole: bool = False) -> None:
+    """What an outage sale owes the patient, the fund's share (or, ``whole``, all they paid: the
+    sale was voided): still owed, or handed over (when, by whom)."""
+    suffix = "_whole" if whole else ""
     if r.refund is not None:
-        _strong(w, s["refunded"], f"¥{fen(r.refund.paid_fen)}")
+        _strong(w, s["refunded" + suffix], f"¥{fen(r.refund.paid_fen)}")
         _pair(w, s["refunded_at"], r.refund.at)
         if r.refund.operator:
             _pair(w, s["refunded_by"], r.refund.operator)
     else:
-        _strong(w, s["refund"], f"¥{fen(r.refund_owed_fen)}")
+        _strong(w, s["refund" + suffix], f"¥{fen(r.refund_owed_fen)}")
 
 
 def _paid_or_due(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> None:
@@ -264,11 +266,12 @@ def _settlement_outcome(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> N
         _note(w, s["resolved_self_pay"], strong=True)
         _why(w, s, r)
         _paid_or_due(w, s, r)
-    else:  # resolved as voided
+    else:  # resolved as voided: what the patient paid goes back to them
         _note(w, s["resolved_voided"], strong=True)
         _why(w, s, r)
         if r.paid_at_counter_fen is not None:
             _pair(w, s["paid_at_counter"], f"¥{fen(r.paid_at_counter_fen)}")
+            _refund(w, s, r, whole=True)
 
 
 def _revoke_refund(w: EscposWriter, s: dict[str, str], r: ReceiptData) -> None:
@@ -338,6 +341,8 @@ def _notice(w: EscposWriter, s: dict[str, str], r: ReceiptData, institution: str
         if r.resolution == "voided":
             _note(w, s["resolved_voided"], strong=True)
             _why(w, s, r)
+            if r.paid_at_counter_fen is not None:
+                _refund(w, s, r, whole=True)
         else:
             _note(w, s["resolved_self_pay" if r.resolution == "self_pay" else "rejected"], strong=True)
             _why(w, s, r)

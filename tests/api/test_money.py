@@ -227,3 +227,51 @@ def test_the_first_sale_after_central_drops_is_answered_when_the_upload_fails(
     r = post(d.client(timeout=10), sale(items=[item(qty=1, unit_price_fen=700)]), "first-after-drop", wait=30)
     assert r.status_code == 202, r.text
     assert r.json()["offline"] is True and r.json()["offline_reason"] == "upstream_unreachable"
+
+
+def test_a_voided_outage_sale_owes_the_patient_all_they_paid_until_handed_back(
+        central_sim: CentralSim, daemon_proc: Callable[..., DaemonProcess]) -> None:
+    """Central is down: two outage sales, each paid in full at the counter. Central comes back
+    and refuses both (the card was frozen meanwhile). Staff resolve one as self-pay (what was
+    paid stands: nothing owed) and void the other (all the patient paid is owed back): listed,
+    printed, and recorded once, for exactly that amount."""
+    d = daemon_proc(config=central_config(central_sim.url) + OFFLINE_TYPED)
+    api = d.client()
+    central_sim.control(down=True)
+    wait_for(lambda: api.get("/v1/status").json()["mode"] == "offline", what="the link down")
+    kept = post(api, sale(items=[item(qty=1, unit_price_fen=1780)]), "outage-kept")
+    void = post(api, sale(items=[item(qty=2, unit_price_fen=1250)], contact_phone="138 0013 8000"), "outage-void")
+    assert kept.status_code == void.status_code == 202, (kept.text, void.text)
+    central_sim.control(down=False, freeze=[TYPED_CARD["card_number"]])
+    for tx in (kept.json(), void.json()):
+        wait_for(lambda tx=tx: get(api, tx["id"])["status"] == "rejected", timeout_s=60, what="central's refusal")
+    assert {i["reason"] for i in api.get("/v1/followups").json()["items"]} == {"rejected"}
+
+    self_pay = api.post(f"/v1/transactions/{kept.json()['id']}/resolve", json={"resolution": "self_pay"})
+    assert self_pay.status_code == 200 and self_pay.json()["refund_owed_fen"] == 0, self_pay.text
+    voided = api.post(f"/v1/transactions/{void.json()['id']}/resolve", json={"resolution": "voided"})
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["paid_at_counter_fen"] == 2500 and voided.json()["refund_owed_fen"] == 2500
+
+    listed = api.get("/v1/followups").json()
+    assert [(i["id"], i["reason"], i["owed_fen"]) for i in listed["items"]] == [(void.json()["id"], "refund", 2500)]
+    assert listed["items"][0]["contact_phone_masked"] == "138****8000"
+    assert api.get("/v1/status").json()["followups"]["owed_fen"] == 2500
+    notice = api.get(f"/v1/transactions/{void.json()['id']}/receipt.png", params={"document": "notice"})
+    assert notice.status_code == 200 and notice.headers["content-type"] == "image/png"
+
+    operator = {"id": "op7", "name": "王芳"}
+    url = f"/v1/transactions/{void.json()['id']}/refund"
+    assert assert_problem(api.post(url, json={"paid_fen": 2000, "operator": operator}), 409,
+                          "refund_amount_mismatch")["owed_fen"] == 2500
+    assert_problem(api.post(f"/v1/transactions/{kept.json()['id']}/refund", json={"paid_fen": 1780,
+                                                                                 "operator": operator}),
+                   409, "invalid_transition")
+    paid = api.post(url, json={"paid_fen": 2500, "operator": operator})
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "resolved" and paid.json()["refund"]["paid_fen"] == 2500
+    assert paid.json()["refund_owed_fen"] == 0
+    assert_problem(api.post(url, json={"paid_fen": 2500, "operator": operator}), 409, "invalid_transition")
+    assert api.get("/v1/followups").json()["items"] == []
+    history = get(api, void.json()["id"])["history"]
+    assert history[-1]["status"] == "resolved" and "refund of 2500 fen" in history[-1]["detail"]

@@ -180,6 +180,16 @@ def test_resolved_records_print_their_resolution() -> None:
     paid = outage(status="resolved", rejection={"code": "x", "message": "拒付"},
                   resolution={"resolution": "self_pay", "note": None, "at": "2026-11-24T09:00:00+08:00"})
     assert line(paid, "当时现金已付").endswith("¥37.80") and "现金应付" not in text(paid)
+    # Voided after an outage: all the patient paid is owed back, until handed over.
+    voided_outage = outage(status="resolved", rejection={"code": "x", "message": "拒付"}, refund_owed_fen=3780,
+                           resolution={"resolution": "voided", "note": None, "at": "2026-11-24T09:00:00+08:00"})
+    assert line(voided_outage, "当时现金已付").endswith("¥37.80")
+    assert line(voided_outage, "应退患者(已付全额)").endswith("¥37.80") and "统筹+个人账户" not in text(voided_outage)
+    handed = {**voided_outage, "refund_owed_fen": 0, "refund": {
+        "paid_fen": 3780, "operator": {"id": "op7", "name": "王芳"}, "at": "2026-11-25T09:00:00+08:00"}}
+    assert line(handed, "已退患者(已付全额)").endswith("¥37.80") and "应退患者" not in text(handed)
+    for document in ("receipt", "notice"):
+        assert "应退患者(已付全额)" in text(voided_outage, document=document)
     with pytest.raises(ReceiptDataError):
         text(tx(status="resolved", resolution={"resolution": "lost"}))
     with pytest.raises(ReceiptDataError):

@@ -31,6 +31,7 @@ from spool.records import (
     Totals,
     Transition,
 )
+from spool.restored import RestoredFrom
 from spool.store import connect, migrate
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "Outcome",
     "Record",
     "RefundMismatch",
+    "RestoredFrom",
     "Spool",
     "SpoolClosed",
     "SpoolCorrupt",

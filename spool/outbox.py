@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spool import maintenance, queries, transitions
+from spool import maintenance, queries, restored, transitions
 from spool.chain import canonical_json
 from spool.errors import (
     InvalidRequest,
@@ -590,6 +590,16 @@ class Spool:
             raise InvalidRequest("operator must be a dict")
         canonical_json(operator)
         return self._live_writer().run(lambda conn: transitions.refund_in(conn, record_id, paid_fen, operator))
+
+    def restored_from(self) -> restored.RestoredFrom | None:
+        """Set when this file was rebuilt from a copy and nobody acknowledged it yet
+        (spool/restored.py): the records up to its ``last_seq`` that are pending may have
+        reached the upstream before the old file was lost."""
+        return self._read(restored.read_in)
+
+    def acknowledge_restore(self) -> None:
+        """A person checked the restored pending records with the upstream: the marker goes."""
+        self._live_writer().run(restored.clear_in)
 
     def followups(self, limit: int = 500) -> list[Record]:
         """Settlements a person must act on, oldest first: outage sales with money owed back to

@@ -106,7 +106,11 @@ class Daemon:
         self.retention = Retention(self.spool, cfg.spool_path, cfg.spool.retention_days)
         self.retention.start()  # first run a few seconds from now, then daily: never delays readiness
         if cfg.mirror.dsn:
-            self._start_mirror()
+            try:
+                self._start_mirror()
+            except Exception:  # the mirror never stands in a sale's way, not even by a bug at start
+                log.exception("the mirror could not start; sales go on without it")
+                self.mirror = None
         log.info("terminald %s started: terminal %s, spool %s, upstream %s", self.version, cfg.terminal.id,
                  cfg.spool_path, cfg.upstream.url or "(none)")
 

@@ -205,7 +205,9 @@ def status_report(cfg: Config) -> dict[str, Any]:
         report["alarms"].append({"code": LAG_ALARM, "message": f"{report['unmirrored']} records not yet "
                                  f"mirrored for more than {lag_alarm_s:g} s: they exist only on this PC's disk"})
     report["lagging"] = report["lagging"] or already or any(a.get("code") == LAG_ALARM for a in report["alarms"])
-    report["ok"] = bool(report["mirrored_seq"] is not None and not report["alarms"] and not report["lagging"])
+    # "Reached": a daemon whose copier lost the server still knows the last head; that is not ok.
+    report["ok"] = bool(report["mirrored_seq"] is not None and report["connected"] and not report["alarms"]
+                        and not report["lagging"])
     return report
 
 
@@ -414,8 +416,15 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
     else:
         _say(console, "records: none (the mirror holds no record of this terminal)")
     _say(console, "status:  " + ", ".join(f"{k} {v}" for k, v in sorted(report.by_status.items())))
-    _say(console, f"pending: {stats.pending} (¥{stats.pending_amount_fen / 100:,.2f}): they stay pending; the "
-                  "daemon uploads them and central's cursor and record ids keep that exactly once")
+    if cfg.upstream.protocol == "nhsa" and stats.pending:
+        _say(console, f"pending: {stats.pending} (¥{stats.pending_amount_fen / 100:,.2f}): they stay pending and "
+                      "[bold]wait for staff[/]: the national platform may already hold some of them (their call "
+                      "log died with the old disk, and the platform has no idempotency key). Check them with the "
+                      "platform, reverse there any that stands, then `terminald upstream resume` (alarm "
+                      "nhsa_restored_unverified until then; docs/mirror.md, section 6)")
+    else:
+        _say(console, f"pending: {stats.pending} (¥{stats.pending_amount_fen / 100:,.2f}): they stay pending; the "
+                      "daemon uploads them and central's cursor and record ids keep that exactly once")
     _say(console, f"last seq: {stats.last_seq}")
     _say(console, f"file:    owner {_owner_name(st.st_uid, st.st_gid)}, mode {st.st_mode & 0o777:04o}")
     for note in report.notes[:20]:

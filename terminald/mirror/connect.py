@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from terminald.mirror.errors import MirrorError, MirrorUnavailable
+from terminald.mirror.errors import MirrorMisconfigured, MirrorUnavailable
 
 __all__ = ["DEFAULTS", "async_connect", "conninfo", "read_password", "server_of", "sync_connect"]
 
@@ -35,7 +35,7 @@ def conninfo(dsn: str, *, password: str | None = None, application_name: str | N
     try:
         given: dict[str, Any] = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise MirrorError(f"mirror dsn is not a valid libpq connection string: {exc}") from exc
+        raise MirrorMisconfigured(f"mirror dsn is not a valid libpq connection string: {exc}") from exc
     params: dict[str, Any] = {**DEFAULTS, **given}
     if password is not None and "password" not in given:
         params["password"] = password
@@ -49,16 +49,22 @@ def read_password(path: str | Path) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise MirrorError(f"mirror password_file {path}: {exc.strerror or exc}") from exc
+        raise MirrorMisconfigured(f"mirror password_file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:  # GBK, a binary file, the wrong file named
+        raise MirrorMisconfigured(f"mirror password_file {path} is not UTF-8 text (byte {exc.start}): save it as "
+                          "UTF-8") from exc
     return text.splitlines()[0].strip() if text.strip() else ""
 
 
 async def async_connect(info: str) -> psycopg.AsyncConnection[Any]:
-    """An autocommit async connection (transactions are explicit); MirrorUnavailable if none."""
+    """An autocommit async connection (transactions are explicit); MirrorUnavailable if none,
+    MirrorMisconfigured if libpq refuses a setting of the DSN."""
     try:
         return await psycopg.AsyncConnection.connect(info, autocommit=True)
     except psycopg.OperationalError as exc:
         raise MirrorUnavailable(f"no read-write mirror server answered: {_first_line(exc)}") from exc
+    except psycopg.ProgrammingError as exc:  # e.g. connect_timeout=abc: no retry will change it
+        raise MirrorMisconfigured(f"mirror dsn: {_first_line(exc)}") from exc
 
 
 def sync_connect(info: str) -> psycopg.Connection[Any]:
@@ -67,6 +73,8 @@ def sync_connect(info: str) -> psycopg.Connection[Any]:
         return psycopg.connect(info, autocommit=True)
     except psycopg.OperationalError as exc:
         raise MirrorUnavailable(f"no read-write mirror server answered: {_first_line(exc)}") from exc
+    except psycopg.ProgrammingError as exc:
+        raise MirrorMisconfigured(f"mirror dsn: {_first_line(exc)}") from exc
 
 
 def server_of(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> str:

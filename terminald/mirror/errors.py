@@ -10,6 +10,8 @@ They show as lag and alarms (``MirrorCopier.status()``) and in the commands IT r
     │                            spool's chain (a fork or a gap); nothing is overwritten
     ├── MirrorRejected           mirror_rejected: the server refused a record or an update
     │                            (a value it cannot store); retried, never skipped
+    ├── MirrorMisconfigured      mirror_config: the DSN or the password file cannot be used as
+    │                            written (not retried until the config is fixed)
     └── RestoreFailed            restore_failed: the mirror cannot give back a whole, verified
                                  chain, or the destination exists
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "MirrorError",
     "MirrorFork",
+    "MirrorMisconfigured",
     "MirrorRejected",
     "MirrorSchemaMissing",
     "MirrorUnavailable",
@@ -54,6 +57,10 @@ class MirrorFork(MirrorError):
 
 class MirrorRejected(MirrorError):
     code = "mirror_rejected"
+
+
+class MirrorMisconfigured(MirrorError):
+    code = "mirror_config"
 
 
 class RestoreFailed(MirrorError):

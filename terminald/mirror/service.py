@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from spool import Spool, SpoolError
 from spool.ids import now_rfc3339
 from terminald.mirror.child import MAX_MESSAGE, decode, encode
-from terminald.mirror.connect import read_password
+from terminald.mirror.connect import conninfo, read_password
 from terminald.mirror.copier import MirrorAlarm, MirrorStatus
 from terminald.mirror.errors import MirrorError
 from terminald.mirror.heartbeat import Heartbeat
@@ -84,13 +84,20 @@ class MirrorService:
         self._emit = publish
         self._heartbeat = heartbeat
         self._config_error: str | None = None
+        # A DSN libpq cannot parse: no copier is started (it could only fail), the alarm says why.
+        self._dsn_unusable = False
+        try:
+            conninfo(cfg.dsn)
+        except MirrorError as exc:
+            self._config_error, self._dsn_unusable = exc.detail, True
+            log.error("%s; the mirror is not started until the config is fixed", exc.detail)
         password = None
         if cfg.password_file:
             try:
                 password = read_password(cfg.password_file)
             except MirrorError as exc:
                 # Sales go on without the mirror; the copier's refused logins show the rest.
-                self._config_error = exc.detail
+                self._config_error = self._config_error or exc.detail
                 log.error("%s", exc.detail)
         # Sent over the socket as the first message: the password never in argv or the environment.
         self._settings: dict[str, Any] = {
@@ -232,7 +239,7 @@ class MirrorService:
                               now - self._heard_at)
                     proc.kill()
                     self._nudge.set()
-                if self._proc is None and now >= restart_at and not self._spawn():
+                if self._proc is None and not self._dsn_unusable and now >= restart_at and not self._spawn():
                     restart_at = now + pause
                     pause = min(pause * 2, _RESTART_MAX_S)
                 if self._beat_asked and self._proc is not None:
@@ -358,7 +365,7 @@ class MirrorService:
         return None if proc is None or self._gone else proc.pid
 
     def _child_alarm(self) -> MirrorAlarm | None:
-        if self._stopping:
+        if self._stopping or self._dsn_unusable:  # none is started: mirror_config says why
             return None
         proc, silent = self._proc, time.monotonic() - self._heard_at
         if proc is None or self._gone:

@@ -177,3 +177,23 @@ def test_restore_as_root_gives_the_spool_to_the_owner_of_its_directory(
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (daemon_user.pw_uid, daemon_user.pw_gid, 0o600)
     assert "owner postgres:" in done.stdout and "mode 0600" in done.stdout
     assert sorted(p.name for p in state.iterdir()) == ["spool.db", "spool.db.lock"]
+
+
+def test_status_through_the_daemon_is_not_ok_while_its_copier_is_away_from_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon still knows the last head while its copier cannot reach PostgreSQL (before the
+    lag alarm is due): `mirror status` must not say ok (exit 0 means "reached, no alarm")."""
+    from terminald.cli import mirror as cli_mirror
+    from terminald.config import load_config
+
+    config = tmp_path / "terminald.toml"
+    config.write_text(f'[terminal]\nid = "{TID}"\n[mirror]\ndsn = "host=127.0.0.1 port=9 dbname=x"\n',
+                      encoding="utf-8")
+    cfg = load_config(config)
+    section = {"enabled": True, "connected": True, "server": "127.0.0.1:9", "mirrored_seq": 5, "spool_seq": 5,
+               "unmirrored": 0, "lag_s": 0.0, "lagging": False, "last_error": None, "alarms": []}
+    monkeypatch.setattr(cli_mirror, "_from_daemon", lambda _cfg: {"mirror": section})
+    assert cli_mirror.status_report(cfg)["ok"] is True
+    section.update(connected=False, last_error="no read-write mirror server answered: connection refused")
+    report = cli_mirror.status_report(cfg)
+    assert report["ok"] is False and report["source"] == "daemon" and report["mirrored_seq"] == 5

@@ -314,8 +314,14 @@ def test_rejections_resolved_from_the_page_in_words_staff_read(
     voided = api.get(f"/v1/transactions/{second['id']}").json()
     assert voided["status"] == "resolved" and voided["resolution"]["resolution"] == "voided", voided
     assert [r["id"] for r in api.get("/v1/transactions", params={"status": "rejected"}).json()["items"]] == []
-    # They leave the follow-ups too: the refund stays.
-    expect(followups).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    # They leave the follow-ups as rejections: the refund stays, and the voided outage sale now
+    # owes the patient all they paid, to be handed back (and recorded) at the POS.
+    assert voided["refund_owed_fen"] == voided["paid_at_counter_fen"] == voided["total_fen"] > 0, voided
+    expect(followups).to_have_count(2, timeout=LIVE_TIMEOUT_MS)
+    void_refund = page.locator(f'#followups tr[data-id="{second["id"]}"]')
+    expect(void_refund).to_contain_text(f"¥{voided['total_fen'] / 100:.2f}")
+    expect(void_refund).to_contain_text("请在收银系统登记退款")
+    expect(void_refund.locator("button")).to_have_count(0)
     expect(page.locator("#rejected-count")).to_have_text("0")
     assert_no_raw_code(page)
 

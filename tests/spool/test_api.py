@@ -384,3 +384,20 @@ def test_reconciliation_names_records_with_their_revoke_links(tmp_spool: Spool) 
     named = {r["record_id"]: r for r in tmp_spool.totals("2026-11-23").uncertain}
     assert named[sale.record_id]["revoked_by"] == revoke.record_id and named[sale.record_id]["original_id"] is None
     assert named[revoke.record_id]["original_id"] == sale.record_id and named[revoke.record_id]["why"] == "pending"
+
+
+def test_a_restored_spool_says_so_until_acknowledged(tmp_path: Path) -> None:
+    from spool.restored import mark_in
+
+    with Spool.open(tmp_path / "s.db", "T0001", background_check=False) as spool:
+        assert spool.restored_from() is None
+        spool.write(lambda conn: mark_in(conn, "mirror", 7, 3))
+        marker = spool.restored_from()
+        assert marker is not None and (marker.source, marker.last_seq, marker.pending) == ("mirror", 7, 3)
+        spool.write(lambda conn: conn.execute("UPDATE meta SET value = 'not json' WHERE key = 'restored_from'"))
+        unreadable = spool.restored_from()  # read as "everything unknown", never as "not restored"
+        assert unreadable is not None and unreadable.last_seq > 10**15
+        spool.acknowledge_restore()
+        assert spool.restored_from() is None
+    with Spool.open_readonly(tmp_path / "s.db", "T0001") as again:
+        assert again.restored_from() is None

@@ -65,6 +65,7 @@ log = logging.getLogger("terminald.upstream.nhsa")
 
 REVERSAL_REFUSED = "reversal_refused"
 RECORD_STUCK = "nhsa_record_stuck"
+RESTORED_UNVERIFIED = "nhsa_restored_unverified"
 # The idle probe makes no call while a call was answered this recently (and none failed since):
 # a sign-in every idle_probe_s would be thousands of call-log rows a day for nothing.
 PROBE_QUIET_S = 600.0
@@ -121,6 +122,9 @@ class NhsaAdapter:
         # person key -> time.time() when the 2601 of their open call is due (ReversalNotDue).
         self.deferred: dict[str, float] = {}
         self._resync = False  # staff resumed: sync before the next round
+        # Records held because the spool was rebuilt from the mirror (spool/restored.py): the
+        # call log that would say whether they reached the platform died with the old disk.
+        self._restored_held = 0
 
     async def aclose(self) -> None:
         try:
@@ -150,9 +154,16 @@ class NhsaAdapter:
         """Nothing to finish: every outcome is applied before its person's next record starts."""
 
     def resume(self) -> list[str]:
-        """Staff resumed: the persons held for staff (refused reversal, parked record) are tried
-        again, after a sync. The alarms cleared, by code (empty: nothing was held)."""
+        """Staff resumed: the persons held for staff (refused reversal, parked record, a spool
+        restored from the mirror) are tried again, after a sync. The alarms cleared, by code
+        (empty: nothing was held)."""
         cleared = [code for code, held in ((REVERSAL_REFUSED, self.blocked), (RECORD_STUCK, self.parked)) if held]
+        if self.host.spool.restored_from() is not None:
+            # Staff checked the restored records with the platform: they are sent from now on.
+            self.host.spool.acknowledge_restore()
+            log.warning("resume: the records restored from the mirror are uploaded from now on")
+            cleared.append(RESTORED_UNVERIFIED)
+            self._restored_held = 0
         if cleared:
             log.warning("resume: %d person(s) held for a refused reversal, %d parked, tried again",
                         len(self.blocked), len(self.parked))
@@ -194,6 +205,7 @@ class NhsaAdapter:
 
         while True:
             pending = await asyncio.to_thread(self._pending)
+            self._say_restored_held()
             groups = [lane for lane in lanes(pending, self._key) if not self._held(self._key(lane[0]))]
             # Before the lanes start, never beside them: a call of a record being worked is open
             # while it is on the wire.
@@ -276,6 +288,9 @@ class NhsaAdapter:
         # fill the window.
         found: list[Record] = []
         held: set[str] = set()
+        restored = self.host.spool.restored_from()
+        restored_up_to = restored.last_seq if restored is not None else 0
+        self._restored_held = 0
         after = 0
         while len(found) < WINDOW:
             page = self.host.spool.backlog(after, PAGE)
@@ -283,12 +298,27 @@ class NhsaAdapter:
                 break
             for record in page:
                 key = self._key(record)
-                if key in held or not self.host.eligible(record):
+                if record.seq <= restored_up_to:
+                    self._restored_held += 1
+                    held.add(key)
+                elif key in held or not self.host.eligible(record):
                     held.add(key)
                 else:
                     found.append(record)
             after = page[-1].seq
         return found
+
+    def _say_restored_held(self) -> None:
+        restored = self.host.spool.restored_from() if self._restored_held else None
+        if restored is None:
+            return
+        message = (f"the spool was rebuilt from the {restored.source} ({restored.at}): {self._restored_held} pending "
+                   f"record(s) up to seq {restored.last_seq} may have been settled at the platform before the old "
+                   "disk was lost (their call log was lost with it), so they are held. Check them with the platform "
+                   "(terminald reconcile for their days, the platform's settlements of each person), reverse there "
+                   "any that stands, then resume uploading (terminald upstream resume): each is then settled once")
+        if self.host.alarm(RESTORED_UNVERIFIED, message):  # new: said once, not every round
+            log.error("%s", message)
 
     def _held(self, key: str) -> bool:
         return key in self.blocked or key in self.parked

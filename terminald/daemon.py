@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # psycopg is imported only when a mirror is configured
     from terminald.mirror.service import MirrorService
 
 log = logging.getLogger("terminald")
+OVERDUE_EVERY_S = 300.0  # how fresh the fleet row's overdue re-entries count is (heartbeats: every 30 s)
 
 
 class Daemon:
@@ -64,6 +66,7 @@ class Daemon:
                                    clock=self.card_reads.clock)
         self.spool: Spool | None = None
         self.mirror: MirrorService | None = None  # built in start() when mirror.dsn is set
+        self._overdue_cache: tuple[float, date, int] | None = None  # (monotonic, day, count) for heartbeats
         self.events = EventBus(cfg.spool_path, ZoneInfo(cfg.terminal.timezone))
         self._on_commit_hooks: list[Callable[[float], None]] = []
         self._upload_error_hooks: list[Callable[[str], None]] = []
@@ -143,8 +146,17 @@ class Daemon:
         overdue = 0
         if any(alarm.get("code") == "reentry_deadline" for alarm in alarms):
             tz = ZoneInfo(self.cfg.terminal.timezone)
-            overdue = overdue_reentries(spool, self.cfg.offline.deadline_working_days, tz, datetime.now(tz).date(),
-                                        WorkCalendar(self.cfg.offline.holidays, self.cfg.offline.workdays))
+            today, now = datetime.now(tz).date(), time.monotonic()
+            cached = self._overdue_cache
+            # It reads every pending record (thousands after a long outage), holding the
+            # interpreter lock from the sales meanwhile: at most every OVERDUE_EVERY_S, not at
+            # each heartbeat. A new day counts at once.
+            if cached is not None and cached[1] == today and now - cached[0] < OVERDUE_EVERY_S:
+                overdue = cached[2]
+            else:
+                overdue = overdue_reentries(spool, self.cfg.offline.deadline_working_days, tz, today,
+                                            WorkCalendar(self.cfg.offline.holidays, self.cfg.offline.workdays))
+                self._overdue_cache = (now, today, overdue)
         # The copier adds its own alarms; the lag alarm is the daemon's view of them.
         alarms += [alarm for alarm in mirror.alarms() if alarm["code"] == "mirror_lag"]
         return Heartbeat(mode=link.state, pending=stats.pending, pending_amount_fen=stats.pending_amount_fen,

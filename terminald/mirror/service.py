@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -67,6 +68,7 @@ _SILENT_S = 10.0  # the child reports every second: this long without a word, it
 _HUNG_KILL_S = 60.0  # and this long, it is killed and started again
 _RESTART_MIN_S = 0.5
 _RESTART_MAX_S = 30.0
+HEAD_FILE = "mirror-head"  # beside the spool: {"terminal_id", "seq"}, the mirror's head as last seen
 _STEADY_S = 60.0  # a child that ran this long was not crashing at start: the next restart is quick again
 
 
@@ -120,6 +122,10 @@ class MirrorService:
         self._heard_at = 0.0  # monotonic: the child's last message (or its start)
         self._down_since: str | None = None
         self._snapshot: MirrorStatus | None = None  # the child's last status
+        # The mirror's head as last seen, this run or the one before (HEAD_FILE): a daemon
+        # restarted while PostgreSQL is away knows what waits, and how long, before any contact.
+        self._head_file = spool.path.parent / HEAD_FILE
+        self._remembered_head = self._load_head()
         self._oldest: tuple[int, str] | None = None  # (seq, spooled_at) read here, for a silent child
         # Hints: numbered; one is on its way while sent > taken. Guarded by _hint_lock (any thread).
         self._hint_lock = threading.Lock()
@@ -326,6 +332,7 @@ class MirrorService:
             if kind == "status":
                 self._snapshot = message[1]
                 self._taken(int(message[2]))
+                self._remember(self._snapshot.mirrored_seq if self._snapshot is not None else None)
             elif kind == "beat?":
                 self._beat_asked = True
                 self._nudge.set()
@@ -349,7 +356,7 @@ class MirrorService:
         """The first unmirrored record's age, when the child does not say it (dead, silent, or not
         yet told of the newest records): one read, once per head."""
         snapshot, tail = self._snapshot, self._tail()
-        head = snapshot.mirrored_seq if snapshot is not None else None
+        head = self._known_head(snapshot)
         if head is None or tail is None or tail <= head or (snapshot is not None and snapshot.oldest_unmirrored_at):
             return
         if self._oldest is not None and self._oldest[0] == head + 1:
@@ -357,6 +364,32 @@ class MirrorService:
         with contextlib.suppress(SpoolError):
             record = self.spool.get_seq(head + 1)
             self._oldest = None if record is None else (record.seq, record.spooled_at)
+
+    def _known_head(self, snapshot: MirrorStatus | None) -> int | None:
+        """The mirror's head: as this run's copier last saw it, else as the last run's did."""
+        if snapshot is not None and snapshot.mirrored_seq is not None:
+            return snapshot.mirrored_seq
+        return self._remembered_head
+
+    def _load_head(self) -> int | None:
+        try:
+            kept = json.loads(self._head_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        seq = kept.get("seq") if isinstance(kept, dict) and kept.get("terminal_id") == self.spool.terminal_id else None
+        return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
+
+    def _remember(self, seq: int | None) -> None:
+        """Keep the head for the next run (a hint for the lag shown, not a fact: no fsync)."""
+        if seq is None or seq == self._remembered_head:
+            return
+        self._remembered_head = seq
+        tmp = self._head_file.with_name(self._head_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"terminal_id": self.spool.terminal_id, "seq": seq}), encoding="utf-8")
+            os.replace(tmp, self._head_file)
+        except OSError as exc:
+            log.debug("mirror: cannot keep the head in %s: %s", self._head_file, exc)
 
     # -- state -------------------------------------------------------------------------------------
     def pid(self) -> int | None:
@@ -384,12 +417,11 @@ class MirrorService:
         and the child's health. Memory only."""
         snapshot, tail, down = self._snapshot, self._tail(), self._child_alarm()
         running_s = time.monotonic() - self._created
-        if snapshot is None:
-            return MirrorStatus(connected=False, server=None, mirrored_seq=None, mirrored_hash=None, spool_seq=tail,
-                                unmirrored=None, oldest_unmirrored_at=None, lag_s=None, last_ok_at=None,
-                                last_error=down.message if down else None, alarms=(down,) if down else (),
-                                running_s=running_s)
-        head = snapshot.mirrored_seq
+        if snapshot is None:  # no word from a copier yet
+            snapshot = MirrorStatus(connected=False, server=None, mirrored_seq=None, mirrored_hash=None,
+                                    spool_seq=tail, unmirrored=None, oldest_unmirrored_at=None, lag_s=None,
+                                    last_ok_at=None, last_error=None, alarms=(), running_s=running_s)
+        head = self._known_head(snapshot)
         spool_seq = max(tail or 0, snapshot.spool_seq or 0) if tail is not None else snapshot.spool_seq
         unmirrored = None if head is None or spool_seq is None else max(spool_seq - head, 0)
         oldest = None
@@ -404,7 +436,7 @@ class MirrorService:
         elif oldest is not None:
             lag_s = max(time.time() - datetime.fromisoformat(oldest).timestamp(), 0.0)
         alarms = snapshot.alarms + ((down,) if down else ())
-        return replace(snapshot, connected=snapshot.connected and down is None, spool_seq=spool_seq,
+        return replace(snapshot, connected=snapshot.connected and down is None, mirrored_seq=head, spool_seq=spool_seq,
                        unmirrored=unmirrored, oldest_unmirrored_at=oldest, lag_s=lag_s,
                        last_error=down.message if down else snapshot.last_error, alarms=alarms, running_s=running_s)
 

@@ -209,3 +209,38 @@ def test_a_forged_head_row_raises_an_alarm_and_is_never_overwritten(
     assert head == (20, forged)  # nothing overwrote it
     assert [row[0] for row in mirrored_rows(pg_pair, pg_database, TID)] == list(range(1, 21))
 
+
+
+def test_a_daemon_restarted_while_postgres_is_down_shows_the_lag_at_once(
+        pg_pair_factory: Callable[[], PgPair], daemon_proc: Callable[..., DaemonProcess]) -> None:
+    """The new copier cannot reach PostgreSQL, so it never learns the head; the daemon kept the
+    head its last copier saw, so /v1/status shows what waits and how old it is from the start,
+    and the lag alarm is up at once, not lag_alarm_s after the restart."""
+    import time
+
+    pair = pg_pair_factory()
+    dbname = pair.create_database()
+    dsn = prepare(pair, dbname, TID)[TID]
+    lag_alarm_s = 3.0
+    d = daemon_proc(config(dsn, lag_alarm_s=lag_alarm_s))
+    with d.client() as api:
+        sell(api, 5, "before")
+        wait_caught_up(api, 5)
+        pair.stop(pair.primary)
+        sell(api, 3, "down")
+        sold_at = time.time()
+    d.stop()
+    # The three unmirrored records grow older than the alarm's threshold while no daemon runs.
+    wait_for(lambda: time.time() - sold_at > lag_alarm_s + 0.5, lag_alarm_s + 5, "the records to age", 0.1)
+    d.start()
+    with d.client() as api:
+        m = mirror_of(api)  # the first look, well within lag_alarm_s of the start
+        assert (m["mirrored_seq"], m["spool_seq"], m["unmirrored"]) == (5, 8, 3), m
+        assert m["lag_s"] is not None and m["lag_s"] > lag_alarm_s, m
+        assert not m["connected"]
+        wait_for(lambda: any(a["code"] == "mirror_lag" for a in mirror_of(api)["alarms"]), 5, "the lag alarm")
+        pair.start(pair.primary)
+        pair.wait_sync()
+        m = wait_caught_up(api, 8)
+        assert m["alarms"] == []
+    assert wait_equal(pair, dbname, d) == 8

@@ -516,6 +516,11 @@ class Spool:
     def stats(self) -> SpoolStats:
         return self._read(queries.stats_in)
 
+    def checkpoint(self) -> tuple[int, str]:
+        """(seq, hash) of the prune checkpoint: the last record pruned, which the first record held
+        links to; (0, genesis) if nothing was ever pruned (the chain held starts at seq 1)."""
+        return self._read(queries.checkpoint_in)
+
     def newest_change(self) -> ChangeMark | None:
         """The newest ``history`` row now (None: no record has changed since its append yet).
 

@@ -15,6 +15,7 @@ from spool.records import RECORD_COLUMNS, ChangeMark, Changes, Record, SpoolStat
 
 __all__ = [
     "changes_since_in",
+    "checkpoint_in",
     "insert_rows",
     "load_tail",
     "newest_change_in",
@@ -34,6 +35,12 @@ def load_tail(conn: sqlite3.Connection) -> tuple[int, str]:
     row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
     if row is None:
         row = conn.execute("SELECT seq, hash FROM checkpoint WHERE id = 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
+def checkpoint_in(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(seq, hash) of the prune checkpoint, else (0, genesis): the chain held starts after it."""
+    row = conn.execute("SELECT seq, hash FROM checkpoint WHERE id = 1").fetchone()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 

@@ -411,8 +411,9 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
     st = dest.stat()
     _say(console, f"restored {_escape(dest)} from the mirror: terminal {_escape(tid)}")
     if report.records:
-        _say(console, f"records: {report.records}, seq 1-{report.last_seq}, hash chain verified from seq 1 "
-                      f"(last hash {report.last_hash[:12]}…)")
+        start = f"seq {report.first_seq}" + ("" if report.first_seq == 1 else " (after the prune checkpoint)")
+        _say(console, f"records: {report.records}, seq {report.first_seq}-{report.last_seq}, hash chain verified "
+                      f"from {start} (last hash {report.last_hash[:12]}…)")
     else:
         _say(console, "records: none (the mirror holds no record of this terminal)")
     _say(console, "status:  " + ", ".join(f"{k} {v}" for k, v in sorted(report.by_status.items())))

@@ -9,9 +9,15 @@ mirror holds, and ``verify_head`` decides what to do next:
 - the head is on this spool's chain (same hash at its seq, and the mirror's row of that seq
   agrees): carry on after it; a batch the head has passed already is done, once its rows are
   found with the same hashes (the retry after a lost commit);
-- anything else (another hash, a seq past this spool's end, a missing row): ``MirrorFork``,
-  and nothing is written. A head moved back by hand, with rows still after it, is caught by the
-  primary key when the next batch inserts: the transaction is rolled back, ``MirrorFork``.
+- the head's own record was pruned from the spool since it was mirrored (a counter idle for
+  longer than the retention): the head is checked against the spool's prune checkpoint instead;
+- a spool pruned before anything of it was mirrored (a counter in service longer than the
+  retention before the mirror was set up) starts the mirror at its prune checkpoint
+  (``start_at``: the head row's ``base_seq``/``base_hash`` say where the terminal's chain starts);
+- anything else (another hash, a seq past this spool's end, a missing row, records pruned from
+  the spool after the head before they were mirrored): ``MirrorFork``, and nothing is written.
+  A head moved back by hand, with rows still after it, is caught by the primary key when the
+  next batch inserts: the transaction is rolled back, ``MirrorFork``.
 
 Async, on one connection; the spool is read by the caller (in a thread).
 """
@@ -28,7 +34,17 @@ from spool import GENESIS_HASH, Record
 from terminald.mirror.errors import MirrorFork, MirrorSchemaMissing
 from terminald.mirror.rows import INSERT_BATCH_SQL, batch_param
 
-__all__ = ["Head", "already_there", "copy_batch", "ensure_head", "mirrored_hashes", "read_head", "verify_head"]
+__all__ = [
+    "Head",
+    "already_there",
+    "copy_batch",
+    "ensure_head",
+    "mirrored_hashes",
+    "read_base",
+    "read_head",
+    "start_at",
+    "verify_head",
+]
 
 Head = tuple[int, str]  # (last_seq, last_hash)
 
@@ -71,6 +87,40 @@ async def read_head(conn: psycopg.AsyncConnection[Any], terminal_id: str) -> Hea
     return None if row is None else (int(row[0]), str(row[1]))
 
 
+async def read_base(conn: psycopg.AsyncConnection[Any], terminal_id: str) -> Head:
+    """Where the terminal's chain starts in the mirror: (0, genesis), or a prune checkpoint."""
+    try:
+        cur = await conn.execute("SELECT base_seq, base_hash FROM terminald_terminals WHERE terminal_id = %s",
+                                 (terminal_id,))
+    except (pg_errors.UndefinedColumn, pg_errors.UndefinedTable, pg_errors.InsufficientPrivilege) as exc:
+        raise _schema_missing(exc, terminal_id) from exc
+    row = await cur.fetchone()
+    return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+
+
+# The head (and the chain's start) moves to the spool's checkpoint only while the mirror holds
+# nothing of this terminal: no row, and the head where the chain starts.
+_START_SQL = (
+    "UPDATE terminald_terminals SET last_seq = %(seq)s, last_hash = %(hash)s, base_seq = %(seq)s,"
+    " base_hash = %(hash)s WHERE terminal_id = %(terminal_id)s AND last_seq = %(head_seq)s"
+    " AND last_hash = %(head_hash)s AND base_seq = last_seq AND base_hash = last_hash"
+    " AND NOT EXISTS (SELECT FROM terminald_records WHERE terminal_id = %(terminal_id)s)"
+)
+
+
+async def start_at(conn: psycopg.AsyncConnection[Any], terminal_id: str, head: Head, checkpoint: Head) -> bool:
+    """Start the terminal's chain in the mirror at the spool's prune ``checkpoint`` (its records up to
+    it were pruned before any was mirrored): True if the head row moved from ``head`` to it, False
+    if the mirror holds something of this terminal already (its head stays: ``verify_head`` says
+    whether that is a gap)."""
+    try:
+        cur = await conn.execute(_START_SQL, {"seq": checkpoint[0], "hash": checkpoint[1], "terminal_id": terminal_id,
+                                              "head_seq": head[0], "head_hash": head[1]})
+    except (pg_errors.UndefinedColumn, pg_errors.UndefinedTable, pg_errors.InsufficientPrivilege) as exc:
+        raise _schema_missing(exc, terminal_id) from exc
+    return cur.rowcount == 1
+
+
 async def mirrored_hashes(conn: psycopg.AsyncConnection[Any], terminal_id: str, first: int,
                           last: int) -> dict[int, str]:
     """seq -> hash of the mirror's rows in [first, last]."""
@@ -80,9 +130,10 @@ async def mirrored_hashes(conn: psycopg.AsyncConnection[Any], terminal_id: str, 
 
 
 async def verify_head(conn: psycopg.AsyncConnection[Any], terminal_id: str, head: Head,
-                      at_head: Record | None, spool_last_seq: int) -> None:
+                      at_head: Record | None, spool_last_seq: int, checkpoint: Head | None = None) -> None:
     """MirrorFork unless ``head`` is on this spool's chain: ``at_head`` is the spool's record at the
-    head's seq (None if the spool has none), ``spool_last_seq`` the spool's tail."""
+    head's seq (None if the spool has none), ``spool_last_seq`` the spool's tail, ``checkpoint``
+    the spool's prune checkpoint (needed when ``at_head`` is None: the head's record was pruned)."""
     seq, hash_ = head
     if seq == 0:
         if hash_ != GENESIS_HASH:
@@ -93,12 +144,23 @@ async def verify_head(conn: psycopg.AsyncConnection[Any], terminal_id: str, head
                          "the mirror has records this spool does not (a spool from an older copy, or two PCs "
                          "with one terminal id)", seq)
     if at_head is None:
-        raise MirrorFork(f"the mirror's head of {terminal_id} is seq {seq}, which this spool no longer holds "
-                         "(pruned before it was mirrored): it cannot be verified", seq)
-    if at_head.hash != hash_:
+        # Pruned from the spool: only the checkpoint (the last record pruned) is still known.
+        cp_seq, cp_hash = checkpoint if checkpoint is not None else (0, GENESIS_HASH)
+        if seq < cp_seq:
+            raise MirrorFork(f"records {seq + 1}-{cp_seq} of {terminal_id} were pruned from this spool before they "
+                             f"were mirrored (the mirror's head is seq {seq}): a gap, they are in neither", seq)
+        if seq != cp_seq:
+            raise MirrorFork(f"the mirror's head of {terminal_id} is seq {seq}, which this spool does not hold "
+                             f"(its chain starts after seq {cp_seq}): it cannot be verified", seq)
+        if cp_hash != hash_:
+            raise MirrorFork(f"the mirror's head of {terminal_id} at seq {seq} has hash {hash_[:12]}…, this spool's "
+                             f"prune checkpoint at seq {seq} has {cp_hash[:12]}…: a fork; nothing is overwritten", seq)
+    elif at_head.hash != hash_:
         raise MirrorFork(f"the mirror's head of {terminal_id} at seq {seq} has hash {hash_[:12]}…, this spool's "
                          f"record {seq} has {at_head.hash[:12]}…: a fork; nothing is overwritten", seq)
     stored = await mirrored_hashes(conn, terminal_id, seq, seq)
+    if seq not in stored and await read_base(conn, terminal_id) == head:
+        return  # the mirror's chain starts here (start_at): no row of its own
     if stored.get(seq) != hash_:
         raise MirrorFork(f"the mirror's head of {terminal_id} says seq {seq}, but its row of seq {seq} is "
                          f"{'missing' if seq not in stored else 'another record'}: a gap", seq)
@@ -119,8 +181,9 @@ async def already_there(conn: psycopg.AsyncConnection[Any], terminal_id: str, ba
                              f"{head[0]}: a fork or a gap; nothing is overwritten", record.seq)
 
 
-async def copy_batch(conn: psycopg.AsyncConnection[Any], batch: Sequence[Record]) -> bool:
-    """Append ``batch`` (consecutive records of one terminal) in one transaction.
+async def copy_batch(conn: psycopg.AsyncConnection[Any], batch: Sequence[Record], text: str | None = None) -> bool:
+    """Append ``batch`` (consecutive records of one terminal) in one transaction; ``text``: its
+    ``rows.batch_text``, if built already (in a thread).
 
     True: committed. False: the head was not where the batch starts (nothing written; read the
     head and ``verify_head`` again). MirrorFork: the head moved but a row is already there.
@@ -131,12 +194,13 @@ async def copy_batch(conn: psycopg.AsyncConnection[Any], batch: Sequence[Record]
     terminal_id = first.terminal_id
     try:
         cur = await conn.execute(_APPEND_SQL, (last.seq, last.hash, terminal_id, first.seq - 1, first.prev_hash,
-                                               batch_param(batch)))
+                                               batch_param(batch, text)))
     except pg_errors.UniqueViolation as exc:
         raise MirrorFork(f"a record of seqs {first.seq}-{last.seq} of {terminal_id} is in the mirror already, "
                          "after a head that says it is not (a head row moved back by hand?), or its record_id "
                          f"is another terminal's: nothing is overwritten ({_diag(exc)})", first.seq) from exc
-    except (pg_errors.UndefinedTable, pg_errors.InsufficientPrivilege) as exc:
+    except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn, pg_errors.InsufficientPrivilege) as exc:
+        # UndefinedColumn: a schema older than this terminald (record_text): init-db brings it up to date.
         raise _schema_missing(exc, terminal_id) from exc
     # 0: the head was elsewhere. Any other count short of the batch cannot happen (one statement
     # inserts every row or none); if it did, the caller's head check and already_there would find it.

@@ -4,11 +4,14 @@ One task on an event loop, one async connection (psycopg 3); in the daemon, a pr
 own (child.py, started by service.py), so no step of it takes time or the interpreter lock
 from the API. Each pass:
 
-1. reads the terminal's head row and checks it is on this spool's chain (chain.verify_head);
+1. reads the terminal's head row and checks it is on this spool's chain (chain.verify_head; the
+   spool's prune checkpoint stands in for a head record pruned since, and a mirror holding nothing
+   of a spool pruned before it was mirrored starts at that checkpoint: chain.start_at);
 2. copies the records after it in seq order, ``batch_size`` at a time, one compare-and-set
    transaction each (chain.copy_batch);
 3. pushes status changes found through the spool's history cursor (changes.py), or, after a
-   (re)connect or when the cursor lost its place, compares every row that may still change;
+   (re)connect or when the cursor lost its place, compares every row that may still change
+   (also when step 2 was refused: a refused batch does not freeze the rows mirrored before it);
 4. sends the heartbeat when it is due.
 
 Then it pauses (``min_gap_s``, growing to ``max_gap_s`` while passes keep finding records) and
@@ -45,6 +48,7 @@ from terminald.mirror.changes import HistoryMark, changes_after, newest_mark, re
 from terminald.mirror.connect import async_connect, conninfo, server_of
 from terminald.mirror.errors import MirrorError, MirrorFork, MirrorRejected, MirrorSchemaMissing, MirrorUnavailable
 from terminald.mirror.heartbeat import Heartbeat, send_heartbeat
+from terminald.mirror.rows import batch_text
 from terminald.mirror.statuses import push_statuses, reconcile
 
 __all__ = ["MirrorAlarm", "MirrorCopier", "MirrorStatus"]
@@ -249,6 +253,11 @@ class MirrorCopier:
             try:
                 conn = await self._connection()
                 refused = await self._pass(conn)
+                if refused is None and self._alarms:
+                    # Cleared before the heartbeat, which goes now: the fleet view drops the alarm
+                    # with this pass, not a heartbeat later.
+                    self._alarms.clear()
+                    self._beat_at = None
                 if not isinstance(refused, MirrorSchemaMissing):
                     await self._maybe_heartbeat(conn)  # with the alarm: the fleet view is where IT sees it
             except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
@@ -273,9 +282,24 @@ class MirrorCopier:
             self._last_ok, self._last_error = now_rfc3339(), None
 
     async def _pass(self, conn: psycopg.AsyncConnection[Any]) -> MirrorError | None:
-        """Copy and push statuses; an alarm (raised here) is returned, a lost connection raised."""
+        """Copy and push statuses; an alarm (raised here) is returned, a lost connection raised.
+
+        A batch the server refuses (``mirror_rejected``) does not stop the status changes of the
+        rows already mirrored: the head was verified, and each update names its row's hash.
+        """
+        refused: MirrorError | None = None
         try:
-            await self._copy(conn)
+            await self._adopt(conn, await self._db(chain.ensure_head(conn, self.terminal_id)), start=True)
+            try:
+                await self._copy(conn)
+            except MirrorRejected as exc:
+                refused = exc
+            except psycopg.Error as exc:
+                if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                    raise
+                refused = MirrorRejected(f"the mirror refused a write: {_lost(exc)}")
+            if refused is not None:
+                self._raise_alarm(refused)
             await self._statuses(conn)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
@@ -286,7 +310,7 @@ class MirrorCopier:
             error = MirrorRejected(f"the mirror refused a write: {_lost(exc)}")
             self._raise_alarm(error)
             return error
-        return None
+        return refused
 
     async def wait_mirrored(self, seq: int, timeout_s: float) -> None:
         """Until the mirror's head reaches ``seq`` (TimeoutError after ``timeout_s``)."""
@@ -326,47 +350,83 @@ class MirrorCopier:
 
     # -- one pass ----------------------------------------------------------------------------------
     async def _copy(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await self._adopt(conn, await self._db(chain.ensure_head(conn, self.terminal_id)))
+        """The records after the head (verified by ``_pass``), batch by batch.
+
+        A backlog goes in full batches, each read from the spool and encoded (rows.batch_text) in a
+        thread while the one before it is being written: the reading and encoding of the records,
+        the copier's own share of the work, overlaps the server's.
+        """
         moves = 0
-        while True:
-            assert self._head is not None
-            after, after_hash = self._head
-            batch = await asyncio.to_thread(self.spool.records, None, after, self.batch_size)
-            if not batch:
-                return
-            self._seen_tail = max(self._seen_tail, batch[-1].seq)
-            if batch[0].seq != after + 1 or batch[0].prev_hash != after_hash:
-                raise MirrorFork(f"this spool does not continue the mirror's head (seq {after}): its next record "
-                                 f"is seq {batch[0].seq} (pruned before it was mirrored, or another chain)", after)
-            if await self._db(chain.copy_batch(conn, batch)):
-                self._moved_to((batch[-1].seq, batch[-1].hash))
-                moves = 0
-                if len(batch) < self.batch_size:
-                    # The spool's end when read: a record appended since has woken the next pass,
-                    # so asking again now would only cost another read and thread hop.
+        ahead: tuple[int, asyncio.Future[tuple[list[Record], str]]] | None = None  # (after seq, its batch)
+        try:
+            while True:
+                assert self._head is not None
+                after, after_hash = self._head
+                if ahead is not None and ahead[0] == after:
+                    batch, text = await ahead[1]
+                else:
+                    if ahead is not None:
+                        _forget(ahead[1])
+                    batch, text = await asyncio.to_thread(self._prepare, after)
+                ahead = None
+                if not batch:
                     return
-                continue
-            moves += 1
-            if moves > _MOVES_BEFORE_FORK:
-                raise MirrorFork(f"the mirror's head of {self.terminal_id} keeps moving under this copier: "
-                                 "another process is mirroring the same terminal id", after)
-            head = await self._db(chain.read_head(conn, self.terminal_id))
-            if head is None:
-                raise MirrorSchemaMissing(f"the head row of terminal {self.terminal_id} disappeared")
-            await self._adopt(conn, head, batch)
+                self._seen_tail = max(self._seen_tail, batch[-1].seq)
+                if batch[0].seq != after + 1 or batch[0].prev_hash != after_hash:
+                    raise MirrorFork(f"this spool does not continue the mirror's head (seq {after}): its next "
+                                     f"record is seq {batch[0].seq} (pruned before it was mirrored, or another "
+                                     "chain)", after)
+                if len(batch) == self.batch_size:  # more may follow: the next batch, meanwhile
+                    ahead = (batch[-1].seq, asyncio.ensure_future(asyncio.to_thread(self._prepare, batch[-1].seq)))
+                if await self._db(chain.copy_batch(conn, batch, text)):
+                    self._moved_to((batch[-1].seq, batch[-1].hash))
+                    moves = 0
+                    if len(batch) < self.batch_size:
+                        # The spool's end when read: a record appended since has woken the next pass,
+                        # so asking again now would only cost another read and thread hop.
+                        return
+                    continue
+                moves += 1
+                if moves > _MOVES_BEFORE_FORK:
+                    raise MirrorFork(f"the mirror's head of {self.terminal_id} keeps moving under this copier: "
+                                     "another process is mirroring the same terminal id", after)
+                head = await self._db(chain.read_head(conn, self.terminal_id))
+                if head is None:
+                    raise MirrorSchemaMissing(f"the head row of terminal {self.terminal_id} disappeared")
+                await self._adopt(conn, head, batch)
+        finally:
+            if ahead is not None:
+                _forget(ahead[1])
+
+    def _prepare(self, after: int) -> tuple[list[Record], str]:
+        """The next batch after seq ``after`` and its rows.batch_text (blocking: in a thread)."""
+        batch = self.spool.records(None, after, self.batch_size)
+        return batch, batch_text(batch) if batch else ""
 
     async def _adopt(self, conn: psycopg.AsyncConnection[Any], head: chain.Head,
-                     batch: list[Record] | None = None) -> None:
-        """Take ``head`` as where the mirror stands, once it is verified against the spool."""
-        at_head = await asyncio.to_thread(self.spool.get_seq, head[0]) if head[0] > 0 else None
-        if head[0] > 0 and at_head is None:
-            spool_last = (await asyncio.to_thread(self.spool.stats)).last_seq
-        else:
-            spool_last = head[0]
-        await self._db(chain.verify_head(conn, self.terminal_id, head, at_head, spool_last))
+                     batch: list[Record] | None = None, *, start: bool = False) -> None:
+        """Take ``head`` as where the mirror stands, once it is verified against the spool. With
+        ``start`` (a pass's first look), a mirror that holds nothing of a spool pruned before it was
+        mirrored starts at the spool's prune checkpoint."""
+        at_head, checkpoint, spool_last = await asyncio.to_thread(self._spool_at, head[0])
+        pruned_first = start and checkpoint is not None and checkpoint[0] > head[0]
+        if pruned_first and checkpoint and await self._db(chain.start_at(conn, self.terminal_id, head, checkpoint)):
+            log.info("mirror: this spool's records up to seq %d were pruned before any was mirrored: the "
+                     "mirror of %s starts after it", checkpoint[0], self.terminal_id)
+            head, at_head = checkpoint, None
+        await self._db(chain.verify_head(conn, self.terminal_id, head, at_head, spool_last, checkpoint))
         if batch and head[0] >= batch[0].seq:
             await self._db(chain.already_there(conn, self.terminal_id, batch, head))
         self._moved_to(head)
+
+    def _spool_at(self, seq: int) -> tuple[Record | None, chain.Head | None, int]:
+        """(the spool's record at ``seq``, its prune checkpoint, its tail) for a head at ``seq``
+        (blocking: in a thread). The usual case, the record there, is one read: the checkpoint
+        (None then) and the tail matter only when it is not."""
+        record = self.spool.get_seq(seq) if seq > 0 else None
+        if record is not None:
+            return record, None, seq
+        return None, self.spool.checkpoint(), self.spool.stats().last_seq
 
     async def _statuses(self, conn: psycopg.AsyncConnection[Any]) -> None:
         assert self._head is not None
@@ -439,6 +499,7 @@ class MirrorCopier:
         if exc.code not in self._alarms:
             log.error("mirror alarm %s: %s", exc.code, exc.detail)
             self._alarms[exc.code] = MirrorAlarm(exc.code, exc.detail, now_rfc3339(), getattr(exc, "seq", None))
+            self._beat_at = None  # the fleet view shows a new alarm with the next heartbeat, sent now
 
     def _spool_tail(self) -> int | None:
         try:
@@ -455,6 +516,15 @@ class MirrorCopier:
         if self._oldest is None or self._oldest[0] != head[0] + 1:
             record = await asyncio.to_thread(self.spool.get_seq, head[0] + 1)
             self._oldest = None if record is None else (record.seq, record.spooled_at)
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Drop a read-ahead: cancelled if not done (its thread finishes on its own and what it read
+    is dropped), its error if done (read again by the next pass, not logged as never retrieved)."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _lost(exc: BaseException) -> str:

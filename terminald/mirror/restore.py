@@ -1,12 +1,17 @@
 """Rebuild a terminal's spool from the mirror, after its disk died.
 
 ``restore_from(conn, terminal_id, dest)`` reads the terminal's head row and its records from
-seq 1, in one read-only snapshot, verifies the hash chain as it goes (the same check central and
-``terminald spool check`` make: each record's hash from its content, each link, no gap, the
-terminal's id) and that the rows end exactly at the head, and writes a new spool file the way
-``spool salvage`` does: in a private directory beside DEST, through the spool's own schema
-(its migrations, its triggers keeping the totals), checked with ``spool check``'s own check,
-then linked into place. DEST is never overwritten; nothing is written if anything is wrong.
+seq 1 (or from where its chain starts in the mirror: the head row's ``base_seq``/``base_hash``,
+the prune checkpoint of a spool pruned before it was mirrored, which the rebuilt spool keeps as
+its own checkpoint), in one read-only snapshot, verifies the hash chain as it goes (the same
+check central and ``terminald spool check`` make: each record's hash from its content, each
+link, no gap, the terminal's id) and that the rows end exactly at the head, each record read
+from its verbatim text (``record_text``, rows.py; the ``record`` jsonb only for a row written
+before that column existed), and writes a new spool file the way ``spool salvage`` does: in a
+private directory beside DEST, through the spool's own schema (its migrations, its triggers
+keeping the totals), checked with ``spool check``'s own check, and marked as rebuilt from a copy
+(spool/restored.py), then linked into place. DEST is never overwritten; nothing is written if
+anything is wrong.
 
 Statuses, central's outcomes, resolutions, refunds and the outage facts come back as the mirror
 last had them; a pending record stays pending (the uploader sends it again, and central's
@@ -31,14 +36,16 @@ import psycopg
 
 from spool import GENESIS_HASH, CheckReport, InvalidRequest, canonical_json
 from spool.chain import verify_links
+from spool.ids import now_rfc3339
 from spool.maintenance import check_file
 from spool.records import STATUSES, business_date_of
+from spool.restored import mark_in as mark_restored
 from spool.schema import NAMESPACE, STEPS
 from spool.store import connect, fsync_dir, migrate
 from spool.transitions import describe
 from terminald.mirror.connect import conninfo, sync_connect
 from terminald.mirror.errors import MirrorUnavailable, RestoreFailed
-from terminald.mirror.rows import SELECT_MIRRORED, MirroredRecord
+from terminald.mirror.rows import SELECT_MIRRORED, SELECT_MIRRORED_OLD, MirroredRecord
 
 __all__ = ["SPOOL_MODE", "RestoreReport", "restore_from", "restore_spool"]
 
@@ -64,6 +71,7 @@ class RestoreReport:
     by_status: dict[str, int]
     check: CheckReport  # DEST through `terminald spool check`'s check
     notes: tuple[str, ...] = field(default_factory=tuple)  # what could not be put back exactly
+    first_seq: int = 1  # the chain restored starts here (after the mirror's base: a prune checkpoint)
 
 
 def restore_spool(dsn: str, terminal_id: str, dest: str | Path, *, password: str | None = None,
@@ -90,8 +98,8 @@ def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path, *,
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # head and rows from one snapshot
             try:
-                head = _head(conn, terminal_id)
-                counts, notes, last = _write(conn, terminal_id, tmp, head)
+                head, base = _head(conn, terminal_id)
+                counts, notes, last = _write(conn, terminal_id, tmp, head, base)
             finally:
                 if not conn.closed:
                     conn.execute("COMMIT")
@@ -115,7 +123,7 @@ def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path, *,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return RestoreReport(dest=dest, terminal_id=terminal_id, records=sum(counts.values()), last_seq=last[0],
-                         last_hash=last[1], by_status=counts, check=check, notes=tuple(notes))
+                         last_hash=last[1], by_status=counts, check=check, notes=tuple(notes), first_seq=base[0] + 1)
 
 
 def _refuse_existing(dest: Path) -> None:
@@ -128,41 +136,62 @@ def _refuse_existing(dest: Path) -> None:
                                 "(move the old files aside first)")
 
 
-def _head(conn: psycopg.Connection[Any], terminal_id: str) -> tuple[int, str]:
-    row = conn.execute("SELECT last_seq, last_hash FROM terminald_terminals WHERE terminal_id = %s",
+def _head(conn: psycopg.Connection[Any], terminal_id: str) -> tuple[tuple[int, str], tuple[int, str]]:
+    """The terminal's head (last_seq, last_hash) and where its chain starts (base_seq, base_hash)."""
+    base = "base_seq, base_hash" if _has_column(conn, "terminald_terminals", "base_seq") else f"0, '{GENESIS_HASH}'"
+    row = conn.execute(f"SELECT last_seq, last_hash, {base} FROM terminald_terminals WHERE terminal_id = %s",
                        (terminal_id,)).fetchone()
     if row is None:
         raise RestoreFailed(f"the mirror has no terminal {terminal_id!r} (or this role may not see it)")
-    return int(row[0]), str(row[1])
+    return (int(row[0]), str(row[1])), (int(row[2]), str(row[3]))
 
 
-def _pages(conn: psycopg.Connection[Any], terminal_id: str, upto: int) -> Iterator[list[MirroredRecord]]:
-    after = 0
+def _has_column(conn: psycopg.Connection[Any], table: str, column: str) -> bool:
+    """Whether the mirror's schema has this column (init-db run since it was added)."""
+    row = conn.execute("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+                       " AND attname = %s AND NOT attisdropped)", (table, column)).fetchone()
+    return bool(row and row[0])
+
+
+def _pages(conn: psycopg.Connection[Any], terminal_id: str, after: int, upto: int) -> Iterator[list[MirroredRecord]]:
+    select = SELECT_MIRRORED if _has_column(conn, "terminald_records", "record_text") else SELECT_MIRRORED_OLD
     while True:
-        rows = conn.execute(f"{SELECT_MIRRORED} WHERE terminal_id = %s AND seq > %s AND seq <= %s"
+        rows = conn.execute(f"{select} WHERE terminal_id = %s AND seq > %s AND seq <= %s"
                             " ORDER BY seq LIMIT %s", (terminal_id, after, upto, _PAGE)).fetchall()
         if not rows:
             return
-        page = [MirroredRecord.from_row(row) for row in rows]
+        try:
+            page = [MirroredRecord.from_row(row) for row in rows]
+        except (ValueError, TypeError) as exc:  # a record_text that is not a JSON object
+            raise RestoreFailed(f"the mirror's chain of {terminal_id} is broken: {exc}") from exc
         yield page
         after = page[-1].seq
 
 
-def _write(conn: psycopg.Connection[Any], terminal_id: str, tmp: Path,
-           head: tuple[int, str]) -> tuple[dict[str, int], list[str], tuple[int, str]]:
+def _write(conn: psycopg.Connection[Any], terminal_id: str, tmp: Path, head: tuple[int, str],
+           base: tuple[int, str]) -> tuple[dict[str, int], list[str], tuple[int, str]]:
     counts: dict[str, int] = {}
     notes: list[str] = []
-    last = (0, GENESIS_HASH)
+    last = base
     out = connect(tmp)
     try:
         migrate(out, NAMESPACE, STEPS)
         out.execute("BEGIN IMMEDIATE")
         out.execute("INSERT INTO meta (key, value) VALUES ('terminal_id', ?)", (terminal_id,))
+        if base[0] > 0:
+            # The chain starts after a prune checkpoint (the spool was pruned before it was
+            # mirrored): the rebuilt spool's chain starts there too, as a pruned spool's does.
+            out.execute("INSERT INTO checkpoint (id, seq, hash, pruned, at) VALUES (1, ?, ?, ?, ?)",
+                        (base[0], base[1], base[0], now_rfc3339()))
+            notes.append(f"the mirror holds {terminal_id} from seq {base[0] + 1}: the records up to seq {base[0]} "
+                         "were pruned from the spool before the mirror began; the restored spool starts after "
+                         f"them, at its prune checkpoint (seq {base[0]}, hash {base[1][:12]}…)")
         out.execute("COMMIT")
-        for page in _pages(conn, terminal_id, head[0]):
+        for page in _pages(conn, terminal_id, base[0], head[0]):
             problems = verify_links([r.wire for r in page], last[0], last[1], terminal_id)
             if problems:
-                raise RestoreFailed(f"the mirror's chain of {terminal_id} is broken: {problems[0]}")
+                raise RestoreFailed(f"the mirror's chain of {terminal_id} is broken: {problems[0]}"
+                                    f"{_old_row_hint(page, problems[0])}")
             out.execute("BEGIN IMMEDIATE")
             for record in page:
                 status = _insert(out, record, notes)
@@ -172,12 +201,26 @@ def _write(conn: psycopg.Connection[Any], terminal_id: str, tmp: Path,
         if last != head:
             raise RestoreFailed(f"the mirror's rows of {terminal_id} end at seq {last[0]}, its head says seq "
                                 f"{head[0]}: records are missing")
+        # The file says it was rebuilt from a copy (spool/restored.py): an upstream without an
+        # idempotency key holds the pending records up to here until staff have checked them.
+        out.execute("BEGIN IMMEDIATE")
+        mark_restored(out, "mirror", last[0], counts.get("pending", 0))
+        out.execute("COMMIT")
         out.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.Error as exc:
         raise RestoreFailed(f"writing {tmp.name} failed: {exc}") from exc
     finally:
         out.close()
     return counts, notes, last
+
+
+def _old_row_hint(page: list[MirroredRecord], problem: str) -> str:
+    """Why a row written before ``record_text`` existed may fail its hash: its jsonb copy."""
+    for record in page:
+        if not record.verbatim and problem.startswith(f"seq {record.seq}:"):
+            return (" (a row mirrored before the record_text column existed, read from its jsonb copy, which "
+                    "does not keep every number as written, e.g. 1e16 or -0.0)")
+    return ""
 
 
 def _insert(out: sqlite3.Connection, record: MirroredRecord, notes: list[str]) -> str:

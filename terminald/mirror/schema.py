@@ -7,9 +7,18 @@ may run it again after an upgrade. It creates, besides the contract's two tables
 - ``terminald_roles(role_name, terminal_id)``: which database role is which terminal. Every
   policy is keyed on it (``current_user`` -> terminal id), so a role may be named anything
   (``terminald_t0001`` by default, or a client certificate's CN) without a naming rule in SQL.
+- ``record_text text`` in ``terminald_records``: the record itself, verbatim, as the canonical
+  JSON its hash is computed from (``sha256(record_text) = hash``; rows.py). The contract's
+  ``record jsonb`` stays as a queryable view of it for IT: jsonb does not keep every number as
+  written (``1e16``, ``-0.0``) nor U+0000, so a restore reads ``record_text``, and ``record`` only
+  for rows mirrored before the column existed (NULL there: ``ADD COLUMN IF NOT EXISTS`` upgrades
+  an existing database when init-db runs again).
 - ``local_state jsonb`` in ``terminald_records``: the local facts a restore needs and the wire
   record does not carry (idempotency key, request digest, resolution, refund, outage facts, a
   revoke's original); like ``status``/``outcome`` it is outside the hash chain.
+- ``base_seq``/``base_hash`` in ``terminald_terminals``: where the terminal's chain starts in the
+  mirror, (0, genesis) unless its spool had been pruned before anything was mirrored; then the
+  spool's prune checkpoint (the rows are seq ``base_seq + 1`` to ``last_seq``).
 - heartbeat columns in ``terminald_terminals``: ``overdue_reentries``, ``spool_last_seq`` and
   ``oldest_unmirrored_at``, from which the fleet view shows the mirror's lag.
 - two group roles: ``terminald_terminal`` (what each terminal's login role is granted: its own
@@ -66,6 +75,7 @@ CREATE TABLE IF NOT EXISTS terminald_records (
     total_fen     bigint      NOT NULL,
     offline       boolean     NOT NULL,
     record        jsonb       NOT NULL,
+    record_text   text,
     status        text        NOT NULL,
     outcome       jsonb,
     status_at     timestamptz,
@@ -73,6 +83,14 @@ CREATE TABLE IF NOT EXISTS terminald_records (
     mirrored_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (terminal_id, seq)
 );
+-- A database made by an older terminald: the verbatim record (NULL in the rows it already has).
+ALTER TABLE terminald_records ADD COLUMN IF NOT EXISTS record_text text;
+COMMENT ON COLUMN terminald_records.record_text IS
+    'The record, verbatim: the canonical JSON its hash is the SHA-256 of (the wire record without hash). '
+    'NULL in rows mirrored before this column existed.';
+COMMENT ON COLUMN terminald_records.record IS
+    'A queryable view of the wire record (hash included), not verbatim: jsonb rewrites some numbers '
+    '(1e16, -0.0) and U+0000 is stored as U+FFFD. The record is record_text.';
 -- What can still change (a restart compares these with the spool) and the business-day reports.
 CREATE INDEX IF NOT EXISTS terminald_records_open ON terminald_records (terminal_id, seq)
     WHERE status IN ('pending', 'rejected');
@@ -92,8 +110,16 @@ CREATE TABLE IF NOT EXISTS terminald_terminals (
     seen_at              timestamptz,
     overdue_reentries    bigint,
     spool_last_seq       bigint,
-    oldest_unmirrored_at timestamptz
+    oldest_unmirrored_at timestamptz,
+    base_seq             bigint   NOT NULL DEFAULT 0,
+    base_hash            char(64) NOT NULL DEFAULT repeat('0', 64)
 );
+-- A database made by an older terminald: every chain there starts at seq 1.
+ALTER TABLE terminald_terminals ADD COLUMN IF NOT EXISTS base_seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE terminald_terminals ADD COLUMN IF NOT EXISTS base_hash char(64) NOT NULL DEFAULT repeat('0', 64);
+COMMENT ON COLUMN terminald_terminals.base_seq IS
+    'Where this terminal''s chain starts in the mirror (rows base_seq+1 to last_seq): 0, or the spool''s '
+    'prune checkpoint when nothing had been mirrored before its records were pruned.';
 
 CREATE TABLE IF NOT EXISTS terminald_roles (
     role_name   text PRIMARY KEY,

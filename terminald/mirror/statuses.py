@@ -14,7 +14,7 @@ import psycopg
 
 from spool import Record, Spool
 from terminald.mirror.changes import records_at
-from terminald.mirror.rows import UPDATE_STATUS_SQL, local_state, status_params
+from terminald.mirror.rows import UPDATE_STATUS_SQL, jsonb_safe, local_state, status_params
 
 __all__ = ["OPEN_ROWS_SQL", "push_statuses", "reconcile"]
 
@@ -44,8 +44,9 @@ async def reconcile(conn: psycopg.AsyncConnection[Any], spool: Spool, head_seq: 
     if not mirrored:
         return 0
     current = await asyncio.to_thread(records_at, spool, list(mirrored))
+    # As the mirror holds them: a U+0000 there is U+FFFD (rows.jsonb_safe).
     stale = [record for record in current
-             if mirrored[record.seq] != (record.status, record.outcome, local_state(record))]
+             if mirrored[record.seq] != (record.status, jsonb_safe(record.outcome), jsonb_safe(local_state(record)))]
     await push_statuses(conn, stale)
     return len(stale)
 

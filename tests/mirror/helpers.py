@@ -4,12 +4,13 @@ the one comparison that matters (the mirror holds exactly the spool's chain, sta
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from spool import Outcome, Spool
 from terminald.mirror import init_db, role_name, role_statements
-from terminald.mirror.rows import local_state
+from terminald.mirror.rows import hashed_text, jsonb_safe, local_state
 from tests.fixtures.postgres import PgPair
 from tests.spool.factory import TERMINAL_ID, make_request
 
@@ -63,26 +64,44 @@ def settle_some(spool: Spool, seqs: list[int]) -> None:
 def mirrored_rows(pair: PgPair, dbname: str, terminal_id: str) -> list[tuple[Any, ...]]:
     with pair.admin(dbname) as conn:
         rows: list[tuple[Any, ...]] = conn.execute(
-            "SELECT seq, record_id::text, prev_hash, hash, record, status, outcome, local_state"
+            "SELECT seq, record_id::text, prev_hash, hash, record, status, outcome, local_state, record_text"
             " FROM terminald_records WHERE terminal_id = %s ORDER BY seq", (terminal_id,)).fetchall()
     return rows
 
 
 def assert_mirror_equals_spool(pair: PgPair, dbname: str, spool: Spool) -> int:
     """Every record of the spool is in the mirror once, in order, unchanged, with its status; the
-    head row says the tail. Returns how many."""
+    head row says the tail. Returns how many. (A pruned spool: its records, from its first.)"""
     records = spool.records(limit=100_000)
     rows = mirrored_rows(pair, dbname, spool.terminal_id)
-    assert [row[0] for row in rows] == [r.seq for r in records] == list(range(1, len(records) + 1))
-    for record, (_seq, record_id, prev_hash, hash_, wire, status, outcome, local) in zip(records, rows, strict=True):
+    rows = [row for row in rows if not records or row[0] >= records[0].seq]
+    first = records[0].seq if records else 1
+    assert [row[0] for row in rows] == [r.seq for r in records] == list(range(first, first + len(records)))
+    for record, (_seq, record_id, prev_hash, hash_, wire, status, outcome, local, text) in zip(records, rows,
+                                                                                              strict=True):
         assert (record_id, prev_hash, hash_) == (record.record_id, record.prev_hash, record.hash)
-        assert wire == record.wire()
-        assert (status, outcome, local) == (record.status, record.outcome, local_state(record)), record.seq
+        # The record verbatim: the very text its hash is computed from; the jsonb view equals it.
+        assert text == hashed_text(record) and hashlib.sha256(text.encode()).hexdigest() == record.hash
+        assert _numbers_as_floats(wire) == _numbers_as_floats(jsonb_safe(record.wire())), record.seq
+        assert (status, outcome, local) == (record.status, jsonb_safe(record.outcome),
+                                            jsonb_safe(local_state(record))), record.seq
     with pair.admin(dbname) as conn:
         head = conn.execute("SELECT last_seq, last_hash FROM terminald_terminals WHERE terminal_id = %s",
                             (spool.terminal_id,)).fetchone()
     assert head == (records[-1].seq, records[-1].hash)
     return len(records)
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    """``value`` with every number a float: how the jsonb view is compared with the record (jsonb
+    writes 1.5e300 as an integer of 301 digits, 1e16 as 10000000000000000, -0.0 as 0)."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,6 +14,7 @@ import pytest
 
 from spool import Spool
 from terminald.mirror import MirrorCopier, MirrorFork
+from terminald.mirror.heartbeat import Heartbeat
 from tests.fixtures.postgres import PgPair
 from tests.mirror.helpers import TID, append, assert_mirror_equals_spool, mirrored_rows, prepare, run, until
 
@@ -138,3 +139,27 @@ def test_a_forged_head_raises_an_alarm_and_nothing_is_overwritten(pg_pair: PgPai
     run(sync(copier))
     assert copier.status().alarms == ()
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 40
+
+    # The fleet view (the heartbeat) shows a fork with the pass that found it, and its end with
+    # the pass that found it gone: not one heartbeat period (30 s) later.
+    def fleet_alarms() -> list[str]:
+        with pg_pair.admin(pg_database) as conn:
+            row = conn.execute("SELECT alarms FROM terminald_terminals WHERE terminal_id = %s", (TID,)).fetchone()
+        return [a["code"] for a in (row[0] if row else [])]
+
+    beating = MirrorCopier(spool, dsn, heartbeat=lambda: Heartbeat(
+        mode="online", pending=0, pending_amount_fen=0, oldest_pending_at=None, outage_since=None,
+        overdue_reentries=0, version="t", alarms=()))
+    with pg_pair.admin(pg_database) as conn:
+        head = conn.execute("SELECT last_seq, last_hash FROM terminald_terminals WHERE terminal_id = %s",
+                            (TID,)).fetchone()
+        conn.execute("UPDATE terminald_terminals SET last_hash = repeat('f', 64) WHERE terminal_id = %s", (TID,))
+    with pytest.raises(MirrorFork):
+        run(sync(beating))
+    assert fleet_alarms() == ["mirror_fork"]
+    with pg_pair.admin(pg_database) as conn:
+        conn.execute("UPDATE terminald_terminals SET last_seq = %s, last_hash = %s WHERE terminal_id = %s",
+                     (*head, TID))
+    run(sync(beating))
+    assert fleet_alarms() == []
+    run(beating.close())

@@ -161,7 +161,7 @@ def link_state(api: httpx.Client) -> str:
 
 # Alarms by which the daemon asks staff to look before some records go on: the backlog would not
 # drain by itself.
-STAFF_ALARMS = frozenset({"nhsa_record_stuck", "reversal_refused"})
+STAFF_ALARMS = frozenset({"nhsa_record_stuck", "reversal_refused", "nhsa_restored_unverified"})
 
 
 def wait_drained(api: httpx.Client, d: DaemonProcess, timeout_s: float, what: str) -> None:

@@ -320,7 +320,7 @@ def test_public_names_are_pinned() -> None:
         [
             "GENESIS_HASH", "AppendRequest", "AppendResult", "CheckReport", "IdempotencyConflict",
             "InvalidRequest", "InvalidTransition", "NotFound", "NotRevocable", "OfflineLimitExceeded", "Outcome",
-            "Record", "RefundMismatch",
+            "Record", "RefundMismatch", "RestoredFrom",
             "Spool", "SpoolClosed",
             "SpoolCorrupt", "SpoolError", "SpoolFull", "SpoolIOError", "SpoolStats", "Totals", "Transition",
             "canonical_json", "connect", "digest", "migrate", "record_hash",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from spool import Outcome, Spool
-from terminald.mirror import init_db, role_name, role_statements
+from terminald.mirror import MirrorCopier, init_db, role_name, role_statements
 from terminald.mirror.rows import hashed_text, jsonb_safe, local_state
 from tests.fixtures.postgres import PgPair
 from tests.spool.factory import TERMINAL_ID, make_request
@@ -106,6 +106,19 @@ def _numbers_as_floats(value: Any) -> Any:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def mirror_pass(spool: Spool, dsn: str, **options: Any) -> MirrorCopier:
+    """One copier pass (``sync_once``) of a fresh copier, closed after; the copier, for its status."""
+    async def once() -> MirrorCopier:
+        copier = MirrorCopier(spool, dsn, **options)
+        try:
+            await copier.sync_once()
+        finally:
+            await copier.close()
+        return copier
+
+    return run(once())
 
 
 async def until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:

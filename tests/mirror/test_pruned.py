@@ -13,24 +13,20 @@ from typing import Any
 import pytest
 
 from spool import GENESIS_HASH, Outcome, Spool
-from terminald.mirror import MirrorCopier, MirrorFork, restore_spool
+from terminald.mirror import MirrorFork, restore_spool
 from tests.fixtures.postgres import PgPair
-from tests.mirror.helpers import TID, append, assert_mirror_equals_spool, mirrored_rows, prepare, run, settle_some
+from tests.mirror.helpers import (
+    TID,
+    append,
+    assert_mirror_equals_spool,
+    mirror_pass,
+    mirrored_rows,
+    prepare,
+    settle_some,
+)
 from tests.spool.factory import make_request
 
 LATER = datetime.now(UTC) + timedelta(days=500)  # past any retention below
-
-
-def _sync(spool: Spool, dsn: str, **options: Any) -> MirrorCopier:
-    async def once() -> MirrorCopier:
-        copier = MirrorCopier(spool, dsn, **options)
-        try:
-            await copier.sync_once()
-        finally:
-            await copier.close()
-        return copier
-
-    return run(once())
 
 
 def _settle(spool: Spool, seqs: list[int]) -> None:
@@ -61,16 +57,16 @@ def test_a_spool_pruned_before_the_mirror_began_starts_it_at_its_checkpoint(pg_p
     assert checkpoint[0] == 8 and spool.records() == []
 
     # Nothing held yet: the mirror starts at the checkpoint, with no row of its own.
-    copier = _sync(spool, dsn)
+    copier = mirror_pass(spool, dsn)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 8
     assert _head_row(pg_pair, pg_database) == (8, checkpoint[1], 8, checkpoint[1])
     assert mirrored_rows(pg_pair, pg_database, TID) == []
 
     seqs = append(spool, 30, prefix="after")
     settle_some(spool, seqs)
-    copier = _sync(spool, dsn, batch_size=7)
+    copier = mirror_pass(spool, dsn, batch_size=7)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 38
-    _sync(spool, dsn)  # a pass with nothing new: the head verifies as usual
+    mirror_pass(spool, dsn)  # a pass with nothing new: the head verifies as usual
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 30
     assert _head_row(pg_pair, pg_database)[2:] == (8, checkpoint[1])
 
@@ -93,7 +89,7 @@ def test_a_spool_with_records_pruned_first_and_some_left(pg_pair: PgPair, pg_dat
     seqs = append(spool, 10)
     _settle(spool, seqs[:6])  # 1-6 final, 7-10 pending: the prune stops at 7
     assert spool.prune(400, LATER) == 6
-    copier = _sync(spool, dsn, batch_size=3)
+    copier = mirror_pass(spool, dsn, batch_size=3)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 10
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 4
     assert _head_row(pg_pair, pg_database)[2] == 6
@@ -105,11 +101,11 @@ def test_the_heads_record_pruned_is_checked_against_the_checkpoint(pg_pair: PgPa
     path = tmp_path / "spool.db"
     spool = Spool.open(path, TID, background_check=False)
     _settle(spool, append(spool, 5))
-    _sync(spool, dsn)
+    mirror_pass(spool, dsn)
     # A counter idle for longer than the retention: every record pruned, the head's own too.
     assert spool.prune(400, LATER) == 5 and spool.get_seq(5) is None
     for _ in range(2):
-        copier = _sync(spool, dsn)
+        copier = mirror_pass(spool, dsn)
         assert copier.status().alarms == () and copier.status().mirrored_seq == 5
 
     # A checkpoint with another hash at the head's seq: another chain, not this one.
@@ -117,11 +113,11 @@ def test_the_heads_record_pruned_is_checked_against_the_checkpoint(pg_pair: PgPa
     _settle(other, append(other, 5, prefix="other"))
     assert other.prune(400, LATER) == 5
     with pytest.raises(MirrorFork, match="prune checkpoint at seq 5"):
-        _sync(other, dsn)
+        mirror_pass(other, dsn)
     other.close()
 
     append(spool, 3, prefix="back")
-    copier = _sync(spool, dsn)
+    copier = mirror_pass(spool, dsn)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 8
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 3
     assert _head_row(pg_pair, pg_database)[2:] == (0, GENESIS_HASH)  # the mirror starts at seq 1
@@ -137,7 +133,7 @@ def test_records_pruned_before_they_were_mirrored_after_the_head_are_a_gap(pg_pa
                                                                            spool: Spool) -> None:
     dsn = prepare(pg_pair, pg_database, TID)[TID]
     _settle(spool, append(spool, 3))
-    _sync(spool, dsn)
+    mirror_pass(spool, dsn)
     _settle(spool, append(spool, 4, prefix="unmirrored"))  # 4-7, never mirrored
     assert spool.prune(400, LATER) == 7
     append(spool, 2, prefix="after")  # 8-9
@@ -145,6 +141,6 @@ def test_records_pruned_before_they_were_mirrored_after_the_head_are_a_gap(pg_pa
     head = _head_row(pg_pair, pg_database)
     for _ in range(2):
         with pytest.raises(MirrorFork, match=r"records 4-7 .* were pruned from this spool before they were mirrored"):
-            _sync(spool, dsn)
+            mirror_pass(spool, dsn)
     assert mirrored_rows(pg_pair, pg_database, TID) == before and _head_row(pg_pair, pg_database) == head
     assert head[:1] == (3,) and head[2:] == (0, GENESIS_HASH)  # no new start: the mirror held rows

@@ -17,7 +17,7 @@ from spool import Outcome, Spool
 from terminald.mirror import MirrorCopier, MirrorRejected, MirrorSchemaMissing, RestoreFailed, init_db, restore_spool
 from terminald.mirror.rows import batch_text, hashed_text, jsonb_safe
 from tests.fixtures.postgres import PgPair
-from tests.mirror.helpers import TID, append, assert_mirror_equals_spool, prepare, run, settle_some
+from tests.mirror.helpers import TID, append, assert_mirror_equals_spool, mirror_pass, prepare, run, settle_some
 from tests.spool.factory import make_request
 
 ODD_META = {"n": 1e16, "z": -0.0, "big": 1.5e300, "small": 5e-324, "x": 0.1}
@@ -33,18 +33,6 @@ def _state(spool: Spool) -> list[tuple[object, ...]]:
     return [(json.dumps(r.wire(), sort_keys=True), r.status, r.outcome, r.resolution, r.refund, r.outage,
              r.outage_reason, r.idempotency_key, r.request_digest, r.original_seq, r.revoked_by, r.contact_phone)
             for r in spool.records(limit=10_000)]  # the wire as JSON: -0.0 and 0 differ there
-
-
-def _mirror(spool: Spool, dsn: str, **options: Any) -> MirrorCopier:
-    async def once() -> MirrorCopier:
-        copier = MirrorCopier(spool, dsn, **options)
-        try:
-            await copier.sync_once()
-        finally:
-            await copier.close()
-        return copier
-
-    return run(once())
 
 
 def _odd_spool(path: Path) -> Spool:
@@ -85,12 +73,12 @@ def test_records_jsonb_cannot_keep_are_mirrored_and_restored(pg_pair: PgPair, pg
     dsn = prepare(pg_pair, pg_database, TID)[TID]
     path = tmp_path / "spool.db"
     spool = _odd_spool(path)
-    copier = _mirror(spool, dsn, batch_size=4)  # the odd records amid batches
+    copier = mirror_pass(spool, dsn, batch_size=4)  # the odd records amid batches
     status = copier.status()
     assert status.alarms == () and status.mirrored_seq == 12 and status.last_error is None
     append(spool, 3, prefix="later")  # and the ones after them, in the next pass
     spool.append(_odd("odd-3"))
-    assert not _mirror(spool, dsn).status().alarms
+    assert not mirror_pass(spool, dsn).status().alarms
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 16
 
     with pg_pair.admin(pg_database) as conn:
@@ -122,12 +110,12 @@ def test_nul_in_a_status_change_does_not_stop_the_mirror(pg_pair: PgPair, pg_dat
     dsn = prepare(pg_pair, pg_database, TID)[TID]
     append(spool, 4)
     spool.apply_outcomes([Outcome(2, "rejected", {"code": "x", "message": "bad\u0000card"})])
-    assert not _mirror(spool, dsn).status().alarms
+    assert not mirror_pass(spool, dsn).status().alarms
     record = spool.get_seq(2)
     assert record is not None
     spool.resolve(record.record_id, "self_pay", "note\u0000with nul")
     append(spool, 2, prefix="later")
-    copier = _mirror(spool, dsn)
+    copier = mirror_pass(spool, dsn)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 6
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 6  # U+FFFD in the status columns
 
@@ -139,7 +127,7 @@ def test_rows_mirrored_before_record_text_existed_still_restore(pg_pair: PgPair,
     spool = Spool.open(path, TID, background_check=False)
     append(spool, 30)
     settle_some(spool, list(range(1, 31)))
-    _mirror(spool, dsn)
+    mirror_pass(spool, dsn)
     before = _state(spool)
 
     def restore(name: str) -> list[tuple[object, ...]]:
@@ -159,12 +147,12 @@ def test_rows_mirrored_before_record_text_existed_still_restore(pg_pair: PgPair,
     assert restore("old-schema") == before
     append(spool, 2, prefix="new")
     with pytest.raises(MirrorSchemaMissing, match="init-db"):
-        _mirror(spool, dsn)
+        mirror_pass(spool, dsn)
 
     with pg_pair.admin(pg_database) as conn:  # init-db again: the column is back, NULL in the old rows
         init_db(conn)
         init_db(conn)
-    copier = _mirror(spool, dsn)
+    copier = mirror_pass(spool, dsn)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 32
     with pg_pair.admin(pg_database) as conn:
         texts = conn.execute("SELECT count(record_text) FROM terminald_records WHERE terminal_id = %s",
@@ -182,7 +170,7 @@ def test_a_refused_batch_does_not_freeze_the_statuses_of_earlier_rows(pg_pair: P
                                                                       spool: Spool) -> None:
     dsn = prepare(pg_pair, pg_database, TID)[TID]
     append(spool, 5)
-    _mirror(spool, dsn)
+    mirror_pass(spool, dsn)
     with pg_pair.admin(pg_database) as conn:  # a value this server refuses, from seq 6 on
         conn.execute("ALTER TABLE terminald_records ADD CONSTRAINT refuse_after_5 CHECK (seq <= 5)")
     append(spool, 3, prefix="refused")
@@ -210,6 +198,6 @@ def test_a_refused_batch_does_not_freeze_the_statuses_of_earlier_rows(pg_pair: P
                                 (TID,)).fetchall()
         assert statuses == [(1, "settled"), (2, "settled"), (3, "rejected"), (4, "pending"), (5, "pending")]
         conn.execute("ALTER TABLE terminald_records DROP CONSTRAINT refuse_after_5")
-    copier = _mirror(spool, dsn)
+    copier = mirror_pass(spool, dsn)
     assert copier.status().alarms == () and copier.status().mirrored_seq == 8
     assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 8

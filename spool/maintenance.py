@@ -279,7 +279,8 @@ def prune_in(
     if row is not None:
         limit = int(row[0])
     owing = conn.execute(
-        f"SELECT {RECORD_COLUMNS} FROM records WHERE status = 'settled' AND seq < ? AND kind = 'settlement'"
+        f"SELECT {RECORD_COLUMNS} FROM records WHERE status IN ('settled', 'resolved') AND seq < ?"
+        " AND kind = 'settlement'"
         " AND outage = 1 AND refund IS NULL ORDER BY seq",
         (limit,),
     )

@@ -613,7 +613,11 @@ class Spool:
         def q(conn: sqlite3.Connection) -> list[Record]:
             rows = conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = 'settlement'"
-                " AND ((status IN ('settled', 'resolved') AND outage = 1 AND refund IS NULL) OR status = 'rejected')"
+                " AND ((status = 'settled' AND outage = 1 AND refund IS NULL) OR status = 'rejected'"
+                # The owed amount decided when it was voided (spool/transitions.resolve_in): in
+                # SQL, so that sales resolved as self-pay (owing nothing) never fill the LIMIT.
+                "      OR (status = 'resolved' AND outage = 1 AND refund IS NULL"
+                "          AND json_extract(resolution, '$.owed_fen') > 0))"
                 " ORDER BY seq LIMIT ?", (_limit(limit),)).fetchall()
             found = (Record.from_row(row) for row in rows)
             return [r for r in found if r.status == "rejected" or r.refund_owed_fen > 0]

@@ -163,14 +163,17 @@ class Record:
         """What is owed back to the patient of an outage sale (0 once handed over).
 
         Central settled it: the fund's share (统筹 + 个人账户) of central's settlement, which
-        the patient paid in cash. Central rejected it and staff voided it: the whole amount the
-        patient paid (a sale resolved as self-pay owes nothing: what was paid stands). A revoked
-        sale owes nothing: the revoke refunded what the patient paid.
+        the patient paid in cash. Central rejected it and staff voided it: what the resolution
+        decided (``owed_fen``: the whole amount paid, or 0 when a revoke of it had handed the
+        money back; resolutions from before it was recorded owe nothing). A sale resolved as
+        self-pay owes nothing: what was paid stands. A revoked sale owes nothing: the revoke
+        refunded what the patient paid.
         """
         if self.kind != "settlement" or not self.paid_in_full or self.refund is not None:
             return 0
         if self.status == "resolved":
-            return self.total_fen if (self.resolution or {}).get("resolution") == "voided" else 0
+            owed = (self.resolution or {}).get("owed_fen")
+            return owed if isinstance(owed, int) and not isinstance(owed, bool) and owed > 0 else 0
         if self.status != "settled" or self.revoked_by is not None or not self.outcome:
             return 0
         parts = [self.outcome.get(k, 0) for k in ("fund_paid_fen", "account_paid_fen")]

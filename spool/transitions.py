@@ -61,14 +61,22 @@ def apply_outcomes_in(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> 
 
 
 def resolve_in(conn: sqlite3.Connection, record_id: str, resolution: str, note: str | None) -> Record:
-    row = conn.execute("SELECT seq, status FROM records WHERE record_id = ?", (record_id,)).fetchone()
+    row = conn.execute("SELECT seq, status, kind, outage, total_fen FROM records WHERE record_id = ?",
+                       (record_id,)).fetchone()
     if row is None:
         raise NotFound(f"no record {record_id!r}")
-    seq, status = row
+    seq, status, kind, outage, total_fen = row
     if status != "rejected":
         raise InvalidTransition(f"record seq {seq} is {status}; only rejected records can be resolved")
     now = now_rfc3339()
-    body = {"resolution": resolution, "note": note, "at": now}
+    # What voiding owes the patient, decided here, once (Record.refund_owed_fen reads it): all they
+    # paid for an outage sale, unless a revoke of it was ever recorded: the counter handed the
+    # money back with that revoke, whatever central later said of it.
+    owed = 0
+    if resolution == "voided" and kind == "settlement" and outage == 1:
+        revoked = conn.execute("SELECT 1 FROM records WHERE original_seq = ? LIMIT 1", (seq,)).fetchone()
+        owed = 0 if revoked is not None else int(total_fen)
+    body = {"resolution": resolution, "note": note, "at": now, "owed_fen": owed}
     conn.execute(
         "UPDATE records SET status = 'resolved', resolution = ?, updated_at = ?, updated_epoch = ?"
         " WHERE seq = ?",

@@ -125,9 +125,9 @@ class Daemon:
         assert self.spool is not None
         self.mirror = MirrorService(self.spool, self.cfg.mirror, publish=self.publish, heartbeat=self._heartbeat,
                                     tz=self.cfg.terminal.timezone)
+        self.mirror.start()  # first: a service that failed to start gets no hooks
         self.add_commit_hook(self.mirror.observe_commit)
         self.add_event_hook(self.mirror.observe_event)
-        self.mirror.start()
 
     def _heartbeat(self) -> Heartbeat | None:
         """The fleet row's values (terminald_terminals), on the mirror's watch thread when its

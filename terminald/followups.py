@@ -79,7 +79,7 @@ def answer(item: Followup) -> dict[str, Any]:
         "total_fen": record.total_fen,
         "owed_fen": item.owed_fen,
         "settlement": record.outcome if record.status == "settled" else None,
-        "rejection": record.outcome if record.status == "rejected" else None,
+        "rejection": record.outcome if record.status in ("rejected", "resolved") else None,
         "deadline": item.deadline.isoformat() if item.deadline else None,
         "overdue": item.overdue,
         "card": {"card_number": mask_card(card.get("card_number")), "name_masked": mask_name(card.get("name"))},

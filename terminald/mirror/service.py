@@ -484,7 +484,8 @@ class MirrorService:
             found.append({"code": LAG_ALARM, "message": self._lag_message(status), "since": since})
         if self._config_error is not None:
             found.append({"code": "mirror_config", "message": self._config_error, "since": None})
-        found += [{"code": a.code, "message": a.message, "since": a.since, "seq": a.seq} for a in status.alarms]
+        found += [{"code": a.code, "message": a.message, "since": a.since, "seq": a.seq} for a in status.alarms
+                  if not (a.code == "mirror_config" and self._config_error is not None)]  # one per code
         return found
 
     def status_dict(self) -> dict[str, Any]:

@@ -19,11 +19,12 @@ from terminald.mirror.rows import UPDATE_STATUS_SQL, jsonb_safe, local_state, st
 __all__ = ["OPEN_ROWS_SQL", "push_statuses", "reconcile"]
 
 # The mirrored rows whose state may still change (spool/transitions.py): pending (an outcome, the
-# outage fact), rejected (a resolution), and an outage settlement whose refund is not handed over.
+# outage fact), rejected (a resolution), and an outage sale whose refund is not handed over yet
+# (settled, or resolved: a voided one may owe all the patient paid).
 OPEN_ROWS_SQL = (
     "SELECT seq, status, outcome, local_state FROM terminald_records WHERE terminal_id = %s AND seq <= %s"
     " AND (status IN ('pending', 'rejected')"
-    "  OR (status = 'settled' AND kind = 'settlement' AND local_state->>'outage' = 'true'"
+    "  OR (status IN ('settled', 'resolved') AND kind = 'settlement' AND local_state->>'outage' = 'true'"
     "      AND COALESCE(local_state->'refund', 'null'::jsonb) = 'null'::jsonb))"
 )
 

@@ -128,3 +128,27 @@ def test_no_schema_is_an_alarm_not_a_crash(pg_pair: PgPair, pg_database: str, sp
             await copier.close()
 
     run(scenario())
+
+
+def test_a_voided_sales_refund_reaches_the_mirror_after_a_reconnect(pg_pair: PgPair, pg_database: str,
+                                                                    spool: Spool) -> None:
+    """A voided outage sale owes the patient what they paid until the refund is recorded: its
+    mirrored row may still change, so a new copier (a restart, a reconnect) compares it too.
+    Otherwise the mirror would keep it owed, and a restore would owe it twice."""
+    from dataclasses import replace
+
+    from tests.mirror.helpers import mirror_pass
+    from tests.spool.factory import make_request
+
+    dsn = prepare(pg_pair, pg_database, TID)[TID]
+    sale = spool.append(replace(make_request("void", 2500), outage_reason="upstream_unreachable")).record
+    spool.apply_outcomes([Outcome(sale.seq, "rejected", {"code": "card_frozen", "message": "欠费冻结"})])
+    assert spool.resolve(sale.record_id, "voided").refund_owed_fen == 2500
+    mirror_pass(spool, dsn)
+    spool.refund(sale.record_id, 2500, {"id": "op7", "name": "王芳"})
+    mirror_pass(spool, dsn)  # a fresh copier: its history cursor starts at the newest change
+    assert assert_mirror_equals_spool(pg_pair, pg_database, spool) == 1
+    with pg_pair.admin(pg_database) as conn:
+        row = conn.execute("SELECT local_state->'refund'->>'paid_fen' FROM terminald_records WHERE seq = %s",
+                           (sale.seq,)).fetchone()
+    assert row is not None and row[0] == "2500"

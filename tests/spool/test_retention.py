@@ -171,3 +171,35 @@ def test_prune_in_chunks_gives_the_same_result(tmp_path: Path) -> None:
         for bad in (0, -1, 1.5, True):
             with pytest.raises(InvalidRequest):
                 sp.prune(30, max_records=bad)  # type: ignore[arg-type]
+
+
+def test_a_voided_outage_sale_owes_what_was_paid_and_stays_until_it_is_handed_over(tmp_path: Path) -> None:
+    """Voiding a refused outage sale owes the patient all they paid (decided at the resolution);
+    self-pay owes nothing. The follow-ups find it even behind a page of self-paid ones, and the
+    prune keeps it (and everything after it) until the refund is recorded."""
+    with Spool.open(tmp_path / "spool.db", TERMINAL_ID, background_check=False) as sp:
+        self_paid = [_reject(sp, _sale(sp, f"self-{i}", outage=True)) for i in range(3)]
+        voided = _reject(sp, _sale(sp, "void", outage=True))
+        for record in self_paid:
+            assert sp.resolve(record.record_id, "self_pay").refund_owed_fen == 0
+        resolved = sp.resolve(voided.record_id, "voided")
+        assert resolved.refund_owed_fen == 2500 and resolved.resolution["owed_fen"] == 2500  # type: ignore[index]
+        assert [r.record_id for r in sp.followups(limit=2)] == [voided.record_id]
+        assert sp.prune(30, now=FAR) == 3 and _seqs(sp) == [4]
+        sp.refund(voided.record_id, 2500, OPERATOR)
+        assert sp.get(voided.record_id).refund_owed_fen == 0  # type: ignore[union-attr]
+        assert sp.followups() == [] and sp.prune(30, now=FAR) == 1
+
+
+def test_voiding_a_sale_whose_revoke_handed_the_money_back_owes_nothing(tmp_path: Path) -> None:
+    """The counter handed the money back with the revoke (its receipt says so); central then
+    refused the sale, and the revoke with it. Voiding the sale must not owe it a second time."""
+    with Spool.open(tmp_path / "spool.db", TERMINAL_ID, background_check=False) as sp:
+        sale = _sale(sp, "outage", outage=True)
+        revoke = _revoke(sp, sale, "revoke")
+        _reject(sp, sale)
+        _reject(sp, revoke)
+        assert sp.get(sale.record_id).revoked_by is None  # type: ignore[union-attr]  # the rejected revoke cancelled nothing
+        resolved = sp.resolve(sale.record_id, "voided")
+        assert resolved.refund_owed_fen == 0 and resolved.resolution["owed_fen"] == 0  # type: ignore[index]
+        assert sp.followups() == []

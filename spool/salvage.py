@@ -20,6 +20,9 @@ this works on the file directly:
   resolution and history as far as readable. Rows are inserted normally, so
   the triggers keep ``status_totals``; ``total_fen``/``business_date`` are
   recomputed from the record.
+- **The file's marks go along**: its terminal id, its prune checkpoint, and the mark of a spool
+  rebuilt from the mirror and not acknowledged yet (spool/restored.py: the nhsa adapter holds
+  the restored pending records until staff checked them; a salvage must not release them).
 - **Nothing readable is dropped.** Records after the break cannot be chained;
   they go, one JSON line each (the export's jsonl shape plus ``history`` and a
   ``salvage`` verdict), to ``DEST.after-break.jsonl``.
@@ -47,6 +50,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from spool import restored
 from spool.chain import GENESIS_HASH, verify_links
 from spool.errors import InvalidRequest, SpoolCorrupt, SpoolError
 from spool.maintenance import check_file
@@ -232,7 +236,7 @@ def _salvage(src: Path, dest: Path, side: Path, terminal_id: str | None, work: P
             # copied records exactly as an upgrade of SRC would have.
             migrate(out, NAMESPACE, STEPS[:src_steps])
             state.extras = _extra_columns(conn, out)
-            _write_meta(out, tid, checkpoint)
+            _write_meta(out, tid, checkpoint, _restored_marker(conn, state))
             # 0600 whatever the umask: the records after the break, with full identities.
             side_fd = os.open(tmp_side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with open(side_fd, "w", encoding="utf-8") as side_fh:
@@ -659,9 +663,30 @@ def _history(conn: sqlite3.Connection, seqs: list[int]) -> tuple[dict[int, list[
 # -- copying --------------------------------------------------------------------------------------------
 
 
-def _write_meta(out: sqlite3.Connection, terminal_id: str, checkpoint: tuple[int, str, int, str] | None) -> None:
+def _restored_marker(conn: sqlite3.Connection, state: _State) -> str | None:
+    """SRC's mark "rebuilt from a copy, not acknowledged yet" (spool/restored.py), as stored: an
+    upstream without an idempotency key (nhsa) holds the restored pending records until staff
+    checked them, and a salvage must not release them."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (restored.KEY,)).fetchone()
+    except sqlite3.DatabaseError as exc:
+        state.damaged.append(f"meta.{restored.KEY} is unreadable ({exc}): if this spool was restored from the "
+                             "mirror and its restored pending records were not checked with the platform yet, they "
+                             "are no longer held: check them before the daemon uploads (docs/mirror.md, section 6)")
+        return None
+    if row is None:
+        return None
+    # Not a string (damaged): kept as "unreadable", which spool/restored.py reads as "restored,
+    # everything unknown", never as "not restored".
+    return row[0] if isinstance(row[0], str) else "unreadable"
+
+
+def _write_meta(out: sqlite3.Connection, terminal_id: str, checkpoint: tuple[int, str, int, str] | None,
+                restored_from: str | None = None) -> None:
     out.execute("BEGIN IMMEDIATE")
     out.execute("INSERT INTO meta (key, value) VALUES ('terminal_id', ?)", (terminal_id,))
+    if restored_from is not None:
+        out.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (restored.KEY, restored_from))
     if checkpoint is not None:
         out.execute("INSERT INTO checkpoint (id, seq, hash, pruned, at) VALUES (1, ?, ?, ?, ?)", checkpoint)
     out.execute("COMMIT")

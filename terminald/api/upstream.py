@@ -25,12 +25,20 @@ class ResumeIn(BaseModel):
     clear_downtime: StrictBool = Field(
         default=False, description="also drop the downtime window from central in force now"
     )
+    restored_checked: StrictBool = Field(
+        default=False,
+        description="staff checked the pending records of a spool restored from the mirror with central "
+                    "(nhsa: alarm nhsa_restored_unverified): they are sent from now on. Without it a resume "
+                    "leaves them held (`still_held` in the answer)",
+    )
 
 
 @router.post("/v1/upstream/resume", responses=problems({409: "not_halted", 422: "validation_failed"}))
 async def resume(request: Request, body: ResumeIn) -> dict[str, Any]:
-    """Clear a halt (the cursor is checked again first) and/or a window from central; the
-    upstream status afterwards, as in `GET /v1/status`."""
+    """Clear a halt (the cursor is checked again first) and/or a window from central, and with
+    `restored_checked` release the records of a spool restored from the mirror; the upstream
+    status afterwards, as in `GET /v1/status`, with `still_held`."""
     d = daemon(request)
-    link = await d.uploader.resume(operator=body.operator, reason=body.reason, clear_downtime=body.clear_downtime)
+    link = await d.uploader.resume(operator=body.operator, reason=body.reason, clear_downtime=body.clear_downtime,
+                                   restored_checked=body.restored_checked)
     return {**link, "url_configured": bool(d.cfg.upstream.url)}

@@ -396,7 +396,10 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
                           "check` first: it may need no restore at all")
             return 1
         try:
-            report = restore_spool(dsn, tid, dest, password=password, owner=owner)
+            # Marked as rebuilt from a copy only for the national platform (no idempotency key:
+            # its adapter holds the restored pending sales, and alone clears the mark).
+            report = restore_spool(dsn, tid, dest, password=password, owner=owner,
+                                   mark_restored=cfg.upstream.protocol == "nhsa")
         except MirrorError as exc:
             _say(console, f"[bold red]FAIL[/] {_escape(exc.detail)}")
             _say(console, "nothing was written")
@@ -421,8 +424,9 @@ def restore_from_mirror(cfg: Config, dsn: str | None, terminal_id: str | None, p
         _say(console, f"pending: {stats.pending} (¥{stats.pending_amount_fen / 100:,.2f}): they stay pending and "
                       "[bold]wait for staff[/]: the national platform may already hold some of them (their call "
                       "log died with the old disk, and the platform has no idempotency key). Check them with the "
-                      "platform, reverse there any that stands, then `terminald upstream resume` (alarm "
-                      "nhsa_restored_unverified until then; docs/mirror.md, section 6)")
+                      "platform, reverse there any that stands, then `terminald upstream resume --restored-checked "
+                      "--reason '…'` (alarm nhsa_restored_unverified until then; a resume without "
+                      "--restored-checked leaves them held; docs/mirror.md, section 6)")
     else:
         _say(console, f"pending: {stats.pending} (¥{stats.pending_amount_fen / 100:,.2f}): they stay pending; the "
                       "daemon uploads them and central's cursor and record ids keep that exactly once")

@@ -26,9 +26,14 @@ def upstream_resume(
     operator: Annotated[str | None, typer.Option(help="Who resumes (default: your login name).")] = None,
     clear_downtime: Annotated[bool, typer.Option(
         "--clear-downtime", help="Also drop the downtime window from central in force now.")] = False,
+    restored_checked: Annotated[bool, typer.Option(
+        "--restored-checked",
+        help="The pending sales of a spool restored from the mirror were checked with the platform (alarm "
+             "nhsa_restored_unverified): send them from now on. Without it they stay held.")] = False,
 ) -> None:
     """Clear an upload halt once its cause is fixed (central's cursor is checked again first)."""
-    raise typer.Exit(resume(load(config), reason=reason, operator=operator, clear_downtime=clear_downtime))
+    raise typer.Exit(resume(load(config), reason=reason, operator=operator, clear_downtime=clear_downtime,
+                            restored_checked=restored_checked))
 
 
 def outages(
@@ -221,12 +226,16 @@ def _show_reconcile(result: dict[str, Any]) -> int:
     return 0 if result["matches"] else 1
 
 
-def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downtime: bool = False) -> int:
-    """Ask the running daemon to clear its upload halt (and/or central's window in force now).
+def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downtime: bool = False,
+           restored_checked: bool = False) -> int:
+    """Ask the running daemon to clear its upload halt (and/or central's window in force now;
+    with `restored_checked`, to release the pending sales of a spool restored from the mirror).
 
     The daemon logs who (`operator`, by default the login name) and why, checks central's
     cursor again and answers the upstream status: exit 0 when no longer halted, 1 when it
     halted again (the cause is not fixed), nothing was halted, or the daemon did not answer.
+    What stays held without `restored_checked` is printed either way (with nothing else to
+    resume, the daemon refuses: exit 1).
     """
     import httpx
     from rich.console import Console
@@ -235,7 +244,7 @@ def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downt
 
     console = Console()
     who = operator or _login_name()
-    body = {"operator": who, "reason": reason, "clear_downtime": clear_downtime}
+    body = {"operator": who, "reason": reason, "clear_downtime": clear_downtime, "restored_checked": restored_checked}
     try:
         response = api_call(cfg, "POST", "/v1/upstream/resume", body, timeout_s=30.0)
     except FileNotFoundError:
@@ -246,9 +255,13 @@ def resume(cfg: Config, *, reason: str, operator: str | None = None, clear_downt
         return 1
     if response.status_code != 200:
         console.print(f"terminald answered {response.status_code}: {problem_text(response)}", style="red",
-                      markup=False)
+                      markup=False, soft_wrap=True)
         return 1
     link = response.json()
+    for code in link.get("still_held") or []:
+        console.print(f"still held: {code}: the pending sales restored from the mirror are not sent until they are "
+                      "checked with the platform (the alarm says how); then: terminald upstream resume "
+                      "--restored-checked --reason '…'", style="yellow", markup=False, soft_wrap=True)
     if link.get("halted"):
         console.print("[red]uploading halted again: the cause is not fixed[/red]")
         for alarm in link.get("alarms") or []:

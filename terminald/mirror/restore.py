@@ -9,7 +9,8 @@ link, no gap, the terminal's id) and that the rows end exactly at the head, each
 from its verbatim text (``record_text``, rows.py; the ``record`` jsonb only for a row written
 before that column existed), and writes a new spool file the way ``spool salvage`` does: in a
 private directory beside DEST, through the spool's own schema (its migrations, its triggers
-keeping the totals), checked with ``spool check``'s own check, and marked as rebuilt from a copy
+keeping the totals), checked with ``spool check``'s own check, and (``mark_restored``: for a
+terminal whose upstream has no idempotency key, nhsa) marked as rebuilt from a copy
 (spool/restored.py), then linked into place. DEST is never overwritten; nothing is written if
 anything is wrong.
 
@@ -39,7 +40,7 @@ from spool.chain import verify_links
 from spool.ids import now_rfc3339
 from spool.maintenance import check_file
 from spool.records import STATUSES, business_date_of
-from spool.restored import mark_in as mark_restored
+from spool.restored import mark_in as write_restored_marker
 from spool.schema import NAMESPACE, STEPS
 from spool.store import connect, fsync_dir, migrate
 from spool.transitions import describe
@@ -75,18 +76,23 @@ class RestoreReport:
 
 
 def restore_spool(dsn: str, terminal_id: str, dest: str | Path, *, password: str | None = None,
-                  owner: tuple[int, int] | None = None) -> RestoreReport:
+                  owner: tuple[int, int] | None = None, mark_restored: bool = True) -> RestoreReport:
     """Connect to the mirror at ``dsn`` and ``restore_from`` it."""
     with sync_connect(conninfo(dsn, password=password, application_name="terminald restore")) as conn:
-        return restore_from(conn, terminal_id, Path(dest), owner=owner)
+        return restore_from(conn, terminal_id, Path(dest), owner=owner, mark_restored=mark_restored)
 
 
 def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path, *,
-                 owner: tuple[int, int] | None = None) -> RestoreReport:
+                 owner: tuple[int, int] | None = None, mark_restored: bool = True) -> RestoreReport:
     """Write the spool ``dest`` from the mirror's copy of ``terminal_id`` (see the module doc).
 
     The file is 0600 (the daemon's own, whatever the umask) and, with ``owner`` (uid, gid),
     given to that user before it appears at DEST: run as root, the daemon's user must own it.
+    ``mark_restored``: the file says it was rebuilt from a copy (spool/restored.py), so that an
+    upstream without an idempotency key (nhsa) holds its pending records until staff checked
+    them; only the nhsa adapter ever clears it, so ``terminald spool restore`` passes False for
+    a terminal that speaks another protocol (v1: central's record ids make re-sending safe).
+    True by default: the side that never sends a sale twice.
     RestoreFailed if DEST (or a side file of it) exists, the mirror has no such terminal, or its
     copy is not one whole verified chain; MirrorUnavailable if the connection is lost.
     """
@@ -99,7 +105,7 @@ def restore_from(conn: psycopg.Connection[Any], terminal_id: str, dest: Path, *,
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # head and rows from one snapshot
             try:
                 head, base = _head(conn, terminal_id)
-                counts, notes, last = _write(conn, terminal_id, tmp, head, base)
+                counts, notes, last = _write(conn, terminal_id, tmp, head, base, mark_restored)
             finally:
                 if not conn.closed:
                     conn.execute("COMMIT")
@@ -169,7 +175,7 @@ def _pages(conn: psycopg.Connection[Any], terminal_id: str, after: int, upto: in
 
 
 def _write(conn: psycopg.Connection[Any], terminal_id: str, tmp: Path, head: tuple[int, str],
-           base: tuple[int, str]) -> tuple[dict[str, int], list[str], tuple[int, str]]:
+           base: tuple[int, str], mark: bool) -> tuple[dict[str, int], list[str], tuple[int, str]]:
     counts: dict[str, int] = {}
     notes: list[str] = []
     last = base
@@ -201,11 +207,13 @@ def _write(conn: psycopg.Connection[Any], terminal_id: str, tmp: Path, head: tup
         if last != head:
             raise RestoreFailed(f"the mirror's rows of {terminal_id} end at seq {last[0]}, its head says seq "
                                 f"{head[0]}: records are missing")
-        # The file says it was rebuilt from a copy (spool/restored.py): an upstream without an
-        # idempotency key holds the pending records up to here until staff have checked them.
-        out.execute("BEGIN IMMEDIATE")
-        mark_restored(out, "mirror", last[0], counts.get("pending", 0))
-        out.execute("COMMIT")
+        if mark and counts.get("pending", 0):
+            # The file says it was rebuilt from a copy (spool/restored.py): an upstream without an
+            # idempotency key holds the pending records up to here until staff have checked them.
+            # (With none pending there is nothing to hold, and nothing for staff to clear.)
+            out.execute("BEGIN IMMEDIATE")
+            write_restored_marker(out, "mirror", last[0], counts.get("pending", 0))
+            out.execute("COMMIT")
         out.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.Error as exc:
         raise RestoreFailed(f"writing {tmp.name} failed: {exc}") from exc

@@ -204,21 +204,38 @@ class Uploader:
     def downtime_now(self) -> dict[str, Any] | None:
         return self._notices.downtime_at(self._clock())
 
-    async def resume(self, *, operator: str, reason: str, clear_downtime: bool = False) -> dict[str, Any]:
+    async def resume(self, *, operator: str, reason: str, clear_downtime: bool = False,
+                     restored_checked: bool = False) -> dict[str, Any]:
         """Staff clear a halt, and with `clear_downtime` the window from central in force now.
 
         Logged at WARNING with who and why, and published as `upstream.resumed`. After a halt
         the loop checks central's cursor again before sending anything, so a cause not fixed
         halts again with the same alarm; this waits a few seconds at most for that check and
-        returns the link as it then is. ConflictError `not_halted` when there is nothing to do.
+        returns the link as it then is, with `still_held`: the codes of what the adapter still
+        holds until staff resume with `restored_checked` (nhsa: the pending records of a spool
+        restored from the mirror, released only once staff say they checked them with the
+        platform). ConflictError `not_halted` when there is nothing to do (naming what is still
+        held, and how to release it, when that is why).
         """
         cleared = self._notices.clear_central(self._clock()) if clear_downtime else []
         halted = self.link.halted
         # What the adapter holds back for staff without a halt (nhsa: a person after a refused
         # reversal): cleared here too, and named with the halt's codes.
-        held = self._adapter.resume() if self._adapter is not None else []
+        adapter = self._adapter
+        held = adapter.resume(restored_checked=restored_checked) if adapter is not None else []
+        still = adapter.still_held() if adapter is not None else []
         if not halted and not cleared and not held:
             extra = " and no downtime window from central is in force" if clear_downtime else ""
+            if still:
+                raise ConflictError(
+                    f"uploading is not halted{extra}, and {', '.join(still)} stays held: a resume without "
+                    "restored_checked does not release the pending records of a spool restored from the mirror. "
+                    "Once they are checked with central (the alarm says how), resume with \"restored_checked\": "
+                    "true (terminald upstream resume --restored-checked --reason '…')",
+                    code="not_halted", still_held=still,
+                )
+            if restored_checked:
+                extra += ", and no records restored from the mirror are held"
             raise ConflictError(f"uploading is not halted{extra}: nothing to resume", code="not_halted")
         checked = self._checked
         codes = (self._tracker.resume() if halted else []) + held
@@ -229,6 +246,8 @@ class Uploader:
             )
         if codes:
             log.warning("uploading resumed by %s after %s: %s", operator, ", ".join(codes), reason)
+        if still:
+            log.warning("resumed by %s without restored_checked: %s still held", operator, ", ".join(still))
         self.emit(
             "upstream.resumed",
             {"at": now_iso(self.tz), "operator": operator, "reason": reason, "halt": codes,
@@ -239,7 +258,7 @@ class Uploader:
         if halted:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(checked.wait(), min(self.cfg.upstream.timeout_s + 1.0, 10.0))
-        return self.link.as_dict()
+        return {**self.link.as_dict(), "still_held": still}
 
     # -- the loop ---------------------------------------------------------------------------------
 

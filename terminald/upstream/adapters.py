@@ -100,11 +100,21 @@ class Adapter(Protocol):
         """Compare the spool's totals of a business day (`local`: count and net sums of the
         accepted records, reports.py) with central's; the report reports.py returns."""
 
-    def resume(self) -> list[str]:
+    def resume(self, *, restored_checked: bool = False) -> list[str]:
         """Staff resumed uploading: clear what the adapter holds back for staff by itself (nhsa:
         persons waiting after a refused reversal or a record it cannot finish) and look again
         (sync) before the next round. Returns the alarm codes cleared; [] when nothing was held
-        (v1 holds nothing: its halts are the uploader's)."""
+        (v1 holds nothing: its halts are the uploader's).
+
+        `restored_checked`: staff say they checked the pending records of a spool rebuilt from
+        the mirror with central (nhsa: the records held as `nhsa_restored_unverified` are sent
+        from now on, the spool's restore marker goes). Only then: a resume for any other reason
+        leaves that hold (`still_held`). v1 ignores it."""
+
+    def still_held(self) -> list[str]:
+        """The alarm codes of what the adapter holds until staff resume with `restored_checked`
+        (nhsa: `nhsa_restored_unverified` while the spool's restore marker is there); [] when
+        nothing (v1: always)."""
 
 
 AdapterFactory = Callable[..., Adapter]

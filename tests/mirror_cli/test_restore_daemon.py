@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from spool import Spool
 from terminald.sim.central import CentralSim
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.postgres import PgPair
@@ -85,6 +86,12 @@ def test_restore_then_the_daemon_uploads_the_pending_sales(
     assert "pending 5" in out and "settled 5" in out, out
     mode = stat.S_IMODE((d.state_dir / "spool.db").stat().st_mode)
     assert mode == 0o600, oct(mode)
+    # v1: central's cursor and record ids make re-sending safe. No "rebuilt from a copy" mark
+    # (spool/restored.py): nothing under v1 would ever clear it, and a later switch to nhsa would
+    # hold these records for nothing.
+    with Spool.open_readonly(d.state_dir / "spool.db", TID) as rebuilt:
+        assert rebuilt.restored_from() is None
+    assert "wait for staff" not in out and "--restored-checked" not in out, out
 
     check = terminald("spool", "check", env=d.env)
     assert check.returncode == 0, check.stdout + check.stderr

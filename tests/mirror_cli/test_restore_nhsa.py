@@ -6,7 +6,8 @@ The mirror gives back the records, not the call log that says whether a pending 
 reached the platform before the old disk died; the platform has no idempotency key, so sending
 them again could settle a sale twice. The restore says they wait for staff; the restarted
 daemon holds them (alarm `nhsa_restored_unverified`, no 2102 for them) while a new patient's
-sale settles at once; after `terminald upstream resume` each is settled once."""
+sale settles at once; a plain `terminald upstream resume` leaves them held (and says so); after
+`terminald upstream resume --restored-checked` each is settled once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from spool import Spool
 from terminald.sim.nhsa import NhsaSim
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.postgres import PgPair
@@ -34,6 +36,12 @@ def _alarms(api: httpx.Client) -> dict[str, str]:
 
 def _psn_nos_of_2102(sim: NhsaSim) -> list[str]:
     return [c["request"]["input"]["data"]["psn_no"] for c in sim.calls("2102")]
+
+
+def _resume(d: DaemonProcess, reason: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "terminald.cli", "upstream", "resume", "--config",
+                           str(d.config_path), "--reason", reason, "--operator", "ops-li", *extra],
+                          capture_output=True, text=True, env=d.env, timeout=60, check=False)
 
 
 def test_restored_pending_sales_wait_for_staff_then_settle_once(
@@ -60,12 +68,17 @@ def test_restored_pending_sales_wait_for_staff_then_settle_once(
     restored = terminald("spool", "restore", "--from-mirror", env=d.env)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "wait for staff" in restored.stdout and ALARM in restored.stdout, restored.stdout
+    assert "terminald upstream resume --restored-checked" in restored.stdout, restored.stdout
+    with Spool.open_readonly(d.state_dir / "spool.db", TID) as rebuilt:
+        marker = rebuilt.restored_from()
+    assert marker is not None and (marker.source, marker.last_seq, marker.pending) == ("mirror", 3, 2)
     nhsa_sim.control(down=False)
     before = len(nhsa_sim.calls("2102"))
     d.start()
     with d.client() as api:
         wait_for(lambda: ALARM in _alarms(api), 30, "the nhsa_restored_unverified alarm")
         assert "2 pending record(s) up to seq 3" in _alarms(api)[ALARM]
+        assert "terminald upstream resume --restored-checked" in _alarms(api)[ALARM]
         # Another patient at the counter is not held: their sale settles at the platform now.
         pos = Pos(api, "after")
         new = pos.sell(qian, 4500)
@@ -76,13 +89,27 @@ def test_restored_pending_sales_wait_for_staff_then_settle_once(
         assert _psn_nos_of_2102(nhsa_sim)[before:] == [qian.psn_no]  # nothing for the restored ones
         assert [api.get(f"/v1/transactions/{t['id']}").json()["status"] for t in txs[1:3]] == ["pending"] * 2
 
-        # Staff checked with the platform (none of them stands there), then resume.
-        done = subprocess.run([sys.executable, "-m", "terminald.cli", "upstream", "resume", "--config",
-                               str(d.config_path), "--reason", "checked with the platform", "--operator", "ops-li"],
-                              capture_output=True, text=True, env=d.env, timeout=60, check=False)
+        # A resume that does not say the restored sales were checked (nothing else to resume):
+        # refused, naming the hold and the flag; nothing is sent.
+        plain = _resume(d, "unblock the counter")
+        assert plain.returncode == 1, plain.stdout + plain.stderr
+        assert "not_halted" in plain.stdout and ALARM in plain.stdout, plain.stdout
+        assert "--restored-checked" in plain.stdout, plain.stdout
+        body = api.post("/v1/upstream/resume", json={"operator": "ops-li", "reason": "unblock"})
+        assert body.status_code == 409 and body.json()["code"] == "not_halted", body.text
+        assert body.json()["still_held"] == [ALARM], body.text
+        assert ALARM in _alarms(api)
+        assert _psn_nos_of_2102(nhsa_sim)[before:] == [qian.psn_no]
+        assert [api.get(f"/v1/transactions/{t['id']}").json()["status"] for t in txs[1:3]] == ["pending"] * 2
+
+        # Staff checked with the platform (none of them stands there), then resume saying so.
+        done = _resume(d, "checked with the platform", "--restored-checked")
         assert done.returncode == 0, done.stdout + done.stderr
+        assert "resumed by ops-li" in done.stdout and "still held" not in done.stdout, done.stdout
         wait_for(lambda: api.get("/v1/status").json()["spool"]["pending"] == 0, 60, "the restored sales settled")
         assert ALARM not in _alarms(api)
         final = [api.get(f"/v1/transactions/{t['id']}").json() for t in txs]
     assert [t["status"] for t in final] == ["settled"] * 4
     check_books(nhsa_sim, final, persons)  # each sale stands once at the platform, in each person's order
+    log = d.stderr_text()
+    assert f"uploading resumed by ops-li after {ALARM}: checked with the platform" in log

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from spool import GENESIS_HASH, InvalidRequest, Outcome, Record, Spool, canonical_json, connect, migrate, record_hash
+from spool.restored import mark_in
 from spool.salvage import LostRange, SalvageReport, after_break_path, salvage
 from spool.schema import NAMESPACE, STEPS
 from terminald.upload.state import UploadState
@@ -128,6 +129,37 @@ def test_a_pruned_spool_continues_from_its_checkpoint(tmp_path: Path) -> None:
     assert report.complete
     assert (report.chain_start, report.copied, report.first_seq, report.last_seq) == (8, 4, 9, 12)
     assert [r.seq for r in _reopen(dest)] == [9, 10, 11, 12]
+
+
+def test_the_mark_of_a_spool_restored_from_the_mirror_goes_along(tmp_path: Path) -> None:
+    """The nhsa adapter holds a restored spool's pending records until staff checked them with the
+    platform (spool/restored.py): a salvage of that spool must not release them."""
+    src = tmp_path / "src" / "s.db"
+    src.parent.mkdir()
+    _build(src, 30)
+    with Spool.open(src, TERMINAL_ID, background_check=False) as sp:
+        sp.write(lambda conn: mark_in(conn, "mirror", 20, 20))
+        marker = sp.restored_from()
+    assert marker is not None and (marker.last_seq, marker.pending) == (20, 20)
+    _tamper(src, "UPDATE records SET payload = json_set(payload, '$.total_fen', 99999) WHERE seq = 25")
+
+    report, dest = _salvage(src, tmp_path)
+
+    _broken(report, at=25, copied=24, after=6, last=30)
+    with Spool.open(dest, TERMINAL_ID, background_check=False) as sp:
+        assert sp.restored_from() == marker  # as it was: source, time, last seq, pending
+    with Spool.open_readonly(dest, TERMINAL_ID) as sp:
+        assert sp.restored_from() == marker
+
+    # One never restored (or acknowledged since) gets no mark.
+    plain = tmp_path / "plain" / "s.db"
+    plain.parent.mkdir()
+    _build(plain, 3)
+    (tmp_path / "second").mkdir()
+    report, dest = _salvage(plain, tmp_path / "second")
+    assert report.complete
+    with Spool.open_readonly(dest, TERMINAL_ID) as sp:
+        assert sp.restored_from() is None
 
 
 def test_an_untouched_crash_copy_is_copied_whole_with_what_only_its_wal_holds(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@
                  parked, decided): a reversal needs no patient
     probe()      nothing while the gateway answered within PROBE_QUIET_S and nothing failed
                  since; else a sign-in: changes nothing, and proves the gateway takes our calls
-    resume()     staff's resume: the persons held for staff are tried again (sync first)
+    resume()     staff's resume: the persons held for staff are tried again (sync first); the
+                 records of a spool restored from the mirror only with restored_checked
     notices()    None: the platform has no notices
     reconcile()  3201 for one business day (reconcile.py)
 
@@ -56,6 +57,7 @@ from terminald.upstream.nhsa.settle import Settler
 if TYPE_CHECKING:
     import httpx
 
+    from spool.restored import RestoredFrom
     from terminald.upload.notices import Notices
     from terminald.upstream.adapters import UpstreamHost
 
@@ -124,7 +126,11 @@ class NhsaAdapter:
         self._resync = False  # staff resumed: sync before the next round
         # Records held because the spool was rebuilt from the mirror (spool/restored.py): the
         # call log that would say whether they reached the platform died with the old disk.
-        self._restored_held = 0
+        # What the last `_pending` read in its thread: the marker, how many records it held, and
+        # how many acknowledgements (`resume(restored_checked=True)`) there had been then: one
+        # since makes it stale. Said from here, so that the event loop never reads the spool.
+        self._restored_seen: tuple[int, RestoredFrom | None, int] = (0, None, 0)
+        self._restore_acks = 0
 
     async def aclose(self) -> None:
         try:
@@ -153,17 +159,21 @@ class NhsaAdapter:
     async def flush(self) -> None:
         """Nothing to finish: every outcome is applied before its person's next record starts."""
 
-    def resume(self) -> list[str]:
-        """Staff resumed: the persons held for staff (refused reversal, parked record, a spool
-        restored from the mirror) are tried again, after a sync. The alarms cleared, by code
-        (empty: nothing was held)."""
+    def resume(self, *, restored_checked: bool = False) -> list[str]:
+        """Staff resumed: the persons held for staff (refused reversal, parked record) are tried
+        again, after a sync. The records of a spool restored from the mirror only when staff say
+        they checked them with the platform (`restored_checked`): a resume for anything else
+        (one patient after a refused reversal, a halt, a downtime window) leaves them held
+        (`still_held`). The alarms cleared, by code (empty: nothing was held)."""
         cleared = [code for code, held in ((REVERSAL_REFUSED, self.blocked), (RECORD_STUCK, self.parked)) if held]
-        if self.host.spool.restored_from() is not None:
+        if restored_checked and self.host.spool.restored_from() is not None:
             # Staff checked the restored records with the platform: they are sent from now on.
             self.host.spool.acknowledge_restore()
-            log.warning("resume: the records restored from the mirror are uploaded from now on")
+            # After the marker went: a round that read it before is stale and says nothing.
+            self._restore_acks += 1
+            log.warning("resume: staff checked the records restored from the mirror with the platform: they are "
+                        "uploaded from now on")
             cleared.append(RESTORED_UNVERIFIED)
-            self._restored_held = 0
         if cleared:
             log.warning("resume: %d person(s) held for a refused reversal, %d parked, tried again",
                         len(self.blocked), len(self.parked))
@@ -172,6 +182,11 @@ class NhsaAdapter:
             self.host.clear_alarm(code)
         self._resync = self._resync or bool(cleared)
         return cleared
+
+    def still_held(self) -> list[str]:
+        """`nhsa_restored_unverified` while the spool's restore marker is there: only a resume
+        with `restored_checked` releases those records."""
+        return [RESTORED_UNVERIFIED] if self.host.spool.restored_from() is not None else []
 
     def _forget(self) -> None:
         self.blocked.clear()
@@ -288,9 +303,10 @@ class NhsaAdapter:
         # fill the window.
         found: list[Record] = []
         held: set[str] = set()
+        acks = self._restore_acks  # before the marker is read: an acknowledgement after it shows
         restored = self.host.spool.restored_from()
         restored_up_to = restored.last_seq if restored is not None else 0
-        self._restored_held = 0
+        restored_held = 0
         after = 0
         while len(found) < WINDOW:
             page = self.host.spool.backlog(after, PAGE)
@@ -299,24 +315,29 @@ class NhsaAdapter:
             for record in page:
                 key = self._key(record)
                 if record.seq <= restored_up_to:
-                    self._restored_held += 1
+                    restored_held += 1
                     held.add(key)
                 elif key in held or not self.host.eligible(record):
                     held.add(key)
                 else:
                     found.append(record)
             after = page[-1].seq
+        self._restored_seen = (acks, restored, restored_held)
         return found
 
     def _say_restored_held(self) -> None:
-        restored = self.host.spool.restored_from() if self._restored_held else None
-        if restored is None:
+        """The alarm for the records the last `_pending` held for the restore (what it read: no
+        spool read here, on the event loop); nothing when staff acknowledged it meanwhile."""
+        acks, restored, count = self._restored_seen
+        if restored is None or not count or acks != self._restore_acks:
             return
-        message = (f"the spool was rebuilt from the {restored.source} ({restored.at}): {self._restored_held} pending "
+        message = (f"the spool was rebuilt from the {restored.source} ({restored.at}): {count} pending "
                    f"record(s) up to seq {restored.last_seq} may have been settled at the platform before the old "
                    "disk was lost (their call log was lost with it), so they are held. Check them with the platform "
                    "(terminald reconcile for their days, the platform's settlements of each person), reverse there "
-                   "any that stands, then resume uploading (terminald upstream resume): each is then settled once")
+                   "any that stands, then release them: terminald upstream resume --restored-checked --reason '…' "
+                   "(POST /v1/upstream/resume with \"restored_checked\": true); each is then settled once. A resume "
+                   "without it leaves them held")
         if self.host.alarm(RESTORED_UNVERIFIED, message):  # new: said once, not every round
             log.error("%s", message)
 

@@ -114,8 +114,12 @@ class V1Adapter:
         if results:
             self._host.state.ack(max(r.seq for r in results))
 
-    def resume(self) -> list[str]:
-        """v1 holds nothing back by itself: its halts are the uploader's."""
+    def resume(self, *, restored_checked: bool = False) -> list[str]:
+        """v1 holds nothing back by itself: its halts are the uploader's. `restored_checked` is
+        ignored: central's cursor and record ids make re-sending restored records safe."""
+        return []
+
+    def still_held(self) -> list[str]:
         return []
 
     async def flush(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -223,6 +224,15 @@ def age_calls(spool: Spool, seconds: float) -> None:
                          (shift(sent_at), shift(completed_at), msgid))
 
     spool.write(update)
+
+
+async def until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``check`` on the running loop until true; AssertionError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

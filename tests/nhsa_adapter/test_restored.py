@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from terminald.errors import ConflictError
 from terminald.sim.nhsa import NhsaSim
 from terminald.upload.uploader import Uploader
 from terminald.upstream.nhsa.adapter import RESTORED_UNVERIFIED, REVERSAL_REFUSED
-from tests.nhsa_adapter.helpers import Bench, card_of, drain, run, sale
+from tests.nhsa_adapter.helpers import Bench, card_of, drain, run, sale, until
 
 
 def test_restored_pending_records_wait_for_staff_then_settle_once(bench: Bench, nhsa_sim: NhsaSim) -> None:
@@ -61,14 +59,6 @@ def test_restored_pending_records_wait_for_staff_then_settle_once(bench: Bench, 
     assert bench.drain(sync=True) == 0 and RESTORED_UNVERIFIED not in bench.host.alarms
 
 
-async def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def test_a_resume_for_another_reason_keeps_the_restored_records_held(bench: Bench, nhsa_sim: NhsaSim) -> None:
     """Under the real uploader: staff resume to let one patient go on after a refused reversal;
     the restored records stay held (and the answer says so); with nothing else to resume, a
@@ -89,13 +79,13 @@ def test_a_resume_for_another_reason_keeps_the_restored_records_held(bench: Benc
                       retry_cap_s=0.5, idle_probe_s=0.2)
         await up.start()
         try:
-            await _until(lambda: {REVERSAL_REFUSED, RESTORED_UNVERIFIED} <= codes(up), 15, "both alarms")
+            await until(lambda: {REVERSAL_REFUSED, RESTORED_UNVERIFIED} <= codes(up), 15, "both alarms")
             nhsa_sim.control(refuse={})  # the office takes zhao's reversal now
             link = await up.resume(operator="staff", reason="zhao's reversal checked with the office")
             assert link["still_held"] == [RESTORED_UNVERIFIED]
             assert RESTORED_UNVERIFIED in [a["code"] for a in link["alarms"]]
             assert REVERSAL_REFUSED not in [a["code"] for a in link["alarms"]]
-            await _until(lambda: bench.record(other).status == "settled", 15, "zhao's sale settled")
+            await until(lambda: bench.record(other).status == "settled", 15, "zhao's sale settled")
             assert bench.record(restored).status == "pending" and bench.spool.restored_from() is not None
 
             with pytest.raises(ConflictError) as refused:
@@ -107,7 +97,7 @@ def test_a_resume_for_another_reason_keeps_the_restored_records_held(bench: Benc
 
             link = await up.resume(operator="staff", reason="checked with the platform", restored_checked=True)
             assert link["still_held"] == [] and RESTORED_UNVERIFIED not in [a["code"] for a in link["alarms"]]
-            await _until(lambda: bench.record(restored).status == "settled", 15, "the restored sale settled")
+            await until(lambda: bench.record(restored).status == "settled", 15, "the restored sale settled")
             with pytest.raises(ConflictError, match="no records restored from the mirror are held"):
                 await up.resume(operator="staff", reason="again", restored_checked=True)
         finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,15 +11,7 @@ import pytest
 from terminald.upload.errors import Unreachable
 from terminald.upload.uploader import Uploader
 from terminald.upstream.nhsa.adapter import PROBE_QUIET_S, REVERSAL_REFUSED
-from tests.nhsa_adapter.helpers import Bench, card_of, run, sale
-
-
-async def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.nhsa_adapter.helpers import Bench, card_of, run, sale, until
 
 
 def _uploader(bench: Bench, events: list[tuple[str, dict[str, Any]]], **tuning: Any) -> Uploader:
@@ -38,12 +29,12 @@ def test_staff_resume_clears_a_refused_reversal_without_a_restart(bench: Bench) 
         up = _uploader(bench, events, idle_probe_s=0.2)
         await up.start()
         try:
-            await _until(lambda: any(a["code"] == REVERSAL_REFUSED for a in up.link.alarms), 10, "the alarm")
+            await until(lambda: any(a["code"] == REVERSAL_REFUSED for a in up.link.alarms), 10, "the alarm")
             assert not up.link.halted
             bench.sim.control(refuse={})  # the office checked its books and takes the reversal now
             link = await up.resume(operator="staff", reason="checked with the office")
             assert REVERSAL_REFUSED not in [a["code"] for a in link["alarms"]]
-            await _until(lambda: bench.record(record).status == "settled", 10, "the sale settled")
+            await until(lambda: bench.record(record).status == "settled", 10, "the sale settled")
         finally:
             await up.stop()
 
@@ -140,7 +131,7 @@ def test_the_uploader_acknowledges_nothing_for_nhsa(bench: Bench) -> None:
         up = _uploader(bench, events, idle_probe_s=0.2)
         await up.start()
         try:
-            await _until(lambda: all(bench.record(r).status == "settled" for r in records), 10, "settled")
+            await until(lambda: all(bench.record(r).status == "settled" for r in records), 10, "settled")
             acked.append(up.state.acked_seq)
         finally:
             await up.stop()

@@ -613,7 +613,14 @@ class Spool:
         def q(conn: sqlite3.Connection) -> list[Record]:
             rows = conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM records WHERE kind = 'settlement'"
-                " AND ((status = 'settled' AND outage = 1 AND refund IS NULL) OR status = 'rejected'"
+                # Record.refund_owed_fen's conditions, in SQL, so that what owes nothing never
+                # fills the LIMIT: no revoke standing (pending or settled), a fund share to hand over.
+                " AND ((status = 'settled' AND outage = 1 AND refund IS NULL"
+                "       AND NOT EXISTS (SELECT 1 FROM records r WHERE r.original_seq = records.seq"
+                "                       AND r.status IN ('pending', 'settled'))"
+                "       AND (max(coalesce(json_extract(outcome, '$.fund_paid_fen'), 0), 0)"
+                "            + max(coalesce(json_extract(outcome, '$.account_paid_fen'), 0), 0)) > 0)"
+                "      OR status = 'rejected'"
                 # The owed amount decided when it was voided (spool/transitions.resolve_in): in
                 # SQL, so that sales resolved as self-pay (owing nothing) never fill the LIMIT.
                 "      OR (status = 'resolved' AND outage = 1 AND refund IS NULL"

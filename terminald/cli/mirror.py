@@ -64,7 +64,7 @@ def status_command(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on standard output.")] = False,
 ) -> None:
-    """This terminal's mirror: head, records waiting, lag, alarms. Exit 1 on an alarm or lag."""
+    """This terminal's mirror: head, records waiting, lag, alarms. Exit 1 when not connected, on an alarm or lag."""
     raise typer.Exit(mirror_status(load(config), as_json=as_json))
 
 

@@ -92,9 +92,10 @@ def spool_restore(
     password_file: Annotated[Path | None, typer.Option(
         "--password-file", help="Default: the config's mirror.password_file.")] = None,
 ) -> None:
-    """Rebuild a lost spool from the PostgreSQL mirror, its chain verified from seq 1.
+    """Rebuild a lost spool from the PostgreSQL mirror, its chain verified from seq 1 (or its prune checkpoint).
 
-    Pending records stay pending. Refused while terminald runs or while a spool file exists."""
+    Pending records stay pending; with upstream nhsa they are held until `terminald upstream resume
+    --restored-checked`. Refused while terminald runs or while a spool file exists."""
     from terminald.cli.mirror import restore_from_mirror
 
     if not from_mirror:

@@ -28,7 +28,8 @@ class Resolution(StrEnum):
 def transactions_resolve(
     record: Annotated[str, typer.Argument(metavar="ID", help="The rejected transaction's id.")],
     resolution: Annotated[Resolution, typer.Option(
-        "--as", help="self_pay: the patient paid it all themselves; voided: the sale is cancelled.")],
+        "--as", help="self_pay: the patient paid it all themselves; voided: the sale is cancelled (an outage "
+                     "sale then owes the patient all they paid: see terminald followups).")],
     note: Annotated[str | None, typer.Option("--note", help="Kept with the record (at most 500 characters).")]
     = None,
     config: ConfigOpt = None,

@@ -203,3 +203,16 @@ def test_voiding_a_sale_whose_revoke_handed_the_money_back_owes_nothing(tmp_path
         resolved = sp.resolve(sale.record_id, "voided")
         assert resolved.refund_owed_fen == 0 and resolved.resolution["owed_fen"] == 0  # type: ignore[index]
         assert sp.followups() == []
+
+
+def test_follow_ups_find_an_owed_refund_behind_revoked_and_fund_less_outage_sales(tmp_path: Path) -> None:
+    """Outage sales that owe nothing (revoked, or settled with no fund share) never fill the
+    follow-ups' page ahead of one that owes: the page is chosen in SQL by what is owed."""
+    with Spool.open(tmp_path / "spool.db", TERMINAL_ID, background_check=False) as sp:
+        revoked = [_settle(sp, _sale(sp, f"revoked-{i}", outage=True)) for i in range(2)]
+        for i, record in enumerate(revoked):
+            _revoke(sp, record, f"revoke-{i}")
+        _settle(sp, _sale(sp, "no-fund-share", outage=True), fund=0, account=0)
+        owed = _settle(sp, _sale(sp, "owed", outage=True))
+        assert [r.record_id for r in sp.followups(limit=2)] == [owed.record_id]
+        assert [r.refund_owed_fen for r in sp.followups()] == [2000]

@@ -17,7 +17,8 @@ from typing import Any
 
 from spool.errors import InvalidRequest
 
-__all__ = ["GENESIS_HASH", "canonical_json", "digest", "record_hash", "record_hash_spliced", "verify_links"]
+__all__ = ["GENESIS_HASH", "canonical_json", "canonical_text", "digest", "record_hash", "record_hash_spliced",
+           "record_text", "verify_links"]
 
 GENESIS_HASH = "0" * 64
 
@@ -28,13 +29,17 @@ GENESIS_HASH = "0" * 64
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def canonical_json(obj: object) -> bytes:
-    """Encode ``obj`` as canonical JSON bytes; InvalidRequest if it is not JSON."""
+def canonical_text(obj: object) -> str:
+    """Encode ``obj`` as canonical JSON text; InvalidRequest if it is not JSON."""
     try:
-        text = _ENCODER.encode(obj)
+        return _ENCODER.encode(obj)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"value is not canonical JSON: {exc}") from exc
-    return text.encode("utf-8")
+
+
+def canonical_json(obj: object) -> bytes:
+    """Encode ``obj`` as canonical JSON bytes; InvalidRequest if it is not JSON."""
+    return canonical_text(obj).encode("utf-8")
 
 
 def digest(obj: object) -> str:
@@ -42,10 +47,15 @@ def digest(obj: object) -> str:
     return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
+def record_text(wire: Mapping[str, object]) -> str:
+    """The text a wire record's ``hash`` is the SHA-256 of (its canonical JSON without ``hash``):
+    what the mirror keeps as the record itself."""
+    return canonical_text({k: v for k, v in wire.items() if k != "hash"})
+
+
 def record_hash(wire_without_hash: Mapping[str, object]) -> str:
     """The ``hash`` of a wire record; a ``hash`` key, if present, is ignored."""
-    body = {k: v for k, v in wire_without_hash.items() if k != "hash"}
-    return digest(body)
+    return hashlib.sha256(record_text(wire_without_hash).encode("utf-8")).hexdigest()
 
 
 def record_hash_spliced(envelope: Mapping[str, object], payload_json: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from spool import Record
+from spool.chain import record_text
 
 __all__ = [
     "INSERT_BATCH_SQL",
@@ -52,9 +53,6 @@ INSERT_SQL = (
 # Without the default separators' spaces: a fifth less time in json.dumps (one C call that
 # holds the GIL throughout) and fewer bytes to send; the server parses both alike.
 _compact_json = partial(json.dumps, separators=(",", ":"))
-# spool.chain.canonical_json's settings (the hash chain's encoding, a contract with central);
-# tests/mirror check that the text it writes hashes to the record's hash.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 # How json.dumps (ensure_ascii or not) and canonical_json write U+0000 in a string: the one
 # character jsonb refuses (UntranslatableCharacter). Found in a JSON text it may also be part of
@@ -122,15 +120,8 @@ def local_state(record: Record) -> dict[str, Any]:
 
 def hashed_text(record: Record) -> str:
     """The text ``record.hash`` is the SHA-256 of: the canonical JSON of its wire record without
-    ``hash`` (spool/chain.py's ``record_hash``, the very bytes the spool and central hash)."""
-    # _CANONICAL is canonical_json's encoder, as a str (no encoding to bytes and back), on the
-    # wire record's fields but hash, named here (no wire() dict to copy and cut).
-    return _CANONICAL.encode({
-        "business_time": record.business_time, "kind": record.kind, "offline": record.offline,
-        "offline_reason": record.offline_reason, "payload": record.payload, "prev_hash": record.prev_hash,
-        "record_id": record.record_id, "seq": record.seq, "spooled_at": record.spooled_at,
-        "terminal_id": record.terminal_id,
-    })  # fmt: skip
+    ``hash`` (spool/chain.py's ``record_text``, the very bytes the spool and central hash)."""
+    return record_text(record.wire())
 
 
 def jsonb_safe(value: Any) -> Any:
